@@ -1,0 +1,31 @@
+import { boolean, index, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+
+export const accounts = pgTable("accounts", {
+  id: text("id").primaryKey(),
+  /** Stored lowercased and trimmed; unique. */
+  email: text("email").notNull().unique(),
+  /** argon2id PHC string from Bun.password. */
+  passwordHash: text("password_hash").notNull(),
+  isOperator: boolean("is_operator").notNull().default(false),
+  createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+});
+
+export const sessions = pgTable(
+  "sessions",
+  {
+    id: text("id").primaryKey(),
+    accountId: text("account_id")
+      .notNull()
+      .references(() => accounts.id, { onDelete: "cascade" }),
+    /** SHA-256 (hex) of the token's secret half; the token itself is never stored. */
+    secretHash: text("secret_hash").notNull(),
+    csrfToken: text("csrf_token").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    lastSeenAt: timestamp("last_seen_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }).notNull(),
+    ip: text("ip"),
+    userAgent: text("user_agent"),
+  },
+  (t) => [index("sessions_account_idx").on(t.accountId)],
+);

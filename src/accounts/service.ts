@@ -1,0 +1,59 @@
+import { count, eq } from "drizzle-orm";
+import { z } from "zod";
+import type { Deps } from "../deps.ts";
+import { recordAudit, type Actor } from "../audit/service.ts";
+import { newId } from "../ids.ts";
+import { ApiError, type FieldError } from "../plugins/problem.ts";
+import { accounts } from "./accounts.sql.ts";
+
+export const emailSchema = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .max(254, "is longer than 254 characters")
+  .pipe(z.email({ message: "is not a valid email address" }));
+
+export const passwordSchema = z
+  .string()
+  .min(12, "must be at least 12 characters")
+  .max(256, "must be at most 256 characters");
+
+export const newAccountSchema = z.object({ email: emailSchema, password: passwordSchema });
+
+export type Account = typeof accounts.$inferSelect;
+
+export function zodFieldErrors(error: z.ZodError): FieldError[] {
+  return error.issues.map((i) => ({ field: i.path.join(".") || "body", message: i.message }));
+}
+
+/**
+ * Creates an account. The first account of an empty database becomes an operator, as does
+ * one created with `operator: true`.
+ */
+export async function createAccount(
+  deps: Pick<Deps, "db" | "clock">,
+  input: { email: string; password: string; operator?: boolean },
+  who: Actor,
+): Promise<Account> {
+  const parsed = newAccountSchema.safeParse(input);
+  if (!parsed.success) throw new ApiError(400, "invalid_request", "The account details are not valid.", zodFieldErrors(parsed.error));
+  const { email, password } = parsed.data;
+  const passwordHash = await Bun.password.hash(password, { algorithm: "argon2id" });
+  const now = new Date(deps.clock.now());
+  return deps.db.transaction(async (tx) => {
+    const existing = await tx.select({ id: accounts.id }).from(accounts).where(eq(accounts.email, email));
+    if (existing.length) throw new ApiError(409, "email_taken", "An account with this email already exists.", [{ field: "email", message: "is already registered" }]);
+    const [{ n } = { n: 0 }] = await tx.select({ n: count() }).from(accounts);
+    const [account] = await tx
+      .insert(accounts)
+      .values({ id: newId("acct"), email, passwordHash, isOperator: Boolean(input.operator) || n === 0, createdAt: now, updatedAt: now })
+      .returning();
+    await recordAudit(tx, who, { accountId: account!.id, action: "account.created", changes: { email, operator: account!.isOperator } }, now);
+    return account!;
+  });
+}
+
+export async function findAccountByEmail(deps: Pick<Deps, "db">, email: string): Promise<Account | undefined> {
+  const [row] = await deps.db.select().from(accounts).where(eq(accounts.email, email.trim().toLowerCase()));
+  return row;
+}

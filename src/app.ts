@@ -1,0 +1,21 @@
+import { Elysia } from "elysia";
+import { html } from "@elysiajs/html";
+import type { Deps } from "./deps.ts";
+import { errorsPlugin } from "./plugins/errors.ts";
+import { observePlugin } from "./plugins/observe.ts";
+import { opsRoutes } from "./ops/routes.ts";
+import { staticRoutes } from "./ops/static.ts";
+import { portalRoutes } from "./portal/routes.tsx";
+
+/** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
+export function createApp(deps: Deps) {
+  return new Elysia()
+    .use(errorsPlugin(deps.log))
+    .use(observePlugin(deps.log, deps.metrics))
+    .use(html())
+    .use(opsRoutes(deps))
+    .use(staticRoutes())
+    .use(portalRoutes(deps));
+}
+
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,172 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+
+/** The one place that reads the environment. Every variable, its default and its check. */
+const intIn = (name: string, min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return fallback;
+      const n = Number(raw);
+      if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: `${name} must be an integer ${min}-${max}, got ${JSON.stringify(raw)}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const urlWith = (name: string, protocols: string[]) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return undefined;
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        ctx.addIssue({ code: "custom", message: `${name} must be a URL (${protocols.join(" or ")}), got an unparsable value` });
+        return z.NEVER;
+      }
+      if (!protocols.includes(url.protocol)) {
+        ctx.addIssue({ code: "custom", message: `${name} must start with ${protocols.map((p) => p + "//").join(" or ")}, got "${url.protocol}//…"` });
+        return z.NEVER;
+      }
+      return raw;
+    });
+
+const oneOf = <T extends string>(name: string, values: readonly T[], fallback: T) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx): T => {
+      if (raw === undefined || raw === "") return fallback;
+      const v = raw.trim().toLowerCase() as T;
+      if (!values.includes(v)) {
+        ctx.addIssue({ code: "custom", message: `${name} must be one of ${values.join(", ")}, got ${JSON.stringify(raw)}` });
+        return z.NEVER;
+      }
+      return v;
+    });
+
+const bool = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return false;
+      const v = raw.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(v)) return true;
+      if (["0", "false", "no", "off"].includes(v)) return false;
+      ctx.addIssue({ code: "custom", message: `${name} must be true or false, got ${JSON.stringify(raw)}` });
+      return z.NEVER;
+    });
+
+const envSchema = z.object({
+  PORT: intIn("PORT", 1, 65535, 3000),
+  HOST: z.string().optional().transform((v) => v || "0.0.0.0"),
+  DATA_DIR: z.string().optional().transform((v) => resolve(v || "./data")),
+  DATABASE_URL: urlWith("DATABASE_URL", ["postgres:", "postgresql:"]),
+  REDIS_URL: urlWith("REDIS_URL", ["redis:", "rediss:"]),
+  KEY_PREFIX: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const v = raw || "kp";
+      if (!/^[a-z][a-z0-9]{1,7}$/.test(v) || v === "sk") {
+        ctx.addIssue({ code: "custom", message: `KEY_PREFIX must be 2-8 lowercase letters or digits starting with a letter (and not "sk"), got ${JSON.stringify(raw)}` });
+        return z.NEVER;
+      }
+      return v;
+    }),
+  USAGE_FLUSH_MS: intIn("USAGE_FLUSH_MS", 100, 3_600_000, 5000),
+  SECRET_KEY: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return undefined;
+      if (raw.length < 32) {
+        ctx.addIssue({ code: "custom", message: `SECRET_KEY must be at least 32 characters, got ${raw.length}` });
+        return z.NEVER;
+      }
+      return raw;
+    }),
+  LOG_LEVEL: oneOf("LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
+  TRUST_PROXY: bool("TRUST_PROXY"),
+  INSTANCE_COUNT: intIn("INSTANCE_COUNT", 1, 1000, 1),
+  RATE_LIMIT_ON_REDIS_ERROR: oneOf("RATE_LIMIT_ON_REDIS_ERROR", ["local", "allow", "deny"] as const, "local"),
+});
+
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  keyPrefix: string;
+  usageFlushMs: number;
+  /** Undefined only until `ensureSecretKey` has run (embedded mode generates one). */
+  secretKey: string | undefined;
+  /** Where the secret key came from: the environment, or DATA_DIR/secret.key. */
+  secretKeySource: "env" | "file" | "unset";
+  logLevel: LogLevel;
+  trustProxy: boolean;
+  instanceCount: number;
+  rateLimitOnRedisError: "local" | "allow" | "deny";
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses an environment; throws a ConfigError whose message is one line naming the variable. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    throw new ConfigError(first ? first.message : "invalid configuration");
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.KEY_PREFIX,
+    usageFlushMs: e.USAGE_FLUSH_MS,
+    secretKey: e.SECRET_KEY,
+    secretKeySource: e.SECRET_KEY ? "env" : "unset",
+    logLevel: e.LOG_LEVEL,
+    trustProxy: e.TRUST_PROXY,
+    instanceCount: e.INSTANCE_COUNT,
+    rateLimitOnRedisError: e.RATE_LIMIT_ON_REDIS_ERROR,
+  };
+}
+
+export function loadConfig(): Config {
+  return parseConfig(process.env);
+}
+
+/**
+ * Embedded mode without SECRET_KEY: generate 32 random bytes once into DATA_DIR/secret.key
+ * (mode 0600) and reuse it on every later start. Service mode must configure it, since
+ * every instance has to share the same key (main.ts warns when it is generated there).
+ */
+export function ensureSecretKey(config: Config): Config {
+  if (config.secretKey) return config;
+  mkdirSync(config.dataDir, { recursive: true });
+  const file = join(config.dataDir, "secret.key");
+  if (!existsSync(file)) {
+    writeFileSync(file, randomBytes(32).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
+  }
+  chmodSync(file, 0o600);
+  const secretKey = readFileSync(file, "utf8").trim();
+  if (secretKey.length < 32) throw new ConfigError(`SECRET_KEY file ${file} is damaged: remove it or set SECRET_KEY`);
+  return { ...config, secretKey, secretKeySource: "file" };
+}

@@ -1,0 +1,4 @@
+export * from "../accounts/accounts.sql.ts";
+export * from "../keys/keys.sql.ts";
+export * from "../usage/usage.sql.ts";
+export * from "../audit/audit.sql.ts";

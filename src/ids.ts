@@ -1,0 +1,25 @@
+import { randomBytes } from "node:crypto";
+
+export const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/**
+ * `n` base62 characters from the CSPRNG without modulo bias: bytes ≥ 248 (= 4·62) are
+ * rejected, so each accepted byte maps onto 62 symbols exactly 4 times.
+ */
+export function randomBase62(n: number): string {
+  let out = "";
+  while (out.length < n) {
+    const bytes = randomBytes(Math.ceil((n - out.length) * 1.1) + 4);
+    for (const b of bytes) {
+      if (b >= 248) continue;
+      out += BASE62[b % 62];
+      if (out.length === n) break;
+    }
+  }
+  return out;
+}
+
+/** Prefixed ids (`acct_…`, `key_…`, `evt_…`): 16 base62 characters ≈ 95 bits. */
+export function newId(prefix: string): string {
+  return `${prefix}_${randomBase62(16)}`;
+}

@@ -1,0 +1,143 @@
+import { parseArgs } from "node:util";
+import { createApp } from "./app.ts";
+import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
+import { createAccount } from "./accounts/service.ts";
+import { cliActor } from "./audit/service.ts";
+import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
+import { createLogger } from "./ops/log.ts";
+import { ApiError } from "./plugins/problem.ts";
+import { buildDeps } from "./runtime.ts";
+import { RedisUnavailable } from "./state/redis.ts";
+
+const USAGE = `usage: keyport [command]
+
+commands:
+  serve                                        start the server (the default)
+  migrate                                      apply database migrations and exit
+  account create --email E --password P [--admin]
+                                               create a portal account
+  help                                         show this text
+
+configuration comes from the environment; see README.md or .env.example`;
+
+/** A mistake in how the command was called: usage text, exit 2. */
+class UsageError extends Error {}
+
+type Flags = Record<string, { type: "string" | "boolean" }>;
+
+function flags<T extends Flags>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message.split("\n")[0]);
+  }
+}
+
+function required(values: Record<string, unknown>, name: string): string {
+  const v = values[name];
+  if (typeof v !== "string" || v === "") throw new UsageError(`missing --${name}`);
+  return v;
+}
+
+async function serve(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  if (config.databaseUrl && config.secretKeySource === "file") {
+    log.warn("SECRET_KEY is not set: using one generated in DATA_DIR; instances that share a database must share SECRET_KEY");
+  }
+  const deps = await buildDeps(config, { log });
+  const app = createApp(deps).listen({ port: config.port, hostname: config.host });
+  log.info("listening", {
+    url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${config.port}`,
+    database: deps.database.kind,
+    state: deps.state.kind,
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutdown started", { signal });
+    // Stop accepting; requests already in flight are answered before the hooks run.
+    await app.stop(false);
+    log.info("shutdown step done", { step: "http server stopped" });
+    await deps.close();
+    log.info("shutdown step done", { step: "database and shared state closed" });
+    log.info("shutdown complete");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [command = "serve", ...rest] = argv;
+  if (command === "help" || command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return 0;
+  }
+  const known = ["serve", "migrate", "account"];
+  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`);
+
+  const config = ensureSecretKey(loadConfig());
+  switch (command) {
+    case "serve":
+      flags(rest, {});
+      await serve(config);
+      return -1;
+    case "migrate": {
+      flags(rest, {});
+      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        await database.migrate();
+      } finally {
+        await database.close();
+      }
+      console.log(`migrations applied (${database.kind})`);
+      return 0;
+    }
+    case "account": {
+      const [sub, ...args] = rest;
+      if (sub !== "create") throw new UsageError(sub ? `unknown account command "${sub}"` : "missing account command (create)");
+      const values = flags(args, { email: { type: "string" }, password: { type: "string" }, admin: { type: "boolean" } });
+      const email = required(values, "email");
+      const password = required(values, "password");
+      const deps = await buildDeps(config, { log: createLogger("warn") });
+      try {
+        const account = await createAccount(deps, { email, password, operator: Boolean(values.admin) }, cliActor);
+        console.log(`${account.id} ${account.email}${account.isOperator ? " (operator)" : ""}`);
+      } finally {
+        await deps.close();
+      }
+      return 0;
+    }
+  }
+  return 2;
+}
+
+/** Exit codes: 0 done, 1 configuration or infrastructure, 2 how the command was called. */
+async function main() {
+  try {
+    const code = await run(process.argv.slice(2));
+    if (code >= 0) process.exit(code);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`keyport: ${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (err instanceof ApiError) {
+      const fields = err.errors?.map((e) => `${e.field} ${e.message}`).join("; ");
+      console.error(`keyport: ${fields || err.detail}`);
+      process.exit(err.status >= 500 ? 1 : 2);
+    }
+    if (err instanceof ConfigError || err instanceof DatabaseUnavailable || err instanceof RedisUnavailable || err instanceof DataDirLocked) {
+      console.error(`keyport: ${err.message}`);
+      process.exit(1);
+    }
+    console.error(`keyport: unexpected error: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
+
+if (import.meta.main) await main();
+
+export { main };

@@ -1,0 +1,53 @@
+import { Elysia } from "elysia";
+import type { Logger } from "../ops/log.ts";
+import { ApiError, problemResponse, type FieldError } from "./problem.ts";
+
+/** Turns a TypeBox/zod validation failure into `{field, message}` pairs. */
+function fieldErrors(error: unknown): FieldError[] {
+  const all = (error as { all?: Array<{ path?: string; message?: string; summary?: string }> }).all;
+  if (!Array.isArray(all)) return [];
+  return all.slice(0, 20).map((e) => ({
+    field: (e.path ?? "").replace(/^\//, "").replaceAll("/", ".") || "body",
+    message: e.summary ?? e.message ?? "is invalid",
+  }));
+}
+
+/**
+ * One global onError: expected failures (ApiError) become problem+json with their code;
+ * parse and validation failures become 400 invalid_request; anything else is logged with
+ * its stack and answered with a generic 500 that never echoes the error's message.
+ */
+export const errorsPlugin = (log: Logger) =>
+  new Elysia({ name: "errors" }).onError({ as: "global" }, (ctx) => {
+    const response = answer(ctx, log);
+    // The access log and metrics read the status from `set` once the answer is sent.
+    ctx.set.status = response.status;
+    return response;
+  });
+
+function answer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
+    if (error instanceof ApiError) return error.toResponse();
+    switch (code) {
+      case "NOT_FOUND":
+        return problemResponse(404, "not_found", "No route matches this method and path.");
+      case "VALIDATION":
+        return problemResponse(400, "invalid_request", "The request is not valid.", { errors: fieldErrors(error) });
+      case "PARSE":
+        return problemResponse(400, "invalid_request", "The request body could not be parsed.");
+      case "INVALID_COOKIE_SIGNATURE":
+        return problemResponse(400, "invalid_request", "A cookie is not valid.");
+    }
+    const status = (error as { status?: number }).status;
+    if (typeof status === "number" && status >= 400 && status < 500) {
+      return problemResponse(status, status === 413 ? "payload_too_large" : "invalid_request", "The request could not be handled.");
+    }
+    const e = error as Error;
+    log.error("unhandled error", {
+      requestId: (set.headers as Record<string, string>)["x-request-id"],
+      path: new URL(request.url).pathname,
+      name: e?.name,
+      message: e?.message,
+      stack: e?.stack,
+    });
+    return problemResponse(500, "internal_error", "Something went wrong on our side; the request id identifies it in our logs.");
+}

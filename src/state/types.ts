@@ -1,0 +1,51 @@
+/**
+ * Shared state: what several Keyport instances must agree on (rate limits, quota counters,
+ * cache evictions, once-per-cluster timers). In-process for one instance, Redis for many.
+ * Both implementations pass the same contract suite (test/state/contract.test.ts).
+ */
+export interface RateDecision {
+  allowed: boolean;
+  limit: number;
+  /** Requests still allowed right now. */
+  remaining: number;
+  /** Milliseconds until the limiter is fully replenished. */
+  resetMs: number;
+  /** Milliseconds until the next request would be allowed (0 when allowed). */
+  retryAfterMs: number;
+}
+
+export interface CappedIncrement {
+  ok: boolean;
+  /** The counter's value after the call (unchanged when not ok). */
+  value: number;
+}
+
+export interface Lock {
+  release(): Promise<void>;
+}
+
+export type Unsubscribe = () => Promise<void>;
+
+export interface SharedState {
+  readonly kind: "memory" | "redis";
+  /**
+   * GCRA: `limit` requests per `windowMs`, bursting to `limit`; O(1) memory per key
+   * (one theoretical arrival time). `now` is passed in so every instance and every test
+   * decides on the same clock.
+   */
+  rateLimit(key: string, limit: number, windowMs: number, now: number, cost?: number): Promise<RateDecision>;
+  /** Adds `by` to a counter that expires `ttlMs` after its creation; returns the new value. */
+  incr(key: string, by: number, ttlMs: number): Promise<number>;
+  /** Adds `by` only if the result stays ≤ cap; atomic across instances. */
+  incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement>;
+  get(key: string): Promise<number>;
+  del(key: string): Promise<void>;
+  publish(channel: string, message: string): Promise<void>;
+  subscribe(channel: string, handler: (message: string) => void): Promise<Unsubscribe>;
+  /** Called when messages may have been lost (the subscriber connection dropped). */
+  onMessagesMaybeLost(handler: () => void): void;
+  /** Returns a lock held until released or until `ttlMs` passes, or null if another holds it. */
+  tryLock(name: string, ttlMs: number): Promise<Lock | null>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

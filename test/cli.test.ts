@@ -1,0 +1,114 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openPglite } from "../src/db/client.ts";
+import { accounts } from "../src/db/schema.ts";
+import { projectRoot } from "../src/embedded.ts";
+
+const main = join(projectRoot, "src", "main.ts");
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "kp-cli-"));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** The environment of a clean machine: PATH and the variables under test, nothing else. */
+function cli(args: string[], env: Record<string, string> = {}) {
+  const proc = Bun.spawnSync(["bun", main, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "warn", DATA_DIR: tempDir(), ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+}
+
+describe("keyport CLI", () => {
+  it("prints usage and exits 2 for an unknown command", () => {
+    const r = cli(["frobnicate"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown command "frobnicate"');
+    expect(r.stderr).toContain("usage: keyport");
+  });
+
+  it("prints usage and exits 2 for an unknown flag", () => {
+    const r = cli(["account", "create", "--email", "a@b.co", "--password", "x".repeat(12), "--colour", "red"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--colour");
+  });
+
+  it("stops with one line naming a bad variable, exit 1, no stack trace", () => {
+    const r = cli(["migrate"], { PORT: "abc" });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('keyport: PORT must be an integer 1-65535, got "abc"');
+  });
+
+  it("stops with one clear line when DATABASE_URL does not answer", () => {
+    const r = cli(["migrate"], { DATABASE_URL: "postgres://postgres@127.0.0.1:1/none", SECRET_KEY: "s".repeat(40) });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n").length).toBe(1);
+    expect(r.stderr).toContain("cannot reach DATABASE_URL");
+  });
+
+  it("stops with one clear line when REDIS_URL does not answer", () => {
+    const r = cli(["serve"], { REDIS_URL: "redis://127.0.0.1:1", PORT: String(40000 + Math.floor(Math.random() * 20000)) });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n").length).toBe(1);
+    expect(r.stderr).toContain("cannot reach REDIS_URL");
+  });
+
+  it("refuses an invalid email or a short password with exit 2 and writes nothing", async () => {
+    const dataDir = tempDir();
+    const bad = cli(["account", "create", "--email", "nope", "--password", "long enough password"], { DATA_DIR: dataDir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("email is not a valid email address");
+    const short = cli(["account", "create", "--email", "a@example.com", "--password", "short"], { DATA_DIR: dataDir });
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain("password must be at least 12 characters");
+    const db = await openPglite(dataDir);
+    try {
+      expect(await db.db.select().from(accounts)).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("creates an account, the first one an operator", () => {
+    const dataDir = tempDir();
+    const r = cli(["account", "create", "--email", "Ops@Example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^acct_\w+ ops@example\.com \(operator\)\n$/);
+  });
+
+  it("lets one process hold DATA_DIR: a second one exits naming the holder's pid", async () => {
+    const dataDir = tempDir();
+    const server = Bun.spawn(["bun", main, "serve"], {
+      env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, PORT: String(40000 + Math.floor(Math.random() * 20000)), LOG_LEVEL: "info" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const reader = server.stdout.getReader();
+    let out = "";
+    while (!out.includes('"listening"')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const second = cli(["migrate"], { DATA_DIR: dataDir });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`in use by another Keyport process (pid ${server.pid})`);
+
+    server.kill("SIGTERM");
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    expect(await server.exited).toBe(0);
+    expect(out).toContain('"shutdown complete"');
+    // The holder is gone: the data is whole and the next process opens it.
+    expect(cli(["migrate"], { DATA_DIR: dataDir }).code).toBe(0);
+  });
+});

@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { backends } from "../support/backends.ts";
+import { startHarness, type Harness } from "../support/harness.ts";
+
+for (const backend of backends) {
+  describe(`operations endpoints [${backend.name}]`, () => {
+    let h: Harness;
+    beforeAll(async () => {
+      h = await startHarness(backend);
+    });
+    afterAll(() => h.close());
+
+    it("answers /healthz with 200 and a request id", async () => {
+      const res = await h.req("/healthz");
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-request-id")).toMatch(/^req_/);
+    });
+
+    it("answers /readyz with 200 naming each dependency it checked", async () => {
+      const res = await h.req("/readyz");
+      const body = await res.json();
+      expect(res.status).toBe(200);
+      expect(Object.keys(body.checks).length).toBe(backend.redisUrl ? 2 : 1);
+    });
+
+    it("serves Prometheus text with request counts by route and status and process memory", async () => {
+      await h.req("/healthz");
+      await h.req("/no/such/route");
+      await afterResponseHooks();
+      const res = await h.req("/metrics");
+      const text = await res.text();
+      expect(res.headers.get("content-type")).toContain("text/plain");
+      expect(text).toMatch(/keyport_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+/);
+      expect(text).toMatch(/keyport_http_requests_total\{method="GET",route="unmatched",status="404"\} 1/);
+      expect(text).toContain("keyport_http_request_duration_seconds_bucket");
+      expect(text).toContain("keyport_process_resident_memory_bytes");
+    });
+
+    it("answers an unknown route with problem+json 404", async () => {
+      const res = await h.req("/nope");
+      expect(res.status).toBe(404);
+      expect(res.headers.get("content-type")).toContain("application/problem+json");
+      expect(await res.json()).toMatchObject({ status: 404, code: "not_found" });
+    });
+
+    it("serves htmx from static/ and refuses names outside it", async () => {
+      const ok = await h.req("/static/htmx.min.js");
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get("content-type")).toContain("javascript");
+      for (const bad of ["/static/..%2Fpackage.json", "/static/.env", "/static/nothing.js"]) {
+        expect((await h.req(bad)).status).toBe(404);
+      }
+    });
+
+    it("logs one JSON line per request", async () => {
+      const before = h.logs.length;
+      await h.req("/healthz");
+      await afterResponseHooks();
+      await h.req("/healthz");
+      await afterResponseHooks();
+      const line = JSON.parse(h.logs.slice(before).find((l) => l.includes('"route":"/healthz"'))!);
+      expect(line).toMatchObject({ level: "info", msg: "request", method: "GET", route: "/healthz", status: 200 });
+    });
+
+    it("answers /readyz with 503 naming the database once it stops answering", async () => {
+      const other = await startHarness(backend);
+      await other.deps.database.close();
+      const res = await other.req("/readyz");
+      const body = await res.json();
+      expect(res.status).toBe(503);
+      expect(JSON.stringify(body.checks)).toContain("failed");
+      await other.deps.state.close();
+    });
+  });
+}
+
+/** Elysia runs onAfterResponse hooks after the answer is handed back: let them run. */
+function afterResponseHooks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+describe("home page", () => {
+  it("renders the page shell with escaped dynamic text", async () => {
+    const { HomePage } = await import("../../views/home.tsx");
+    const html = String(HomePage({ origin: "http://x<script>alert(1)</script>", keyPrefix: "kp" }));
+    expect(html).toStartWith("<!doctype html>");
+    expect(html).not.toContain("<script>alert(1)</script>");
+    expect(html).toContain("&lt;script&gt;");
+  });
+});

@@ -1,0 +1,2 @@
+// bunfig preload: tests never inherit the developer's Keyport environment.
+for (const name of ["DATABASE_URL", "REDIS_URL", "PORT", "DATA_DIR", "SECRET_KEY", "KEY_PREFIX"]) delete process.env[name];
