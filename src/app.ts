@@ -6,6 +6,8 @@ import { observePlugin } from "./plugins/observe.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
 import { portalRoutes } from "./portal/routes.tsx";
+import { keyRoutes } from "./keys/routes.ts";
+import { dataApiRoutes } from "./data-api/routes.ts";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
@@ -15,6 +17,8 @@ export function createApp(deps: Deps) {
     .use(html())
     .use(opsRoutes(deps))
     .use(staticRoutes())
+    .use(dataApiRoutes(deps))
+    .use(keyRoutes(deps))
     .use(portalRoutes(deps));
 }
 

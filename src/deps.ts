@@ -5,6 +5,8 @@ import type { Logger } from "./ops/log.ts";
 import type { Metrics } from "./ops/metrics.ts";
 import type { Shutdown } from "./ops/shutdown.ts";
 import type { SharedState } from "./state/types.ts";
+import type { KeyCache } from "./keys/cache.ts";
+import type { UsageMeter } from "./usage/meter.ts";
 
 /** Everything a service needs, passed in: the CLI, the API and tests build it the same way. */
 export interface Deps {
@@ -16,4 +18,6 @@ export interface Deps {
   log: Logger;
   metrics: Metrics;
   shutdown: Shutdown;
+  keyCache: KeyCache;
+  meter: UsageMeter;
 }

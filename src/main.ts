@@ -1,7 +1,9 @@
 import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
 import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
-import { createAccount } from "./accounts/service.ts";
+import { createAccount, findAccountByEmail } from "./accounts/service.ts";
+import { createKey, revokeKeyById } from "./keys/service.ts";
+import { loadIpCountries } from "./data-api/ip.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
 import { createLogger } from "./ops/log.ts";
@@ -16,6 +18,10 @@ commands:
   migrate                                      apply database migrations and exit
   account create --email E --password P [--admin]
                                                create a portal account
+  key create --email E --name N --scopes a,b [--env live|test] [--rate N]
+             [--expires ISO] [--ips a,b] [--quota N]
+                                               create a key; prints the secret alone
+  key revoke ID                                revoke a key
   help                                         show this text
 
 configuration comes from the environment; see README.md or .env.example`;
@@ -45,7 +51,10 @@ async function serve(config: Config): Promise<void> {
     log.warn("SECRET_KEY is not set: using one generated in DATA_DIR; instances that share a database must share SECRET_KEY");
   }
   const deps = await buildDeps(config, { log });
+  // Load the IP-to-country table now rather than on the first /v1/ip request.
+  loadIpCountries();
   const app = createApp(deps).listen({ port: config.port, hostname: config.host });
+  deps.startTimers();
   log.info("listening", {
     url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${config.port}`,
     database: deps.database.kind,
@@ -75,7 +84,7 @@ async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const known = ["serve", "migrate", "account"];
+  const known = ["serve", "migrate", "account", "key"];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`);
 
   const config = ensureSecretKey(loadConfig());
@@ -110,8 +119,81 @@ async function run(argv: string[]): Promise<number> {
       }
       return 0;
     }
+    case "key": {
+      const [sub, ...args] = rest;
+      if (sub === "create") return keyCreate(config, args);
+      if (sub === "revoke") return keyRevoke(config, args);
+      throw new UsageError(sub ? `unknown key command "${sub}"` : "missing key command (create, revoke)");
+    }
   }
   return 2;
+}
+
+function intFlag(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function listFlag(value: unknown): string[] | undefined {
+  if (typeof value !== "string") return undefined;
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+async function keyCreate(config: Config, args: string[]): Promise<number> {
+  const values = flags(args, {
+    email: { type: "string" },
+    name: { type: "string" },
+    scopes: { type: "string" },
+    env: { type: "string" },
+    rate: { type: "string" },
+    expires: { type: "string" },
+    ips: { type: "string" },
+    quota: { type: "string" },
+  });
+  const email = required(values, "email");
+  const input = {
+    name: required(values, "name"),
+    scopes: listFlag(required(values, "scopes")),
+    environment: values.env,
+    rateLimit: intFlag(values.rate, "rate"),
+    expiresAt: values.expires,
+    ipAllowlist: listFlag(values.ips),
+    monthlyQuota: intFlag(values.quota, "quota"),
+  };
+  const deps = await buildDeps(config, { log: createLogger("warn") });
+  try {
+    const account = await findAccountByEmail(deps, email);
+    if (!account) throw new UsageError(`no account with email ${email}`);
+    const { secret } = await createKey(deps, account.id, input, cliActor);
+    // The secret alone on stdout, so `$(keyport key create …)` captures it.
+    console.log(secret);
+  } finally {
+    await deps.close();
+  }
+  return 0;
+}
+
+async function keyRevoke(config: Config, args: string[]): Promise<number> {
+  const { positionals } = (() => {
+    try {
+      return parseArgs({ args, options: {}, strict: true, allowPositionals: true });
+    } catch (err) {
+      throw new UsageError((err as Error).message.split("\n")[0]);
+    }
+  })();
+  if (positionals.length !== 1) throw new UsageError("key revoke takes one key id");
+  const deps = await buildDeps(config, { log: createLogger("warn") });
+  try {
+    const key = await revokeKeyById(deps, positionals[0]!, cliActor);
+    console.log(`${key.id} revoked`);
+  } finally {
+    await deps.close();
+  }
+  return 0;
 }
 
 /** Exit codes: 0 done, 1 configuration or infrastructure, 2 how the command was called. */

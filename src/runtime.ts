@@ -7,26 +7,53 @@ import { createMetrics } from "./ops/metrics.ts";
 import { Shutdown } from "./ops/shutdown.ts";
 import { openState } from "./state/index.ts";
 import type { SharedState } from "./state/types.ts";
+import { KeyCache, type KeyCacheOptions } from "./keys/cache.ts";
+import { UsageMeter } from "./usage/meter.ts";
 
-export type OwnedDeps = Deps & { close(): Promise<void> };
+export type OwnedDeps = Deps & {
+  /** Starts the timers a serving process runs (usage flush); tests drive them by hand. */
+  startTimers(): void;
+  close(): Promise<void>;
+};
+
+export interface AssembleOptions {
+  clock?: Clock;
+  log?: Logger;
+  keyCache?: KeyCacheOptions;
+}
 
 /** Deps over an open database and state; `close` runs the shutdown hooks, then closes both. */
-export function assembleDeps(config: Config, database: Database, state: SharedState, opts: { clock?: Clock; log?: Logger } = {}): OwnedDeps {
+export async function assembleDeps(config: Config, database: Database, state: SharedState, opts: AssembleOptions = {}): Promise<OwnedDeps> {
   const log = opts.log ?? createLogger(config.logLevel);
+  const clock = opts.clock ?? systemClock;
   const shutdown = new Shutdown();
+  const keyCache = new KeyCache(database.db, state, clock, log, opts.keyCache);
+  await keyCache.start();
+  const meter = new UsageMeter(database.db, clock, log, config.usageFlushMs);
+  // Registered first so it runs first: the last flush needs the database still open.
+  shutdown.register("usage flushed", async () => {
+    meter.stop();
+    await meter.flush();
+  });
+  shutdown.register("key cache stopped", () => keyCache.stop());
   const deps: Deps = {
     config,
     database,
     db: database.db,
     state,
-    clock: opts.clock ?? systemClock,
+    clock,
     log,
     metrics: createMetrics(),
     shutdown,
+    keyCache,
+    meter,
   };
   let closed: Promise<void> | undefined;
   return {
     ...deps,
+    startTimers() {
+      meter.start();
+    },
     close() {
       closed ??= (async () => {
         await shutdown.run(log);
@@ -42,12 +69,12 @@ export function assembleDeps(config: Config, database: Database, state: SharedSt
  * Opens the database (migrating it) and the shared state for a config. The CLI and the
  * server start here.
  */
-export async function buildDeps(config: Config, opts: { clock?: Clock; log?: Logger } = {}): Promise<OwnedDeps> {
+export async function buildDeps(config: Config, opts: AssembleOptions = {}): Promise<OwnedDeps> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await database.migrate();
     const state = await openState({ redisUrl: config.redisUrl, clock: opts.clock });
-    return assembleDeps(config, database, state, opts);
+    return await assembleDeps(config, database, state, opts);
   } catch (err) {
     await database.close().catch(() => {});
     throw err;

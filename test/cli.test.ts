@@ -31,33 +31,33 @@ describe("keyport CLI", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown command "frobnicate"');
     expect(r.stderr).toContain("usage: keyport");
-  });
+  }, 120_000);
 
   it("prints usage and exits 2 for an unknown flag", () => {
     const r = cli(["account", "create", "--email", "a@b.co", "--password", "x".repeat(12), "--colour", "red"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("--colour");
-  });
+  }, 120_000);
 
   it("stops with one line naming a bad variable, exit 1, no stack trace", () => {
     const r = cli(["migrate"], { PORT: "abc" });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('keyport: PORT must be an integer 1-65535, got "abc"');
-  });
+  }, 120_000);
 
   it("stops with one clear line when DATABASE_URL does not answer", () => {
     const r = cli(["migrate"], { DATABASE_URL: "postgres://postgres@127.0.0.1:1/none", SECRET_KEY: "s".repeat(40) });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n").length).toBe(1);
     expect(r.stderr).toContain("cannot reach DATABASE_URL");
-  });
+  }, 120_000);
 
   it("stops with one clear line when REDIS_URL does not answer", () => {
     const r = cli(["serve"], { REDIS_URL: "redis://127.0.0.1:1", PORT: String(40000 + Math.floor(Math.random() * 20000)) });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n").length).toBe(1);
     expect(r.stderr).toContain("cannot reach REDIS_URL");
-  });
+  }, 120_000);
 
   it("refuses an invalid email or a short password with exit 2 and writes nothing", async () => {
     const dataDir = tempDir();
@@ -73,14 +73,14 @@ describe("keyport CLI", () => {
     } finally {
       await db.close();
     }
-  });
+  }, 120_000);
 
   it("creates an account, the first one an operator", () => {
     const dataDir = tempDir();
     const r = cli(["account", "create", "--email", "Ops@Example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^acct_\w+ ops@example\.com \(operator\)\n$/);
-  });
+  }, 120_000);
 
   it("lets one process hold DATA_DIR: a second one exits naming the holder's pid", async () => {
     const dataDir = tempDir();
@@ -110,5 +110,53 @@ describe("keyport CLI", () => {
     expect(out).toContain('"shutdown complete"');
     // The holder is gone: the data is whole and the next process opens it.
     expect(cli(["migrate"], { DATA_DIR: dataDir }).code).toBe(0);
-  });
+  }, 120_000);
+});
+
+describe("keyport key", () => {
+  it("creates a key printing the secret alone, and revokes it by id", async () => {
+    const dataDir = tempDir();
+    expect(cli(["account", "create", "--email", "k@example.com", "--password", "long enough password"], { DATA_DIR: dataDir }).code).toBe(0);
+    const made = cli(["key", "create", "--email", "k@example.com", "--name", "ci", "--scopes", "email:read,ip:read", "--env", "test", "--rate", "100", "--ips", "10.0.0.0/8"], { DATA_DIR: dataDir });
+    expect(made.code).toBe(0);
+    expect(made.stdout).toMatch(/^kp_test_[0-9A-Za-z]{46}\n$/);
+
+    const db = await openPglite(dataDir);
+    let keyId: string;
+    try {
+      const { apiKeys } = await import("../src/db/schema.ts");
+      const [row] = await db.db.select().from(apiKeys);
+      expect(row).toMatchObject({ name: "ci", environment: "test", rateLimit: 100, ipAllowlist: ["10.0.0.0/8"], scopes: ["email:read", "ip:read"] });
+      keyId = row!.id;
+    } finally {
+      await db.close();
+    }
+    const revoked = cli(["key", "revoke", keyId], { DATA_DIR: dataDir });
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toBe(`${keyId} revoked\n`);
+    const again = cli(["key", "revoke", "key_doesnotexist000"], { DATA_DIR: dataDir });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain("No such key");
+  }, 120_000);
+
+  it("refuses bad values with one readable line and exit 2", () => {
+    const dataDir = tempDir();
+    cli(["account", "create", "--email", "k@example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
+    const cases: [string[], string][] = [
+      [["--scopes", "nope:read"], 'scopes unknown scope "nope:read"'],
+      [["--scopes", "email:read", "--rate", "fast"], "--rate must be a whole number"],
+      [["--scopes", "email:read", "--env", "prod"], "environment"],
+      [["--scopes", "email:read", "--ips", "1.2.3.4/99"], "prefix length"],
+      [["--scopes", "email:read", "--expires", "2001-01-01T00:00:00Z"], "expiresAt must be in the future"],
+    ];
+    for (const [extra, message] of cases) {
+      const r = cli(["key", "create", "--email", "k@example.com", "--name", "x", ...extra], { DATA_DIR: dataDir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(message);
+      expect(r.stdout).toBe("");
+    }
+    const nobody = cli(["key", "create", "--email", "nobody@example.com", "--name", "x", "--scopes", "email:read"], { DATA_DIR: dataDir });
+    expect(nobody.code).toBe(2);
+    expect(nobody.stderr).toContain("no account with email");
+  }, 120_000);
 });

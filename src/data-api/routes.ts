@@ -1,0 +1,44 @@
+import { Elysia } from "elysia";
+import type { Deps } from "../deps.ts";
+import { zodFieldErrors } from "../accounts/service.ts";
+import { gatewayPlugin } from "../gateway/plugin.ts";
+import { ApiError, invalidRequest } from "../plugins/problem.ts";
+import { runBatchItem } from "./batch.ts";
+import { analyzeEmail } from "./email.ts";
+import { analyzeIp } from "./ip.ts";
+import { batchRequestSchema } from "./model.ts";
+
+export const MAX_BATCH = 100;
+
+/** A batch is metered and counted against quota as one request per item. */
+function batchCost(body: unknown): number {
+  const items = (body as { items?: unknown } | null)?.items;
+  return Array.isArray(items) && items.length >= 1 && items.length <= MAX_BATCH ? items.length : 1;
+}
+
+/** The metered data API behind the gateway chain. */
+export const dataApiRoutes = (deps: Deps) =>
+  new Elysia({ name: "data-api", prefix: "/v1" })
+    .use(gatewayPlugin(deps))
+    .get("/email/:address", ({ params }) => analyzeEmail(params.address), { gateway: { scope: "email:read" } })
+    .get(
+      "/ip/:address",
+      ({ params }) => {
+        const result = analyzeIp(params.address);
+        if (!result) throw invalidRequest("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
+        return result;
+      },
+      { gateway: { scope: "ip:read" } },
+    )
+    .post(
+      "/batch",
+      ({ body }) => {
+        const parsed = batchRequestSchema.safeParse(body);
+        if (!parsed.success) {
+          const tooMany = Array.isArray((body as { items?: unknown } | null)?.items) && (body as { items: unknown[] }).items.length > MAX_BATCH;
+          throw new ApiError(400, "invalid_request", tooMany ? `A batch holds at most ${MAX_BATCH} items.` : "The batch is not valid.", zodFieldErrors(parsed.error));
+        }
+        return { results: parsed.data.items.map(runBatchItem) };
+      },
+      { gateway: { scope: "batch:write", cost: batchCost } },
+    );

@@ -1,0 +1,180 @@
+import type { Deps } from "../deps.ts";
+import { KeyStoreUnavailable, type CachedKey } from "../keys/cache.ts";
+import { hashKey, parseKey } from "../keys/format.ts";
+import { ipAllowed } from "../keys/ips.ts";
+import { problemResponse } from "../plugins/problem.ts";
+import type { RateDecision } from "../state/types.ts";
+
+/** What a request that passed the chain carries into the handler and the meter. */
+export interface GatewayPass {
+  key: CachedKey;
+  cost: number;
+}
+
+/** A request the chain refused; `key` is set when it was refused after authentication (it is metered). */
+export interface Rejection {
+  response: Response;
+  key?: CachedKey;
+}
+
+export type ChainDeps = Pick<Deps, "config" | "state" | "clock" | "keyCache" | "log">;
+
+const MINUTE = 60_000;
+/** Failed authentications allowed per client IP per minute before 429. */
+export const AUTH_FAILURE_LIMIT = 60;
+
+export function rateHeaders(d: RateDecision, now: number, policy = "default"): Record<string, string> {
+  const resetSeconds = Math.ceil(d.resetMs / 1000);
+  const h: Record<string, string> = {
+    // draft-ietf-httpapi-ratelimit-headers: quota q in window w seconds; r remaining, t seconds to reset.
+    "ratelimit-policy": `"${policy}";q=${d.limit};w=60`,
+    ratelimit: `"${policy}";r=${d.remaining};t=${resetSeconds}`,
+    "x-ratelimit-limit": String(d.limit),
+    "x-ratelimit-remaining": String(d.remaining),
+    // Unix time in seconds at which the limit is fully replenished (GitHub's convention).
+    "x-ratelimit-reset": String(Math.ceil((now + d.resetMs) / 1000)),
+  };
+  if (!d.allowed) h["retry-after"] = String(Math.max(1, Math.ceil(d.retryAfterMs / 1000)));
+  return h;
+}
+
+function extractKey(headers: Headers): string | null {
+  const auth = headers.get("authorization");
+  if (auth !== null) {
+    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(auth);
+    return m ? m[1]! : "";
+  }
+  return headers.get("x-api-key");
+}
+
+/** The client address: the socket's, or the last X-Forwarded-For hop (added by our proxy) when TRUST_PROXY is set. */
+export function clientIp(headers: Headers, socketIp: string | undefined, trustProxy: boolean): string | undefined {
+  if (trustProxy) {
+    const xff = headers.get("x-forwarded-for");
+    if (xff) {
+      const hops = xff.split(",");
+      const last = hops[hops.length - 1]!.trim();
+      if (last) return last;
+    }
+  }
+  return socketIp;
+}
+
+function monthKey(now: number): { id: string; msLeft: number } {
+  const d = new Date(now);
+  const next = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return { id: d.toISOString().slice(0, 7), msLeft: next - now };
+}
+
+/**
+ * The gateway chain, in order: key-auth → status/expiry → scope → IP allowlist → rate limit
+ * → quota. Answers the first failing step's problem+json, or the pass for the handler.
+ * Sets the rate-limit headers on `headers` (every answer carries them).
+ */
+export async function runChain(
+  deps: ChainDeps,
+  request: Request,
+  headers: Record<string, string | number>,
+  socketIp: string | undefined,
+  scope: string,
+  cost: number,
+  opts: { quota: boolean } = { quota: true },
+): Promise<GatewayPass | Rejection> {
+  const now = deps.clock.now();
+  const ip = clientIp(request.headers, socketIp, deps.config.trustProxy);
+
+  // 1. key-auth
+  const raw = extractKey(request.headers);
+  if (raw === null || raw === "") {
+    return { response: await authFailure(deps, headers, ip, now, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.") };
+  }
+  if (!parseKey(raw, deps.config.keyPrefix).ok) {
+    return { response: await authFailure(deps, headers, ip, now, "invalid_api_key", "The API key is malformed or mistyped.") };
+  }
+  const hash = hashKey(raw);
+  let key = deps.keyCache.peek(hash);
+  if (key === undefined) {
+    try {
+      key = await deps.keyCache.load(hash);
+    } catch (err) {
+      if (err instanceof KeyStoreUnavailable) {
+        return { response: problemResponse(503, "temporarily_unavailable", "Keys cannot be verified right now; retry shortly.", {}, { "retry-after": "5" }) };
+      }
+      throw err;
+    }
+  }
+  if (key === null) return { response: await authFailure(deps, headers, ip, now, "invalid_api_key", "The API key is not valid.") };
+
+  // 2. status and expiry
+  if ((key.revokedAt !== null && key.revokedAt <= now) || (key.graceEndsAt !== null && key.graceEndsAt <= now)) {
+    return { response: await authFailure(deps, headers, ip, now, "key_revoked", "This API key has been revoked.") };
+  }
+  if (key.expiresAt !== null && key.expiresAt <= now) {
+    return { response: await authFailure(deps, headers, ip, now, "key_expired", "This API key has expired.") };
+  }
+
+  // 3. scope
+  if (!key.scopes.has(scope)) {
+    return { key, response: await withRate(deps, key, headers, now, () => problemResponse(403, "insufficient_scope", `This key lacks the scope "${scope}" this endpoint needs.`, { requiredScope: scope })) };
+  }
+
+  // 4. IP allowlist
+  if (key.allow !== null && (ip === undefined || !ipAllowed(key.allow, ip))) {
+    return { key, response: await withRate(deps, key, headers, now, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key.")) };
+  }
+
+  // 5. rate limit
+  const decision = await deps.state.rateLimit(`rl:${key.id}`, key.rateLimit, MINUTE, now);
+  Object.assign(headers, rateHeaders(decision, now));
+  if (!decision.allowed) {
+    return { key, response: problemResponse(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`, {}, { "retry-after": headers["retry-after"] as string }) };
+  }
+
+  // 6. quota
+  if (key.monthlyQuota !== null && opts.quota) {
+    const month = monthKey(now);
+    const used = await deps.state.incrCapped(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000);
+    if (!used.ok) {
+      const retry = String(Math.ceil(month.msLeft / 1000));
+      headers["retry-after"] = retry;
+      return { key, response: problemResponse(429, "quota_exceeded", `The monthly quota of ${key.monthlyQuota} requests is used up; it renews at the start of the next UTC month.`, {}, { "retry-after": retry }) };
+    }
+  }
+  return { key, cost };
+}
+
+/**
+ * A 403 after authentication: the request still counts against the key's rate limit (it
+ * used the key), so the headers stay truthful; the 403 is the answer either way.
+ */
+async function withRate(deps: ChainDeps, key: CachedKey, headers: Record<string, string | number>, now: number, answer: () => Response): Promise<Response> {
+  const decision = await deps.state.rateLimit(`rl:${key.id}`, key.rateLimit, MINUTE, now);
+  Object.assign(headers, rateHeaders(decision, now));
+  delete headers["retry-after"];
+  return answer();
+}
+
+/**
+ * Failed authentication spends from the client IP's failure budget; past it the answer is
+ * 429, so guessing keys from one address is slow. The headers describe that budget.
+ */
+async function authFailure(
+  deps: ChainDeps,
+  headers: Record<string, string | number>,
+  ip: string | undefined,
+  now: number,
+  code: string,
+  detail: string,
+): Promise<Response> {
+  let decision: RateDecision;
+  try {
+    decision = await deps.state.rateLimit(`authfail:${ip ?? "unknown"}`, AUTH_FAILURE_LIMIT, MINUTE, now);
+  } catch {
+    decision = { allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 };
+  }
+  Object.assign(headers, rateHeaders(decision, now, "auth-failures"));
+  if (!decision.allowed) {
+    return problemResponse(429, "rate_limited", "Too many failed authentications from this address; retry later.", {}, { "retry-after": headers["retry-after"] as string });
+  }
+  return problemResponse(401, code, detail);
+}

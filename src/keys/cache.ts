@@ -1,0 +1,197 @@
+import type { BlockList } from "node:net";
+import { eq } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import type { Clock } from "../ops/clock.ts";
+import type { Logger } from "../ops/log.ts";
+import type { SharedState, Unsubscribe } from "../state/types.ts";
+import { compileAllowlist } from "./ips.ts";
+import { apiKeys } from "./keys.sql.ts";
+
+/** A key as the gateway needs it, parsed once when it enters the cache. */
+export interface CachedKey {
+  id: string;
+  accountId: string;
+  environment: "live" | "test";
+  scopes: ReadonlySet<string>;
+  rateLimit: number;
+  allow: BlockList | null;
+  monthlyQuota: number | null;
+  expiresAt: number | null;
+  graceEndsAt: number | null;
+  revokedAt: number | null;
+}
+
+interface Entry {
+  key: CachedKey | null;
+  /** Cache time after which the entry is refetched. */
+  staleAt: number;
+}
+
+export class KeyStoreUnavailable extends Error {
+  override name = "KeyStoreUnavailable";
+}
+
+export interface KeyCacheOptions {
+  maxEntries?: number;
+  /** Upper bound on staleness if every eviction message and epoch poll were lost. */
+  ttlMs?: number;
+  /** How long an unknown hash is remembered as unknown. */
+  negativeTtlMs?: number;
+  epochPollMs?: number;
+}
+
+const EVICT_CHANNEL = "keys:evict";
+const EPOCH_KEY = "keys:epoch";
+const EPOCH_TTL_MS = 400 * 86_400_000;
+
+/**
+ * The verification cache: key records by hash in a bounded LRU (a Map in recency order), so
+ * a cache hit costs no database query. Unknown hashes are cached too (negative entries), and
+ * concurrent misses for one hash share one query, so a flood of made-up keys reaches the
+ * database at most once per hash per negative TTL.
+ *
+ * Staleness is bounded three ways: a change evicts locally and publishes the hash to every
+ * instance (fast, at-most-once); it also bumps a revocation epoch that every instance polls,
+ * flushing everything when it moves (covers lost messages); and when the subscriber
+ * connection drops the whole cache is flushed. The TTL is the last resort.
+ */
+export class KeyCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<CachedKey | null>>();
+  /** Bumped by every eviction: a fill that started before it must not store its result. */
+  private generation = 0;
+  private epoch: number | undefined;
+  private poller: ReturnType<typeof setInterval> | undefined;
+  private unsubscribe: Unsubscribe | undefined;
+  private readonly maxEntries: number;
+  private readonly ttlMs: number;
+  private readonly negativeTtlMs: number;
+  private readonly epochPollMs: number;
+  /** Database lookups made (tests and the benchmark read it). */
+  misses = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly state: SharedState,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    opts: KeyCacheOptions = {},
+  ) {
+    this.maxEntries = opts.maxEntries ?? 10_000;
+    this.ttlMs = opts.ttlMs ?? 60_000;
+    this.negativeTtlMs = opts.negativeTtlMs ?? 10_000;
+    this.epochPollMs = opts.epochPollMs ?? 2_000;
+  }
+
+  /** Subscribes to evictions and starts the epoch poll. */
+  async start(): Promise<void> {
+    this.unsubscribe = await this.state.subscribe(EVICT_CHANNEL, (hash) => this.evictLocal(hash));
+    this.state.onMessagesMaybeLost(() => {
+      this.log.warn("key cache flushed: eviction messages may have been lost");
+      this.flush();
+    });
+    this.epoch = await this.state.get(EPOCH_KEY).catch(() => undefined);
+    this.poller = setInterval(() => void this.pollEpoch(), this.epochPollMs);
+    this.poller.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    if (this.poller) clearInterval(this.poller);
+    await this.unsubscribe?.().catch(() => {});
+  }
+
+  async pollEpoch(): Promise<void> {
+    try {
+      const epoch = await this.state.get(EPOCH_KEY);
+      if (this.epoch !== undefined && epoch !== this.epoch) this.flush();
+      this.epoch = epoch;
+    } catch {
+      // Shared state is away: entries still expire by TTL.
+    }
+  }
+
+  size(): number {
+    return this.entries.size;
+  }
+
+  flush(): void {
+    this.generation++;
+    this.entries.clear();
+  }
+
+  evictLocal(hash: string): void {
+    this.generation++;
+    this.entries.delete(hash);
+  }
+
+  /** After a change to a key: evict here at once, then tell the other instances. */
+  async announce(hash: string): Promise<void> {
+    this.evictLocal(hash);
+    try {
+      await Promise.all([this.state.publish(EVICT_CHANNEL, hash), this.state.incr(EPOCH_KEY, 1, EPOCH_TTL_MS)]);
+    } catch (err) {
+      this.log.warn("key change not announced to other instances; their cache TTL bounds it", { error: (err as Error).message });
+    }
+  }
+
+  /**
+   * The cached record for a hash: a CachedKey, null for a known-unknown hash, or undefined
+   * when the cache has nothing fresh (call `load`). Synchronous: the hot path awaits nothing
+   * on a hit.
+   */
+  peek(hash: string): CachedKey | null | undefined {
+    const e = this.entries.get(hash);
+    if (!e) return undefined;
+    if (e.staleAt <= this.clock.now()) {
+      this.entries.delete(hash);
+      return undefined;
+    }
+    // Refresh recency: Map iteration order is insertion order, so the first entry is the LRU.
+    this.entries.delete(hash);
+    this.entries.set(hash, e);
+    return e.key;
+  }
+
+  load(hash: string): Promise<CachedKey | null> {
+    let p = this.inflight.get(hash);
+    if (!p) {
+      p = this.fill(hash).finally(() => this.inflight.delete(hash));
+      this.inflight.set(hash, p);
+    }
+    return p;
+  }
+
+  private async fill(hash: string): Promise<CachedKey | null> {
+    const generation = this.generation;
+    this.misses++;
+    let rows: (typeof apiKeys.$inferSelect)[];
+    try {
+      rows = await this.db.select().from(apiKeys).where(eq(apiKeys.hash, hash)).limit(1);
+    } catch (err) {
+      throw new KeyStoreUnavailable((err as Error).message);
+    }
+    const row = rows[0];
+    const key: CachedKey | null = row
+      ? {
+          id: row.id,
+          accountId: row.accountId,
+          environment: row.environment,
+          scopes: new Set(row.scopes),
+          rateLimit: row.rateLimit,
+          allow: compileAllowlist(row.ipAllowlist),
+          monthlyQuota: row.monthlyQuota,
+          expiresAt: row.expiresAt?.getTime() ?? null,
+          graceEndsAt: row.graceEndsAt?.getTime() ?? null,
+          revokedAt: row.revokedAt?.getTime() ?? null,
+        }
+      : null;
+    if (generation === this.generation) {
+      if (this.entries.size >= this.maxEntries) {
+        const oldest = this.entries.keys().next().value;
+        if (oldest !== undefined) this.entries.delete(oldest);
+      }
+      this.entries.set(hash, { key, staleAt: this.clock.now() + (key ? this.ttlMs : this.negativeTtlMs) });
+    }
+    return key;
+  }
+}

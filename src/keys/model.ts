@@ -1,0 +1,109 @@
+import { z } from "zod";
+import { SCOPE_NAMES, isScope } from "./scopes.ts";
+import { parseAllowEntry } from "./ips.ts";
+
+export const MAX_ACTIVE_KEYS = 25;
+export const MAX_GRACE_HOURS = 168;
+
+const name = z.string({ error: "is required" }).trim().min(1, "must not be empty").max(100, "must be at most 100 characters");
+
+const scopes = z
+  .array(z.string({ error: "must be a list of scope names" }), { error: "must be a list of scope names" })
+  .min(1, "must hold at least one scope")
+  .max(SCOPE_NAMES.length, "has too many entries")
+  .superRefine((list, ctx) => {
+    for (const s of list) {
+      if (!isScope(s)) ctx.addIssue({ code: "custom", message: `unknown scope "${s.slice(0, 40)}" (known: ${SCOPE_NAMES.join(", ")})` });
+    }
+  })
+  .transform((list) => [...new Set(list)].sort());
+
+const rateLimit = z
+  .number({ error: "must be a whole number from 1 to 100000" })
+  .int("must be a whole number from 1 to 100000")
+  .min(1, "must be at least 1")
+  .max(100_000, "must be at most 100000");
+
+const ipAllowlist = z
+  .array(z.string({ error: "must be a list of IP addresses or CIDR ranges" }), { error: "must be a list of IP addresses or CIDR ranges" })
+  .max(100, "may hold at most 100 entries")
+  .transform((list, ctx) => {
+    const out: string[] = [];
+    for (const entry of list) {
+      const r = parseAllowEntry(entry);
+      if (r.ok) out.push(r.value);
+      else ctx.addIssue({ code: "custom", message: r.message });
+    }
+    return [...new Set(out)];
+  });
+
+const monthlyQuota = z
+  .number({ error: "must be a whole number from 1 to 1000000000, or null" })
+  .int("must be a whole number")
+  .min(1, "must be at least 1")
+  .max(1_000_000_000, "must be at most 1000000000")
+  .nullable();
+
+/** An ISO 8601 date-time with an offset, or null. "Must be in the future" needs the clock: checked in the service. */
+const expiresAt = z
+  .string({ error: "must be an ISO 8601 date-time, or null" })
+  .refine((s) => !Number.isNaN(Date.parse(s)) && /^\d{4}-\d{2}-\d{2}/.test(s), "must be an ISO 8601 date-time")
+  .transform((s) => new Date(s))
+  .nullable();
+
+export const createKeySchema = z.strictObject(
+  {
+    name,
+    environment: z.enum(["live", "test"], { error: 'must be "live" or "test"' }).default("live"),
+    scopes,
+    rateLimit: rateLimit.default(60),
+    expiresAt: expiresAt.optional().default(null),
+    ipAllowlist: ipAllowlist.optional().default([]),
+    monthlyQuota: monthlyQuota.optional().default(null),
+  },
+  { error: (issue) => (issue.code === "unrecognized_keys" ? `unknown field${issue.keys.length > 1 ? "s" : ""}: ${issue.keys.join(", ")}` : undefined) },
+);
+
+export const updateKeySchema = z.strictObject(
+  {
+    name: name.optional(),
+    scopes: scopes.optional(),
+    rateLimit: rateLimit.optional(),
+    expiresAt: expiresAt.optional(),
+    ipAllowlist: ipAllowlist.optional(),
+    monthlyQuota: monthlyQuota.optional(),
+  },
+  { error: (issue) => (issue.code === "unrecognized_keys" ? `unknown field${issue.keys.length > 1 ? "s" : ""}: ${issue.keys.join(", ")}` : undefined) },
+);
+
+export const rollKeySchema = z.strictObject({
+  gracePeriodHours: z
+    .number({ error: `must be a number of hours from 0 to ${MAX_GRACE_HOURS}` })
+    .min(0, "must be at least 0")
+    .max(MAX_GRACE_HOURS, `must be at most ${MAX_GRACE_HOURS}`)
+    .default(24),
+});
+
+export type CreateKeyInput = z.input<typeof createKeySchema>;
+export type UpdateKeyInput = z.input<typeof updateKeySchema>;
+
+export type KeyStatus = "active" | "expiring" | "expired" | "revoked";
+
+/** What the API, the CLI and the portal show of a key: never the secret, never the hash. */
+export interface KeyView {
+  id: string;
+  name: string;
+  environment: "live" | "test";
+  display: string;
+  scopes: string[];
+  rateLimit: number;
+  ipAllowlist: string[];
+  monthlyQuota: number | null;
+  status: KeyStatus;
+  expiresAt: string | null;
+  graceEndsAt: string | null;
+  replacedBy: string | null;
+  lastUsedAt: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}

@@ -1,0 +1,262 @@
+import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
+import type { z } from "zod";
+import type { Deps } from "../deps.ts";
+import type { Tx } from "../db/client.ts";
+import { accounts } from "../accounts/accounts.sql.ts";
+import { zodFieldErrors } from "../accounts/service.ts";
+import { recordAudit, type Actor } from "../audit/service.ts";
+import { newId } from "../ids.ts";
+import { ApiError, notFound } from "../plugins/problem.ts";
+import { displayKey, generateKey, hashKey, keyParts, type Environment } from "./format.ts";
+import { apiKeys } from "./keys.sql.ts";
+import {
+  MAX_ACTIVE_KEYS,
+  createKeySchema,
+  rollKeySchema,
+  updateKeySchema,
+  type CreateKeyInput,
+  type KeyStatus,
+  type KeyView,
+  type UpdateKeyInput,
+} from "./model.ts";
+
+export type KeyRow = typeof apiKeys.$inferSelect;
+type KeyDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache">;
+
+/** The status a key has at `now`; the gateway applies the same rules from its cache entry. */
+export function keyStatus(k: { revokedAt: Date | null; graceEndsAt: Date | null; expiresAt: Date | null }, now: number): KeyStatus {
+  if (k.revokedAt && k.revokedAt.getTime() <= now) return "revoked";
+  if (k.graceEndsAt) return k.graceEndsAt.getTime() > now ? "expiring" : "revoked";
+  if (k.expiresAt && k.expiresAt.getTime() <= now) return "expired";
+  return "active";
+}
+
+export function toView(row: KeyRow, prefix: string, now: number): KeyView {
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  return {
+    id: row.id,
+    name: row.name,
+    environment: row.environment,
+    display: displayKey(prefix, row.environment, row.start, row.end),
+    scopes: row.scopes,
+    rateLimit: row.rateLimit,
+    ipAllowlist: row.ipAllowlist,
+    monthlyQuota: row.monthlyQuota,
+    status: keyStatus(row, now),
+    expiresAt: iso(row.expiresAt),
+    graceEndsAt: iso(row.graceEndsAt),
+    replacedBy: row.replacedBy,
+    lastUsedAt: iso(row.lastUsedAt),
+    createdAt: row.createdAt.toISOString(),
+    revokedAt: iso(row.revokedAt),
+  };
+}
+
+function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(input ?? {});
+  if (!r.success) throw new ApiError(400, "invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
+  return r.data;
+}
+
+function requireFuture(expiresAt: Date | null | undefined, now: number): void {
+  if (expiresAt && expiresAt.getTime() <= now) {
+    throw new ApiError(400, "invalid_request", "The key is not valid.", [{ field: "expiresAt", message: "must be in the future" }]);
+  }
+}
+
+/** Keys that still count against the limit: not revoked, not in a roll's grace, not expired. */
+function activeCondition(now: Date) {
+  return and(isNull(apiKeys.revokedAt), isNull(apiKeys.graceEndsAt), or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, now)));
+}
+
+/** Serialises key creation per account (FOR UPDATE on the account row), so the limit holds under races. */
+async function lockAccount(tx: Tx, accountId: string): Promise<void> {
+  const rows = await tx.select({ id: accounts.id }).from(accounts).where(eq(accounts.id, accountId)).for("update");
+  if (rows.length === 0) throw notFound("account");
+}
+
+async function insertKey(
+  tx: Tx,
+  deps: KeyDeps,
+  accountId: string,
+  fields: Omit<typeof apiKeys.$inferInsert, "id" | "accountId" | "hash" | "start" | "end">,
+  now: Date,
+): Promise<{ row: KeyRow; secret: string }> {
+  const [{ n } = { n: 0 }] = await tx
+    .select({ n: sql<number>`count(*)::int` })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.accountId, accountId), activeCondition(now)));
+  if (n >= MAX_ACTIVE_KEYS) {
+    throw new ApiError(409, "key_limit_reached", `An account may hold at most ${MAX_ACTIVE_KEYS} active keys; revoke one first.`);
+  }
+  const secret = generateKey(deps.config.keyPrefix, fields.environment as Environment);
+  const { start, end } = keyParts(secret, deps.config.keyPrefix);
+  const [row] = await tx
+    .insert(apiKeys)
+    .values({ ...fields, id: newId("key"), accountId, hash: hashKey(secret), start, end, createdAt: now, updatedAt: now })
+    .returning();
+  return { row: row!, secret };
+}
+
+/** Creates a key; the secret is in this answer and nowhere else, ever. */
+export async function createKey(deps: KeyDeps, accountId: string, input: CreateKeyInput | unknown, who: Actor): Promise<{ key: KeyView; secret: string }> {
+  const data = parse(createKeySchema, input, "key");
+  const nowMs = deps.clock.now();
+  requireFuture(data.expiresAt, nowMs);
+  const now = new Date(nowMs);
+  const { row, secret } = await deps.db.transaction(async (tx) => {
+    await lockAccount(tx, accountId);
+    const created = await insertKey(tx, deps, accountId, data, now);
+    await recordAudit(
+      tx,
+      who,
+      {
+        accountId,
+        action: "key.created",
+        keyId: created.row.id,
+        changes: { name: data.name, environment: data.environment, scopes: data.scopes, rateLimit: data.rateLimit },
+      },
+      now,
+    );
+    return created;
+  });
+  return { key: toView(row, deps.config.keyPrefix, nowMs), secret };
+}
+
+export async function listKeys(deps: KeyDeps, accountId: string): Promise<KeyView[]> {
+  const rows = await deps.db.select().from(apiKeys).where(eq(apiKeys.accountId, accountId)).orderBy(desc(apiKeys.createdAt), desc(apiKeys.id));
+  const now = deps.clock.now();
+  return rows.map((r) => toView(r, deps.config.keyPrefix, now));
+}
+
+async function findOwned(tx: Pick<Deps["db"], "select">, accountId: string, id: string): Promise<KeyRow> {
+  const [row] = await tx
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.id, id), eq(apiKeys.accountId, accountId)));
+  // Another account's key is indistinguishable from a missing one.
+  if (!row) throw notFound("key");
+  return row;
+}
+
+export async function getKey(deps: KeyDeps, accountId: string, id: string): Promise<KeyView> {
+  return toView(await findOwned(deps.db, accountId, id), deps.config.keyPrefix, deps.clock.now());
+}
+
+export async function getKeyRow(deps: KeyDeps, accountId: string, id: string): Promise<KeyRow> {
+  return findOwned(deps.db, accountId, id);
+}
+
+function assertChangeable(row: KeyRow, now: number): void {
+  const status = keyStatus(row, now);
+  if (status === "revoked") throw new ApiError(409, "key_revoked", "This key is revoked and can no longer change.");
+}
+
+export async function updateKey(deps: KeyDeps, accountId: string, id: string, input: UpdateKeyInput | unknown, who: Actor): Promise<KeyView> {
+  const patch = parse(updateKeySchema, input, "change");
+  const nowMs = deps.clock.now();
+  requireFuture(patch.expiresAt, nowMs);
+  const now = new Date(nowMs);
+  const row = await deps.db.transaction(async (tx) => {
+    const before = await findOwned(tx, accountId, id);
+    assertChangeable(before, nowMs);
+    const changes: Record<string, { from: unknown; to: unknown }> = {};
+    for (const [field, value] of Object.entries(patch)) {
+      if (value === undefined) continue;
+      const old = before[field as keyof KeyRow];
+      const norm = (v: unknown) => (v instanceof Date ? v.toISOString() : v);
+      if (JSON.stringify(norm(old)) !== JSON.stringify(norm(value))) changes[field] = { from: norm(old), to: norm(value) };
+    }
+    const [after] = await tx
+      .update(apiKeys)
+      .set({ ...patch, updatedAt: now })
+      .where(and(eq(apiKeys.id, id), eq(apiKeys.accountId, accountId)))
+      .returning();
+    await recordAudit(tx, who, { accountId, action: "key.updated", keyId: id, changes }, now);
+    return after!;
+  });
+  await deps.keyCache.announce(row.hash);
+  return toView(row, deps.config.keyPrefix, nowMs);
+}
+
+export async function revokeKey(deps: KeyDeps, accountId: string, id: string, who: Actor): Promise<KeyView> {
+  const nowMs = deps.clock.now();
+  const now = new Date(nowMs);
+  const row = await deps.db.transaction(async (tx) => {
+    const before = await findOwned(tx, accountId, id);
+    if (before.revokedAt) return before;
+    const [after] = await tx
+      .update(apiKeys)
+      .set({ revokedAt: now, updatedAt: now })
+      .where(and(eq(apiKeys.id, id), eq(apiKeys.accountId, accountId)))
+      .returning();
+    await recordAudit(tx, who, { accountId, action: "key.revoked", keyId: id, changes: { status: { from: keyStatus(before, nowMs), to: "revoked" } } }, now);
+    return after!;
+  });
+  await deps.keyCache.announce(row.hash);
+  return toView(row, deps.config.keyPrefix, nowMs);
+}
+
+/**
+ * Rolls a key: a new key with the same settings is active at once; the old one answers until
+ * the grace period ends (0 h = revoked now), then counts as revoked.
+ */
+export async function rollKey(
+  deps: KeyDeps,
+  accountId: string,
+  id: string,
+  input: { gracePeriodHours?: number } | unknown,
+  who: Actor,
+): Promise<{ key: KeyView; secret: string; previous: KeyView }> {
+  const { gracePeriodHours } = parse(rollKeySchema, input, "roll");
+  const nowMs = deps.clock.now();
+  const now = new Date(nowMs);
+  const graceEnd = new Date(nowMs + Math.round(gracePeriodHours * 3_600_000));
+  const result = await deps.db.transaction(async (tx) => {
+    await lockAccount(tx, accountId);
+    const old = await findOwned(tx, accountId, id);
+    const status = keyStatus(old, nowMs);
+    if (status !== "active") throw new ApiError(409, `key_${status}`, `Only an active key can be rolled; this one is ${status}.`);
+    const created = await insertKey(
+      tx,
+      deps,
+      accountId,
+      {
+        name: old.name,
+        environment: old.environment,
+        scopes: old.scopes,
+        rateLimit: old.rateLimit,
+        ipAllowlist: old.ipAllowlist,
+        monthlyQuota: old.monthlyQuota,
+        expiresAt: old.expiresAt,
+      },
+      now,
+    );
+    const [previous] = await tx
+      .update(apiKeys)
+      .set(gracePeriodHours > 0 ? { graceEndsAt: graceEnd, replacedBy: created.row.id, updatedAt: now } : { revokedAt: now, replacedBy: created.row.id, updatedAt: now })
+      .where(eq(apiKeys.id, old.id))
+      .returning();
+    await recordAudit(
+      tx,
+      who,
+      { accountId, action: "key.rolled", keyId: old.id, changes: { replacedBy: created.row.id, gracePeriodHours, graceEndsAt: gracePeriodHours > 0 ? graceEnd.toISOString() : null } },
+      now,
+    );
+    await recordAudit(tx, who, { accountId, action: "key.created", keyId: created.row.id, changes: { name: old.name, rolledFrom: old.id } }, now);
+    return { created, previous: previous! };
+  });
+  await deps.keyCache.announce(result.previous.hash);
+  return {
+    key: toView(result.created.row, deps.config.keyPrefix, nowMs),
+    secret: result.created.secret,
+    previous: toView(result.previous, deps.config.keyPrefix, nowMs),
+  };
+}
+
+/** For operators (the CLI): revoke by id whatever the account. */
+export async function revokeKeyById(deps: KeyDeps, id: string, who: Actor): Promise<KeyView> {
+  const [row] = await deps.db.select({ accountId: apiKeys.accountId }).from(apiKeys).where(eq(apiKeys.id, id));
+  if (!row) throw notFound("key");
+  return revokeKey(deps, row.accountId, id, who);
+}

@@ -1,0 +1,169 @@
+import { sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { newId } from "../ids.ts";
+import type { Clock } from "../ops/clock.ts";
+import type { Logger } from "../ops/log.ts";
+import { apiKeys } from "../keys/keys.sql.ts";
+import { BUCKET_COUNT, bucketOf } from "./histogram.ts";
+import { keyUsage, usageFlushes } from "./usage.sql.ts";
+
+export interface UsageRow {
+  keyId: string;
+  accountId: string;
+  environment: "live" | "test";
+  day: string;
+  endpoint: string;
+  successes: number;
+  errors: number;
+  latencySumMs: number;
+  latencyBuckets: number[];
+}
+
+interface PendingFlush {
+  flushId: string;
+  rows: UsageRow[];
+  lastUsed: Map<string, number>;
+}
+
+/** Statements per INSERT: 9 parameters a row stays far below Postgres' 65,535. */
+const ROWS_PER_STATEMENT = 2000;
+const LAST_USED_EVERY_MS = 60_000;
+
+/**
+ * Usage metering. The request path only adds to an in-memory map keyed by
+ * (key, UTC day, endpoint template); a timer swaps the map and writes it in one transaction:
+ * a `usage_flushes` ledger row with the batch's flush id, then multi-row upserts that add to
+ * the stored counts. A failed flush keeps its batch and flush id and is retried first on the
+ * next tick, and the ledger makes a retry of an already-committed batch a no-op: every
+ * answered request is counted exactly once.
+ */
+export class UsageMeter {
+  private current = new Map<string, UsageRow>();
+  private pending: PendingFlush | undefined;
+  /** keyId → last time last_used_at was queued for writing. */
+  private readonly lastUsedWritten = new Map<string, number>();
+  private lastUsed = new Map<string, number>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private flushing: Promise<void> | undefined;
+  /** Requests recorded since start (the benchmark and tests compare it with the table). */
+  recorded = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly flushMs: number,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush().catch(() => {}), this.flushMs);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Hot path: a few map operations, no I/O. */
+  record(keyId: string, accountId: string, environment: "live" | "test", endpoint: string, status: number, latencyMs: number, count = 1): void {
+    const now = this.clock.now();
+    const day = new Date(now).toISOString().slice(0, 10);
+    const id = `${keyId}\u0000${day}\u0000${endpoint}`;
+    let row = this.current.get(id);
+    if (!row) {
+      row = { keyId, accountId, environment, day, endpoint, successes: 0, errors: 0, latencySumMs: 0, latencyBuckets: new Array(BUCKET_COUNT).fill(0) };
+      this.current.set(id, row);
+    }
+    if (status < 400) row.successes += count;
+    else row.errors += count;
+    row.latencySumMs += latencyMs * count;
+    row.latencyBuckets[bucketOf(latencyMs)]! += count;
+    this.recorded += count;
+    const written = this.lastUsedWritten.get(keyId);
+    if (written === undefined || now - written >= LAST_USED_EVERY_MS) {
+      this.lastUsedWritten.set(keyId, now);
+      this.lastUsed.set(keyId, now);
+    }
+  }
+
+  /** Rows not yet in the database (in the current map or a failed batch). */
+  unflushed(): number {
+    let n = 0;
+    for (const r of this.current.values()) n += r.successes + r.errors;
+    for (const r of this.pending?.rows ?? []) n += r.successes + r.errors;
+    return n;
+  }
+
+  /** Flushes now; concurrent calls share one run. Throws when the database refuses (the batch is kept). */
+  flush(): Promise<void> {
+    this.flushing ??= this.runFlush().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async runFlush(): Promise<void> {
+    if (this.pending) {
+      await this.write(this.pending);
+      this.pending = undefined;
+    }
+    if (this.current.size === 0 && this.lastUsed.size === 0) return;
+    const rows = [...this.current.values()].sort(compareRows);
+    this.pending = { flushId: newId("flush"), rows, lastUsed: this.lastUsed };
+    this.current = new Map();
+    this.lastUsed = new Map();
+    await this.write(this.pending);
+    this.pending = undefined;
+  }
+
+  private async write(batch: PendingFlush): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.db.transaction(async (tx) => {
+        const [claimed] = await tx
+          .insert(usageFlushes)
+          .values({ flushId: batch.flushId, rows: batch.rows.length, appliedAt: new Date(this.clock.now()) })
+          .onConflictDoNothing()
+          .returning({ flushId: usageFlushes.flushId });
+        // Already applied by an attempt whose answer was lost: adding again would double count.
+        if (!claimed) return;
+        for (let i = 0; i < batch.rows.length; i += ROWS_PER_STATEMENT) {
+          await tx
+            .insert(keyUsage)
+            .values(batch.rows.slice(i, i + ROWS_PER_STATEMENT))
+            .onConflictDoUpdate({
+              target: [keyUsage.keyId, keyUsage.day, keyUsage.endpoint],
+              set: {
+                successes: sql`${keyUsage.successes} + excluded.successes`,
+                errors: sql`${keyUsage.errors} + excluded.errors`,
+                latencySumMs: sql`${keyUsage.latencySumMs} + excluded.latency_sum_ms`,
+                latencyBuckets: sql`array(select a + b from unnest(${keyUsage.latencyBuckets}, excluded.latency_buckets) as t(a, b))`,
+              },
+            });
+        }
+        const used = [...batch.lastUsed].sort(([a], [b]) => (a < b ? -1 : 1));
+        for (let i = 0; i < used.length; i += ROWS_PER_STATEMENT) {
+          const chunk = used.slice(i, i + ROWS_PER_STATEMENT);
+          const ids = sql.join(chunk.map(([id]) => sql`${id}`), sql`, `);
+          const ats = sql.join(chunk.map(([, at]) => sql`${new Date(at).toISOString()}`), sql`, `);
+          await tx.execute(sql`
+            update ${apiKeys} set last_used_at = greatest(${apiKeys.lastUsedAt}, v.at)
+            from unnest(array[${ids}]::text[], array[${ats}]::timestamptz[]) as v(id, at)
+            where ${apiKeys.id} = v.id`);
+        }
+      });
+      if (batch.rows.length) {
+        this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rows.length, ms: Math.round(performance.now() - started) });
+      }
+    } catch (err) {
+      this.log.warn("usage flush failed; the batch is kept and retried", { flushId: batch.flushId, rows: batch.rows.length, error: (err as Error).message });
+      throw err;
+    }
+  }
+}
+
+function compareRows(a: UsageRow, b: UsageRow): number {
+  // One global order (key, day, endpoint) so concurrent flushes of two instances lock rows
+  // in the same order and cannot deadlock.
+  if (a.keyId !== b.keyId) return a.keyId < b.keyId ? -1 : 1;
+  if (a.day !== b.day) return a.day < b.day ? -1 : 1;
+  return a.endpoint < b.endpoint ? -1 : a.endpoint > b.endpoint ? 1 : 0;
+}

@@ -1,0 +1,63 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { cliActor } from "../../src/audit/service.ts";
+import { revokeKey } from "../../src/keys/service.ts";
+import { backends } from "../support/backends.ts";
+import { bearer, newAccount, newKey, problem } from "../support/fixtures.ts";
+import { startHarness, type Harness } from "../support/harness.ts";
+
+const service = backends.find((b) => b.name === "service");
+const EMAIL = "/v1/email/a@example.com";
+
+describe.skipIf(!service)("two instances sharing Postgres and Redis [service]", () => {
+  let a: Harness;
+  let b: Harness;
+  beforeAll(async () => {
+    a = await startHarness(service!);
+    b = await startHarness(service!, { share: a });
+  });
+  afterAll(async () => {
+    await b.close();
+    await a.close();
+  });
+
+  it("sees a revoke made on one instance on the other's next request after the eviction arrives", async () => {
+    const account = await newAccount(a);
+    const { key, secret } = await newKey(a, account.id);
+    expect((await b.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+    const evicted = new Promise<void>((resolve) => {
+      void b.deps.state.subscribe("keys:evict", () => resolve());
+    });
+    await revokeKey(a.deps, account.id, key.id, cliActor);
+    await evicted;
+    const res = await b.req(EMAIL, { headers: bearer(secret) });
+    expect((await problem(res)).code).toBe("key_revoked");
+  });
+
+  it("flushes the cache when the revocation epoch moves, even if the message was lost", async () => {
+    const account = await newAccount(a);
+    const { key, secret } = await newKey(a, account.id);
+    expect((await b.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+    // Lose the message: B stops listening, A revokes (publishing to nobody on B's side).
+    await b.deps.keyCache.stop();
+    await revokeKey(a.deps, account.id, key.id, cliActor);
+    expect((await b.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+    await b.deps.keyCache.pollEpoch();
+    expect((await problem(await b.req(EMAIL, { headers: bearer(secret) }))).code).toBe("key_revoked");
+    await b.deps.keyCache.start();
+  });
+
+  it("admits exactly the limit across both instances", async () => {
+    const account = await newAccount(a);
+    const { secret } = await newKey(a, account.id, { rateLimit: 30 });
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).req(EMAIL, { headers: bearer(secret) })));
+    expect(results.filter((r) => r.status === 200).length).toBe(30);
+    expect(results.filter((r) => r.status === 429).length).toBe(30);
+  });
+
+  it("counts a shared monthly quota exactly across both instances", async () => {
+    const account = await newAccount(a);
+    const { secret } = await newKey(a, account.id, { monthlyQuota: 25, rateLimit: 1000 });
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).req(EMAIL, { headers: bearer(secret) })));
+    expect(results.filter((r) => r.status === 200).length).toBe(25);
+  });
+});

@@ -1,0 +1,30 @@
+import { randomBytes } from "node:crypto";
+import { createAccount, type Account } from "../../src/accounts/service.ts";
+import { cliActor } from "../../src/audit/service.ts";
+import { createKey } from "../../src/keys/service.ts";
+import type { CreateKeyInput, KeyView } from "../../src/keys/model.ts";
+import type { Harness } from "./harness.ts";
+
+/** A fresh tenant: each test makes its own account, so tests never see each other's data. */
+export async function newAccount(h: Harness): Promise<Account> {
+  return createAccount(h.deps, { email: `dev-${randomBytes(5).toString("hex")}@example.com`, password: "correct horse battery" }, cliActor);
+}
+
+export async function newKey(h: Harness, accountId: string, input: Partial<CreateKeyInput> = {}): Promise<{ key: KeyView; secret: string }> {
+  return createKey(h.deps, accountId, { name: "test key", scopes: ["email:read", "ip:read", "batch:write"], ...input }, cliActor);
+}
+
+export const bearer = (secret: string) => ({ authorization: `Bearer ${secret}` });
+
+/** Elysia runs onAfterResponse hooks (the meter, the access log) just after the answer. */
+export function afterResponse(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export async function problem(res: Response): Promise<{ code: string; status: number; errors?: { field: string; message: string }[] } & Record<string, unknown>> {
+  const body = await res.json();
+  if (res.headers.get("content-type")?.includes("application/problem+json") !== true) {
+    throw new Error(`expected problem+json, got ${res.headers.get("content-type")}: ${JSON.stringify(body)}`);
+  }
+  return body;
+}

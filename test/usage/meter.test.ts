@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { eq, sql } from "drizzle-orm";
+import { apiKeys, keyUsage, usageFlushes } from "../../src/db/schema.ts";
+import { ManualClock } from "../../src/ops/clock.ts";
+import { UsageMeter } from "../../src/usage/meter.ts";
+import { keyUsageReport } from "../../src/usage/queries.ts";
+import { createLogger } from "../../src/ops/log.ts";
+import { backends } from "../support/backends.ts";
+import { afterResponse, bearer, newAccount, newKey } from "../support/fixtures.ts";
+import { startHarness, type Harness } from "../support/harness.ts";
+
+for (const backend of backends) {
+  describe(`usage metering [${backend.name}]`, () => {
+    const clock = new ManualClock(Date.UTC(2026, 5, 10, 12));
+    let h: Harness;
+    beforeAll(async () => {
+      h = await startHarness(backend, { clock });
+    });
+    afterAll(() => h.close());
+
+    const counted = async (keyId: string) => {
+      const [row] = await h.deps.db
+        .select({ s: sql<string>`coalesce(sum(${keyUsage.successes}), 0)`, e: sql<string>`coalesce(sum(${keyUsage.errors}), 0)` })
+        .from(keyUsage)
+        .where(eq(keyUsage.keyId, keyId));
+      return { successes: Number(row!.s), errors: Number(row!.e) };
+    };
+
+    it("counts 1,000 answered requests as exactly 1,000 after a flush", async () => {
+      const account = await newAccount(h);
+      const { key, secret } = await newKey(h, account.id, { rateLimit: 100_000 });
+      for (let i = 0; i < 10; i++) {
+        await Promise.all(Array.from({ length: 100 }, (_, j) => h.req(j % 10 === 0 ? "/v1/ip/1.2.3.4" : "/v1/email/a@example.com", { headers: bearer(secret) })));
+      }
+      await afterResponse();
+      await h.deps.meter.flush();
+      expect(await counted(key.id)).toEqual({ successes: 1000, errors: 0 });
+      const rows = await h.deps.db.select().from(keyUsage).where(eq(keyUsage.keyId, key.id));
+      expect(rows.map((r) => r.endpoint).sort()).toEqual(["GET /v1/email/:address", "GET /v1/ip/:address"]);
+      expect(rows.every((r) => r.day === "2026-06-10" && r.environment === "live")).toBe(true);
+      expect(rows.reduce((n, r) => n + r.latencyBuckets.reduce((a, b) => a + b, 0), 0)).toBe(1000);
+    });
+
+    it("counts errors apart, a batch as one request per item, and test keys as test usage", async () => {
+      const account = await newAccount(h);
+      const { key, secret } = await newKey(h, account.id, { environment: "test" });
+      await h.req("/v1/ip/not-an-ip", { headers: bearer(secret) });
+      await h.req("/v1/batch", { method: "POST", headers: bearer(secret), json: { items: [1, 2, 3, 4].map((i) => ({ type: "ip", value: `10.0.0.${i}` })) } });
+      await afterResponse();
+      await h.deps.meter.flush();
+      expect(await counted(key.id)).toEqual({ successes: 4, errors: 1 });
+      const rows = await h.deps.db.select().from(keyUsage).where(eq(keyUsage.keyId, key.id));
+      expect(rows.every((r) => r.environment === "test")).toBe(true);
+    });
+
+    it("adds to existing rows across flushes and loses nothing when a flush fails once", async () => {
+      const account = await newAccount(h);
+      const { key } = await newKey(h, account.id);
+      const meter = new UsageMeter(h.deps.db, clock, createLogger("silent"), 60_000);
+      for (let i = 0; i < 50; i++) meter.record(key.id, account.id, "live", "GET /v1/email/:address", 200, 3);
+      await meter.flush();
+      for (let i = 0; i < 25; i++) meter.record(key.id, account.id, "live", "GET /v1/email/:address", 500, 30);
+
+      // Make the next write fail inside its transaction, after the ledger row is written.
+      const realTransaction = h.deps.db.transaction.bind(h.deps.db);
+      let failures = 0;
+      (h.deps.db as { transaction: unknown }).transaction = async (fn: (tx: unknown) => Promise<unknown>) =>
+        realTransaction(async (tx) => {
+          const result = await fn(tx);
+          if (failures++ === 0) throw new Error("connection reset (injected)");
+          return result;
+        });
+      try {
+        await expect(meter.flush()).rejects.toThrow("injected");
+        expect(meter.unflushed()).toBe(25);
+        for (let i = 0; i < 5; i++) meter.record(key.id, account.id, "live", "GET /v1/email/:address", 200, 3);
+        await meter.flush();
+      } finally {
+        (h.deps.db as { transaction: unknown }).transaction = realTransaction;
+      }
+      expect(meter.unflushed()).toBe(0);
+      expect(await counted(key.id)).toEqual({ successes: 55, errors: 25 });
+    });
+
+    it("applies a retried flush whose first attempt did commit only once (the flush_id ledger)", async () => {
+      const account = await newAccount(h);
+      const { key } = await newKey(h, account.id);
+      const meter = new UsageMeter(h.deps.db, clock, createLogger("silent"), 60_000);
+      for (let i = 0; i < 10; i++) meter.record(key.id, account.id, "live", "GET /v1/email/:address", 200, 3);
+      // Commit, then lose the answer: the meter sees a failure and retries the same batch.
+      const realTransaction = h.deps.db.transaction.bind(h.deps.db);
+      let calls = 0;
+      (h.deps.db as { transaction: unknown }).transaction = async (fn: (tx: never) => Promise<unknown>) => {
+        const result = await realTransaction(fn as never);
+        if (calls++ === 0) throw new Error("answer lost (injected)");
+        return result;
+      };
+      try {
+        await expect(meter.flush()).rejects.toThrow("injected");
+        await meter.flush();
+      } finally {
+        (h.deps.db as { transaction: unknown }).transaction = realTransaction;
+      }
+      expect(await counted(key.id)).toEqual({ successes: 10, errors: 0 });
+      const ledger = await h.deps.db.select().from(usageFlushes);
+      expect(ledger.length).toBeGreaterThan(0);
+    });
+
+    it("updates last_used_at at most once a minute per key", async () => {
+      const account = await newAccount(h);
+      const { key, secret } = await newKey(h, account.id, { rateLimit: 1000 });
+      await h.req("/v1/email/a@example.com", { headers: bearer(secret) });
+      await afterResponse();
+      await h.deps.meter.flush();
+      const first = (await h.deps.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt;
+      expect(first?.getTime()).toBe(clock.now());
+      clock.advance(30_000);
+      await h.req("/v1/email/a@example.com", { headers: bearer(secret) });
+      await afterResponse();
+      await h.deps.meter.flush();
+      expect((await h.deps.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt?.getTime()).toBe(first!.getTime());
+      clock.advance(30_000);
+      await h.req("/v1/email/a@example.com", { headers: bearer(secret) });
+      await afterResponse();
+      await h.deps.meter.flush();
+      expect((await h.deps.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt?.getTime()).toBe(clock.now());
+    });
+
+    it("reports daily rows, top endpoints, avg and p95 latency computed from the histogram", async () => {
+      const account = await newAccount(h);
+      const { key } = await newKey(h, account.id);
+      const meter = new UsageMeter(h.deps.db, clock, createLogger("silent"), 60_000);
+      // Today: 90 fast (4 ms, bucket 2-5) and 10 slow (40 ms, bucket 25-50) requests, 5 errors.
+      for (let i = 0; i < 90; i++) meter.record(key.id, account.id, "live", "GET /v1/email/:address", 200, 4);
+      for (let i = 0; i < 5; i++) meter.record(key.id, account.id, "live", "GET /v1/ip/:address", 200, 40);
+      for (let i = 0; i < 5; i++) meter.record(key.id, account.id, "live", "GET /v1/ip/:address", 400, 40);
+      await meter.flush();
+      const report = await keyUsageReport(h.deps.db, key.id, 7, clock.now());
+      expect(report.daily.length).toBe(7);
+      expect(report.daily.slice(0, 6).every((d) => d.successes === 0 && d.errors === 0 && d.p95LatencyMs === null)).toBe(true);
+      const today = report.daily[6]!;
+      expect(today).toMatchObject({ day: "2026-06-10", successes: 95, errors: 5, avgLatencyMs: 7.6 });
+      // The 95th of 100 falls in the 25-50 ms bucket: 25 + 25 · (95 − 90) / 10 = 37.5.
+      expect(today.p95LatencyMs).toBe(37.5);
+      expect(report.topEndpoints).toEqual([
+        { endpoint: "GET /v1/email/:address", requests: 90, errors: 0 },
+        { endpoint: "GET /v1/ip/:address", requests: 10, errors: 5 },
+      ]);
+      expect(report.summary).toEqual({ total: 100, successes: 95, errors: 5, errorRate: 0.05, avgLatencyMs: 7.6, p95LatencyMs: 37.5 });
+    });
+  });
+}
