@@ -58,7 +58,7 @@ await main();
 );
 
 const outfile = join(dist, "keyport");
-const proc = Bun.spawnSync(["bun", "build", "--compile", "--minify", entry, "--outfile", outfile], {
+const proc = Bun.spawnSync(["bun", "build", "--compile", entry, "--outfile", outfile], {
   cwd: projectRoot,
   stdout: "inherit",
   stderr: "inherit",
