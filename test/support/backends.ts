@@ -1,10 +1,7 @@
-import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { parseConfig, type Config } from "../../src/config.ts";
 import { openPglite, openPostgres, type Database } from "../../src/db/client.ts";
-import { projectRoot } from "../../src/embedded.ts";
 import { MemoryState } from "../../src/state/memory.ts";
 import { RedisState } from "../../src/state/redis.ts";
 import type { SharedState } from "../../src/state/types.ts";
@@ -33,61 +30,29 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   return { ...parseConfig({ LOG_LEVEL: "silent", SECRET_KEY: "test-secret-key-0123456789abcdefghijklmnop", ...overrides }) };
 }
 
-const migrationsHash = (() => {
-  const dir = join(projectRoot, "drizzle");
-  const h = createHash("sha256");
-  for (const f of readdirSync(dir).sort()) if (f.endsWith(".sql")) h.update(readFileSync(join(dir, f)));
-  return h.digest("hex").slice(0, 12);
-})();
-
-let template: Promise<string> | undefined;
-
-/** A migrated template database, made once per migrations version and cloned per test file. */
-function postgresTemplate(adminUrl: string): Promise<string> {
-  template ??= (async () => {
-    const name = `kp_tpl_${migrationsHash}`;
-    const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-    try {
-      await admin`select pg_advisory_lock(7345002)`;
-      const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
-      if (!exists) {
-        await admin.unsafe(`create database "${name}"`);
-        const db = await openPostgres(withDatabase(adminUrl, name), { max: 1 });
-        await db.migrate();
-        await db.close();
-      }
-      await admin`select pg_advisory_unlock(7345002)`;
-    } finally {
-      await admin.end();
-    }
-    return name;
-  })();
-  return template;
-}
-
 function withDatabase(url: string, name: string): string {
   const u = new URL(url);
   u.pathname = `/${name}`;
   return u.toString();
 }
 
-/** A fresh migrated database: a cloned Postgres database, or PGlite in memory. */
+/** A fresh database with the real migrations applied: Postgres (dropped at close) or PGlite in memory. */
 export async function freshDatabase(backend: Backend): Promise<Database & { url?: string }> {
   if (!backend.databaseUrl) {
     const db = await openPglite(undefined);
     await db.migrate();
     return db;
   }
-  const tpl = await postgresTemplate(backend.databaseUrl);
   const name = `kp_t_${randomBytes(6).toString("hex")}`;
   const admin = postgres(backend.databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`create database "${name}" template "${tpl}"`);
+    await admin.unsafe(`create database "${name}"`);
   } finally {
     await admin.end();
   }
   const url = withDatabase(backend.databaseUrl, name);
   const db = await openPostgres(url, { max: 10 });
+  await db.migrate();
   return {
     ...db,
     url,
