@@ -160,3 +160,46 @@ describe("keyport key", () => {
     expect(nobody.stderr).toContain("no account with email");
   }, 120_000);
 });
+
+describe("keyport serve", () => {
+  it("answers requests until SIGTERM, then flushes every counted request before exiting 0", async () => {
+    const dataDir = tempDir();
+    cli(["account", "create", "--email", "s@example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
+    const secret = cli(["key", "create", "--email", "s@example.com", "--name", "load", "--scopes", "email:read", "--rate", "10000"], { DATA_DIR: dataDir }).stdout.trim();
+    const port = 40000 + Math.floor(Math.random() * 20000);
+    const server = Bun.spawn(["bun", main, "serve"], {
+      // A flush interval far longer than the test: only the shutdown flush can write the counts.
+      env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: "info", USAGE_FLUSH_MS: "3600000" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const reader = server.stdout.getReader();
+    let out = "";
+    while (!out.includes('"listening"')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const statuses = await Promise.all(
+      Array.from({ length: 200 }, () => fetch(`http://127.0.0.1:${port}/v1/email/a@example.com`, { headers: { authorization: `Bearer ${secret}` } }).then((r) => r.status)),
+    );
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    server.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    expect(out).toContain('"step":"usage flushed"');
+    expect(out).not.toContain(secret);
+    const db = await openPglite(dataDir);
+    try {
+      const { keyUsage } = await import("../src/db/schema.ts");
+      const rows = await db.db.select().from(keyUsage);
+      expect(rows.reduce((n, r) => n + r.successes, 0)).toBe(200);
+    } finally {
+      await db.close();
+    }
+  }, 120_000);
+});
