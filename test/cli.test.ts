@@ -25,6 +25,35 @@ function cli(args: string[], env: Record<string, string> = {}) {
   return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
 }
 
+/** `keyport serve` as a process, once it logs "listening"; `stop` sends SIGTERM and collects its log. */
+async function startServer(env: Record<string, string>) {
+  const port = 40000 + Math.floor(Math.random() * 20000);
+  const proc = Bun.spawn(["bun", main, "serve"], {
+    env: { PATH: process.env.PATH ?? "", PORT: String(port), LOG_LEVEL: "info", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  const readUntil = async (stop: (s: string) => boolean) => {
+    while (!stop(out)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+  };
+  await readUntil((s) => s.includes('"listening"'));
+  return {
+    proc,
+    port,
+    async stop() {
+      proc.kill("SIGTERM");
+      await readUntil(() => false);
+      return { code: await proc.exited, out };
+    },
+  };
+}
+
 describe("keyport CLI", () => {
   it("prints usage and exits 2 for an unknown command", () => {
     const r = cli(["frobnicate"]);
@@ -84,29 +113,13 @@ describe("keyport CLI", () => {
 
   it("lets one process hold DATA_DIR: a second one exits naming the holder's pid", async () => {
     const dataDir = tempDir();
-    const server = Bun.spawn(["bun", main, "serve"], {
-      env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, PORT: String(40000 + Math.floor(Math.random() * 20000)), LOG_LEVEL: "info" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const reader = server.stdout.getReader();
-    let out = "";
-    while (!out.includes('"listening"')) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += new TextDecoder().decode(value);
-    }
+    const server = await startServer({ DATA_DIR: dataDir });
     const second = cli(["migrate"], { DATA_DIR: dataDir });
     expect(second.code).toBe(1);
-    expect(second.stderr).toContain(`in use by another Keyport process (pid ${server.pid})`);
+    expect(second.stderr).toContain(`in use by another Keyport process (pid ${server.proc.pid})`);
 
-    server.kill("SIGTERM");
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += new TextDecoder().decode(value);
-    }
-    expect(await server.exited).toBe(0);
+    const { code, out } = await server.stop();
+    expect(code).toBe(0);
     expect(out).toContain('"shutdown complete"');
     // The holder is gone: the data is whole and the next process opens it.
     expect(cli(["migrate"], { DATA_DIR: dataDir }).code).toBe(0);
@@ -166,31 +179,15 @@ describe("keyport serve", () => {
     const dataDir = tempDir();
     cli(["account", "create", "--email", "s@example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
     const secret = cli(["key", "create", "--email", "s@example.com", "--name", "load", "--scopes", "email:read", "--rate", "10000"], { DATA_DIR: dataDir }).stdout.trim();
-    const port = 40000 + Math.floor(Math.random() * 20000);
-    const server = Bun.spawn(["bun", main, "serve"], {
-      // A flush interval far longer than the test: only the shutdown flush can write the counts.
-      env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: "info", USAGE_FLUSH_MS: "3600000" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const reader = server.stdout.getReader();
-    let out = "";
-    while (!out.includes('"listening"')) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += new TextDecoder().decode(value);
-    }
+    // A flush interval far longer than the test: only the shutdown flush can write the counts.
+    const server = await startServer({ DATA_DIR: dataDir, USAGE_FLUSH_MS: "3600000" });
+    const port = server.port;
     const statuses = await Promise.all(
       Array.from({ length: 200 }, () => fetch(`http://127.0.0.1:${port}/v1/email/a@example.com`, { headers: { authorization: `Bearer ${secret}` } }).then((r) => r.status)),
     );
     expect(statuses.every((s) => s === 200)).toBe(true);
-    server.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += new TextDecoder().decode(value);
-    }
+    const { code, out } = await server.stop();
+    expect(code).toBe(0);
     expect(out).toContain('"step":"usage flushed"');
     expect(out).not.toContain(secret);
     const db = await openPglite(dataDir);
