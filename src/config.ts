@@ -98,6 +98,7 @@ const envSchema = z.object({
   TRUST_PROXY: bool("TRUST_PROXY"),
   INSTANCE_COUNT: intIn("INSTANCE_COUNT", 1, 1000, 1),
   RATE_LIMIT_ON_REDIS_ERROR: oneOf("RATE_LIMIT_ON_REDIS_ERROR", ["local", "allow", "deny"] as const, "local"),
+  COOKIE_SECURE: oneOf("COOKIE_SECURE", ["auto", "true", "false"] as const, "auto"),
 });
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -118,6 +119,8 @@ export interface Config {
   trustProxy: boolean;
   instanceCount: number;
   rateLimitOnRedisError: "local" | "allow" | "deny";
+  /** `auto`: Secure cookies when the request came over https (or X-Forwarded-Proto https behind TRUST_PROXY). */
+  cookieSecure: "auto" | "true" | "false";
 }
 
 export class ConfigError extends Error {
@@ -146,6 +149,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     trustProxy: e.TRUST_PROXY,
     instanceCount: e.INSTANCE_COUNT,
     rateLimitOnRedisError: e.RATE_LIMIT_ON_REDIS_ERROR,
+    cookieSecure: e.COOKIE_SECURE,
   };
 }
 

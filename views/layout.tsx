@@ -1,7 +1,26 @@
 import type { Children } from "@kitajs/html";
+import { paths } from "./components.tsx";
 
-/** The page shell: no inline script (the CSP forbids it), htmx and the stylesheet from static/. */
-export function Layout(props: { title: string; children?: Children }) {
+export interface PageSession {
+  email: string;
+  csrfToken: string;
+  isOperator: boolean;
+}
+
+/**
+ * The page shell. No inline script or style (the CSP forbids both): htmx, its config in a
+ * meta tag, and app.js come from static/. With a session, <body> carries the CSRF header for
+ * every htmx request (hx-headers:inherited, htmx 4's explicit inheritance) and boosts links
+ * and forms, which still work as plain requests without JavaScript.
+ */
+export function Layout(props: { title: string; session?: PageSession; active?: string; children?: Children }) {
+  const s = props.session;
+  const nav = [
+    ["dashboard", paths.dashboard, "Dashboard"],
+    ["keys", paths.keys, "Keys"],
+    ["audit", paths.audit, "Audit log"],
+    ["settings", paths.settings, "Settings"],
+  ] as const;
   return (
     <>
       {"<!doctype html>"}
@@ -9,17 +28,44 @@ export function Layout(props: { title: string; children?: Children }) {
         <head>
           <meta charset="utf-8" />
           <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <meta name="htmx-config" content='{"includeIndicatorCSS":false}' />
           <title safe>{props.title} · Keyport</title>
           <link rel="stylesheet" href="/static/app.css" />
           <script src="/static/htmx.min.js" defer></script>
+          <script src="/static/app.js" defer></script>
         </head>
-        <body>
+        <body hx-boost:inherited="true" hx-headers:inherited={s ? JSON.stringify({ "X-CSRF-Token": s.csrfToken }) : undefined}>
           <header class="top">
-            <a class="brand" href="/">
+            <a class="brand" href={s ? paths.dashboard : paths.home}>
               Keyport
             </a>
+            {s ? (
+              <>
+                <nav aria-label="Main">
+                  {nav.map(([id, href, label]) => (
+                    <a href={href} aria-current={props.active === id ? "page" : undefined}>
+                      {label}
+                    </a>
+                  ))}
+                </nav>
+                <form method="post" action={paths.logout} class="logout">
+                  <input type="hidden" name="_csrf" value={s.csrfToken} />
+                  <span class="who" safe>
+                    {s.email}
+                  </span>
+                  <button type="submit" class="link">
+                    Log out
+                  </button>
+                </form>
+              </>
+            ) : (
+              <nav aria-label="Account">
+                <a href={paths.login}>Log in</a>
+                <a href={paths.signup}>Sign up</a>
+              </nav>
+            )}
           </header>
-          <main>{props.children}</main>
+          <main id="main">{props.children}</main>
         </body>
       </html>
     </>

@@ -1,5 +1,7 @@
+import { and, desc, eq, lt, or, sql, type SQL } from "drizzle-orm";
 import type { Tx, Db } from "../db/client.ts";
 import { newId } from "../ids.ts";
+import { invalidRequest } from "../plugins/problem.ts";
 import { auditEvents } from "./audit.sql.ts";
 
 /** Who asked and from where; carried from the route (or CLI) into every audit event. */
@@ -33,4 +35,74 @@ export async function recordAudit(tx: Tx | Db, who: Actor, event: AuditInput, at
     changes: event.changes ?? {},
     createdAt: at,
   });
+}
+
+export const AUDIT_PAGE = 50;
+
+export interface AuditEventView {
+  id: string;
+  action: string;
+  actor: string;
+  keyId: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  changes: Record<string, unknown>;
+  createdAt: string;
+}
+
+function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString("base64url");
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [iso, id] = Buffer.from(cursor, "base64url").toString().split("|");
+  const createdAt = new Date(iso ?? "");
+  if (!id || Number.isNaN(createdAt.getTime())) throw invalidRequest("The cursor is not valid.", [{ field: "cursor", message: "is not a cursor this API returned" }]);
+  return { createdAt, id };
+}
+
+/** One page of an account's audit events, newest first; `nextCursor` continues after it. */
+export async function listAuditEvents(
+  db: Db,
+  accountId: string,
+  filter: { keyId?: string; action?: string; cursor?: string },
+): Promise<{ data: AuditEventView[]; nextCursor: string | null }> {
+  const where: (SQL | undefined)[] = [eq(auditEvents.accountId, accountId)];
+  if (filter.keyId) where.push(eq(auditEvents.keyId, filter.keyId));
+  if (filter.action) where.push(eq(auditEvents.action, filter.action));
+  if (filter.cursor) {
+    const c = decodeCursor(filter.cursor);
+    where.push(or(lt(auditEvents.createdAt, c.createdAt), and(eq(auditEvents.createdAt, c.createdAt), lt(auditEvents.id, c.id))));
+  }
+  const rows = await db
+    .select()
+    .from(auditEvents)
+    .where(and(...where))
+    .orderBy(desc(auditEvents.createdAt), desc(auditEvents.id))
+    .limit(AUDIT_PAGE + 1);
+  const page = rows.slice(0, AUDIT_PAGE);
+  const last = page[page.length - 1];
+  return {
+    data: page.map((e) => ({
+      id: e.id,
+      action: e.action,
+      actor: e.actor,
+      keyId: e.keyId,
+      ip: e.ip,
+      userAgent: e.userAgent,
+      changes: e.changes,
+      createdAt: e.createdAt.toISOString(),
+    })),
+    nextCursor: rows.length > AUDIT_PAGE && last ? encodeCursor(last.createdAt, last.id) : null,
+  };
+}
+
+/** The actions an account's log holds, for the filter. */
+export async function auditActions(db: Db, accountId: string): Promise<string[]> {
+  const rows = await db
+    .selectDistinct({ action: auditEvents.action })
+    .from(auditEvents)
+    .where(eq(auditEvents.accountId, accountId))
+    .orderBy(sql`1`);
+  return rows.map((r) => r.action);
 }

@@ -1,7 +1,6 @@
 import { Elysia } from "elysia";
-import { and, desc, eq, lt, or, type SQL } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
-import { auditEvents } from "../audit/audit.sql.ts";
+import { listAuditEvents } from "../audit/service.ts";
 import { apiAuthPlugin, callerOf } from "../plugins/auth.ts";
 import { invalidRequest } from "../plugins/problem.ts";
 import { keyUsageReport } from "../usage/queries.ts";
@@ -18,19 +17,6 @@ function intParam(raw: string | undefined, field: string, min: number, max: numb
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < min || n > max) throw invalidRequest(`The query parameter ${field} is not valid.`, [{ field, message: `must be a whole number from ${min} to ${max}` }]);
   return n;
-}
-
-const AUDIT_PAGE = 50;
-
-function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString("base64url");
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [iso, id] = Buffer.from(cursor, "base64url").toString().split("|");
-  const createdAt = new Date(iso ?? "");
-  if (!id || Number.isNaN(createdAt.getTime())) throw invalidRequest("The cursor is not valid.", [{ field: "cursor", message: "is not a cursor this API returned" }]);
-  return { createdAt, id };
 }
 
 /** The management API for keys, their usage and the audit log (DESIGN.md "Management API"). */
@@ -91,36 +77,8 @@ export const keyRoutes = (deps: Deps) =>
     .get(
       "/audit",
       async (ctx) => {
-        const caller = callerOf(ctx);
         const { keyId, action, cursor } = ctx.query as Record<string, string | undefined>;
-        const where: (SQL | undefined)[] = [eq(auditEvents.accountId, caller.accountId)];
-        if (keyId) where.push(eq(auditEvents.keyId, keyId));
-        if (action) where.push(eq(auditEvents.action, action));
-        if (cursor) {
-          const c = decodeCursor(cursor);
-          where.push(or(lt(auditEvents.createdAt, c.createdAt), and(eq(auditEvents.createdAt, c.createdAt), lt(auditEvents.id, c.id))));
-        }
-        const rows = await deps.db
-          .select()
-          .from(auditEvents)
-          .where(and(...where))
-          .orderBy(desc(auditEvents.createdAt), desc(auditEvents.id))
-          .limit(AUDIT_PAGE + 1);
-        const page = rows.slice(0, AUDIT_PAGE);
-        const last = page[page.length - 1];
-        return {
-          data: page.map((e) => ({
-            id: e.id,
-            action: e.action,
-            actor: e.actor,
-            keyId: e.keyId,
-            ip: e.ip,
-            userAgent: e.userAgent,
-            changes: e.changes,
-            createdAt: e.createdAt.toISOString(),
-          })),
-          nextCursor: rows.length > AUDIT_PAGE && last ? encodeCursor(last.createdAt, last.id) : null,
-        };
+        return listAuditEvents(deps.db, callerOf(ctx).accountId, { keyId, action, cursor });
       },
       { api: true },
     );

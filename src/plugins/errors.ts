@@ -1,6 +1,8 @@
 import { Elysia } from "elysia";
 import type { Logger } from "../ops/log.ts";
 import { ApiError, problemResponse, type FieldError } from "./problem.ts";
+import { htmlResponse } from "../portal/http.ts";
+import { MessagePage } from "../../views/message.tsx";
 
 /** Turns a TypeBox/zod validation failure into `{field, message}` pairs. */
 function fieldErrors(error: unknown): FieldError[] {
@@ -25,7 +27,27 @@ export const errorsPlugin = (log: Logger) =>
     return response;
   });
 
-function answer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
+/** Browsers navigating the portal get a page, programs get problem+json. */
+function wantsPage(request: Request): boolean {
+  const path = new URL(request.url).pathname;
+  if (path.startsWith("/v1/") || path.startsWith("/api/") || path === "/v1" || path === "/api") return false;
+  return (request.headers.get("accept") ?? "").includes("text/html");
+}
+
+function answer(ctx: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
+  const response = problemAnswer(ctx, log);
+  if (!wantsPage(ctx.request)) return response;
+  const titles: Record<number, string> = { 404: "Not found", 400: "Bad request", 500: "Something went wrong" };
+  const message =
+    response.status === 404
+      ? "There is no such page, or it belongs to another account."
+      : response.status >= 500
+        ? "Something went wrong on our side. Try again in a moment."
+        : "The request could not be handled.";
+  return htmlResponse(MessagePage({ title: titles[response.status] ?? "Error", message }), response.status);
+}
+
+function problemAnswer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
     if (error instanceof ApiError) return error.toResponse();
     switch (code) {
       case "NOT_FOUND":

@@ -1,9 +1,375 @@
 import { Elysia } from "elysia";
+import { stringify } from "csv-stringify/sync";
 import type { Deps } from "../deps.ts";
+import { auditActions, listAuditEvents } from "../audit/service.ts";
+import { clientIp } from "../gateway/chain.ts";
+import { SCOPES, SCOPE_NAMES } from "../keys/scopes.ts";
+import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "../keys/service.ts";
+import type { KeyView } from "../keys/model.ts";
+import { ApiError } from "../plugins/problem.ts";
+import { accountOverview, keyUsageReport } from "../usage/queries.ts";
+import { LoginForm, LoginPage, SignupForm, SignupPage } from "../../views/auth.tsx";
+import { DashboardPage } from "../../views/dashboard.tsx";
 import { HomePage } from "../../views/home.tsx";
+import { KeyDetailPage, USAGE_RANGES, UsagePanel } from "../../views/key-detail.tsx";
+import { KeysPage, KeysSection, type KeyFormState, type KeyFormValues } from "../../views/keys.tsx";
+import { AuditPage } from "../../views/audit.tsx";
+import { MessagePage } from "../../views/message.tsx";
+import { SettingsPage } from "../../views/settings.tsx";
+import { paths } from "../../views/components.tsx";
+import { portalGuard, sessionOf } from "./guard.ts";
+import { clearedSessionCookie, htmlResponse, redirectAfterPost, safeNext, sameOrigin, sessionCookie, sessionToken, wantsFragment } from "./http.ts";
+import { changePassword, logIn, signUp } from "./login.ts";
+import { createSession, deleteOtherSessions, deleteSession, validateSession, type Session } from "./sessions.ts";
 
-export const portalRoutes = (deps: Deps) =>
-  new Elysia({ name: "portal" }).get("/", ({ request, set }) => {
-    set.headers["content-type"] = "text/html; charset=utf-8";
-    return <HomePage origin={new URL(request.url).origin} keyPrefix={deps.config.keyPrefix} />;
-  });
+const scopeList = SCOPE_NAMES.map((name) => ({ name, description: SCOPES[name] }));
+
+type Form = Record<string, unknown>;
+
+function formObject(body: unknown): Form {
+  return body && typeof body === "object" && !Array.isArray(body) ? (body as Form) : {};
+}
+
+function text(v: unknown): string {
+  return typeof v === "string" ? v : Array.isArray(v) ? String(v[0] ?? "") : "";
+}
+
+function list(v: unknown): string[] {
+  if (Array.isArray(v)) return v.map(String);
+  return typeof v === "string" && v !== "" ? [v] : [];
+}
+
+/** A number field: empty → fallback; not a number → the text itself, so validation names it. */
+function numberField(v: unknown, empty: number | null | undefined): number | string | null | undefined {
+  const s = text(v).trim();
+  if (s === "") return empty;
+  return /^-?\d+(\.\d+)?$/.test(s) ? Number(s) : s;
+}
+
+/** Form fields → the service's input. A date means "valid through that UTC day". */
+function keyInput(form: Form, create: boolean) {
+  const expires = text(form.expiresAt).trim();
+  const input: Record<string, unknown> = {
+    name: text(form.name),
+    scopes: list(form.scopes),
+    rateLimit: numberField(form.rateLimit, create ? undefined : undefined),
+    expiresAt: expires === "" ? null : /^\d{4}-\d{2}-\d{2}$/.test(expires) ? `${expires}T23:59:59.999Z` : expires,
+    ipAllowlist: text(form.ipAllowlist)
+      .split(/[\s,]+/)
+      .map((s) => s.trim())
+      .filter(Boolean),
+    monthlyQuota: numberField(form.monthlyQuota, null),
+  };
+  if (create) input.environment = text(form.environment) || "live";
+  for (const k of Object.keys(input)) if (input[k] === undefined) delete input[k];
+  return input;
+}
+
+function formValues(form: Form): KeyFormValues {
+  return {
+    name: text(form.name),
+    environment: text(form.environment),
+    scopes: list(form.scopes),
+    rateLimit: text(form.rateLimit),
+    expiresAt: text(form.expiresAt),
+    ipAllowlist: text(form.ipAllowlist),
+    monthlyQuota: text(form.monthlyQuota),
+  };
+}
+
+function viewValues(k: KeyView): KeyFormValues {
+  return {
+    name: k.name,
+    scopes: k.scopes,
+    rateLimit: k.rateLimit,
+    expiresAt: k.expiresAt ? k.expiresAt.slice(0, 10) : "",
+    ipAllowlist: k.ipAllowlist.join("\n"),
+    monthlyQuota: k.monthlyQuota ?? "",
+  };
+}
+
+function pageSession(s: Session) {
+  return { email: s.email, csrfToken: s.csrfToken, isOperator: s.isOperator };
+}
+
+function who(deps: Deps, request: Request, socketIp: string | undefined, accountId: string) {
+  return { actor: `account:${accountId}`, ip: clientIp(request.headers, socketIp, deps.config.trustProxy) ?? null, userAgent: request.headers.get("user-agent") };
+}
+
+function days(raw: unknown): number {
+  const n = Number(raw);
+  return (USAGE_RANGES as readonly number[]).includes(n) ? n : 7;
+}
+
+const notFoundPage = () => htmlResponse(MessagePage({ title: "Not found", message: "There is no such page, or it belongs to another account." }), 404);
+
+/** Runs a lookup of the account's own object; another account's object renders the 404 page. */
+async function owned<T>(fn: () => Promise<T>): Promise<T | Response> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return notFoundPage();
+    throw err;
+  }
+}
+
+/**
+ * The portal: server-rendered pages and htmx fragments over the same services the JSON API
+ * uses. Every page also works as a plain request: forms POST and get a page or a 303.
+ */
+export const portalRoutes = (deps: Deps) => {
+  async function keysSection(s: Session, form: KeyFormState, origin: string, created?: { key: KeyView; secret: string }) {
+    const [keys, overview] = await Promise.all([listKeys(deps, s.accountId), accountOverview(deps.db, s.accountId, deps.clock.now())]);
+    return {
+      keys,
+      perKeyMonth: overview.perKeyMonth,
+      form,
+      scopes: scopeList,
+      created,
+      csrf: s.csrfToken,
+      origin,
+      prefix: deps.config.keyPrefix,
+      now: deps.clock.now(),
+    };
+  }
+
+  async function keyDetail(s: Session, id: string, range: number, edit?: KeyFormState, rolled?: { secret: string }) {
+    const k = await getKey(deps, s.accountId, id);
+    const usage = await keyUsageReport(deps.db, k.id, range, deps.clock.now());
+    return { session: pageSession(s), k, usage, edit: edit ?? { values: viewValues(k) }, scopes: scopeList, rolled, now: deps.clock.now() };
+  }
+
+  return (
+    new Elysia({ name: "portal" })
+      .use(portalGuard(deps))
+      .get("/", async ({ request }) => {
+        if (await validateSession(deps, sessionToken(request))) return new Response(null, { status: 303, headers: { location: paths.dashboard } });
+        return htmlResponse(HomePage({ origin: new URL(request.url).origin, keyPrefix: deps.config.keyPrefix }));
+      })
+      .get("/login", async ({ request, query }) => {
+        if (await validateSession(deps, sessionToken(request))) return new Response(null, { status: 303, headers: { location: paths.dashboard } });
+        return htmlResponse(LoginPage({ next: safeNext(query.next) }));
+      })
+      .post("/login", async ({ request, body, server }) => {
+        const form = formObject(body);
+        const email = text(form.email);
+        const next = safeNext(form.next);
+        const render = (status: number, state: { message?: string; errors?: { field: string; message: string }[] }) =>
+          htmlResponse(wantsFragment(request) ? LoginForm({ email, next, ...state }) : LoginPage({ email, next, ...state }), status);
+        if (!sameOrigin(request)) return render(403, { message: "This form was not sent from this site. Reload the page and try again." });
+        const meta = { ip: clientIp(request.headers, server?.requestIP(request)?.address, deps.config.trustProxy) ?? null, userAgent: request.headers.get("user-agent") };
+        try {
+          const account = await logIn(deps, { email, password: text(form.password) }, meta);
+          const { token } = await createSession(deps, account.id, meta);
+          return redirectAfterPost(request, next, { "set-cookie": sessionCookie(token, request, deps.config) });
+        } catch (err) {
+          if (!(err instanceof ApiError)) throw err;
+          if (err.status === 429) return render(429, { message: err.detail });
+          return render(422, { message: err.detail });
+        }
+      })
+      .get("/signup", async ({ request }) => {
+        if (await validateSession(deps, sessionToken(request))) return new Response(null, { status: 303, headers: { location: paths.dashboard } });
+        return htmlResponse(SignupPage({}));
+      })
+      .post("/signup", async ({ request, body, server }) => {
+        const form = formObject(body);
+        const email = text(form.email);
+        const render = (status: number, state: { message?: string; errors?: { field: string; message: string }[] }) =>
+          htmlResponse(wantsFragment(request) ? SignupForm({ email, ...state }) : SignupPage({ email, ...state }), status);
+        if (!sameOrigin(request)) return render(403, { message: "This form was not sent from this site. Reload the page and try again." });
+        const meta = { ip: clientIp(request.headers, server?.requestIP(request)?.address, deps.config.trustProxy) ?? null, userAgent: request.headers.get("user-agent") };
+        try {
+          const account = await signUp(deps, { email, password: text(form.password) }, meta);
+          const { token } = await createSession(deps, account.id, meta);
+          return redirectAfterPost(request, paths.dashboard, { "set-cookie": sessionCookie(token, request, deps.config) });
+        } catch (err) {
+          if (!(err instanceof ApiError)) throw err;
+          return render(422, { errors: err.errors, message: err.errors?.length ? undefined : err.detail });
+        }
+      })
+      .post(
+        "/logout",
+        async (ctx) => {
+          await deleteSession(deps, sessionOf(ctx).id);
+          return redirectAfterPost(ctx.request, paths.login, { "set-cookie": clearedSessionCookie(ctx.request, deps.config) });
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const [keys, overview] = await Promise.all([listKeys(deps, s.accountId), accountOverview(deps.db, s.accountId, deps.clock.now())]);
+          return htmlResponse(
+            DashboardPage({
+              session: pageSession(s),
+              overview,
+              activeKeys: keys.filter((k) => k.status === "active").length,
+              origin: new URL(ctx.request.url).origin,
+              prefix: deps.config.keyPrefix,
+            }),
+          );
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/keys",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const data = await keysSection(s, { values: { environment: "live", scopes: ["email:read"], rateLimit: 60 } }, new URL(ctx.request.url).origin);
+          return htmlResponse(KeysPage({ ...data, session: pageSession(s) }));
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/keys",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const form = formObject(ctx.body);
+          const origin = new URL(ctx.request.url).origin;
+          let created: { key: KeyView; secret: string } | undefined;
+          let state: KeyFormState = { values: { environment: "live", scopes: ["email:read"], rateLimit: 60 } };
+          let status = 201;
+          try {
+            created = await createKey(deps, s.accountId, keyInput(form, true), who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+          } catch (err) {
+            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            state = { values: formValues(form), errors: err.errors ?? [{ field: "name", message: err.detail }] };
+            status = 422;
+          }
+          const data = await keysSection(s, state, origin, created);
+          // The secret is in this answer: never cached, never stored in history.
+          const headers = { "cache-control": "no-store", vary: "HX-Request" };
+          if (wantsFragment(ctx.request)) return htmlResponse(KeysSection(data), status, headers);
+          return htmlResponse(KeysPage({ ...data, session: pageSession(s) }), status, headers);
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/keys/:id",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const data = await owned(() => keyDetail(s, ctx.params.id, days(ctx.query.days)));
+          return data instanceof Response ? data : htmlResponse(KeyDetailPage(data));
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/keys/:id/usage",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const data = await owned(() => keyDetail(s, ctx.params.id, days(ctx.query.days)));
+          if (data instanceof Response) return data;
+          const headers = { vary: "HX-Request" };
+          return wantsFragment(ctx.request) ? htmlResponse(UsagePanel(data), 200, headers) : htmlResponse(KeyDetailPage(data), 200, headers);
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/keys/:id/usage.csv",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const k = await owned(() => getKey(deps, s.accountId, ctx.params.id));
+          if (k instanceof Response) return k;
+          const n = Math.min(366, Math.max(1, Number.parseInt(String(ctx.query.days ?? "30"), 10) || 30));
+          const report = await keyUsageReport(deps.db, k.id, n, deps.clock.now());
+          const csv = stringify(
+            report.daily.map((d) => [d.day, d.successes, d.errors, d.avgLatencyMs ?? "", d.p95LatencyMs ?? ""]),
+            { header: true, columns: ["day", "successes", "errors", "avg_latency_ms", "p95_latency_ms"] },
+          );
+          return new Response(csv, {
+            headers: {
+              "content-type": "text/csv; charset=utf-8",
+              "content-disposition": `attachment; filename="usage-${k.id}-${n}d.csv"`,
+              "x-content-type-options": "nosniff",
+            },
+          });
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/keys/:id",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const form = formObject(ctx.body);
+          try {
+            await updateKey(deps, s.accountId, ctx.params.id, keyInput(form, false), who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) return notFoundPage();
+            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            const data = await keyDetail(s, ctx.params.id, 7, { values: formValues(form), errors: err.errors ?? [{ field: "name", message: err.detail }] });
+            return htmlResponse(KeyDetailPage(data), 422);
+          }
+          return redirectAfterPost(ctx.request, paths.key(ctx.params.id));
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/keys/:id/revoke",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const done = await owned(() => revokeKey(deps, s.accountId, ctx.params.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId)));
+          if (done instanceof Response) return done;
+          return redirectAfterPost(ctx.request, paths.key(ctx.params.id));
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/keys/:id/roll",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const form = formObject(ctx.body);
+          const grace = numberField(form.gracePeriodHours, 24);
+          let rolled: Awaited<ReturnType<typeof rollKey>>;
+          try {
+            rolled = await rollKey(deps, s.accountId, ctx.params.id, { gracePeriodHours: grace }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) return notFoundPage();
+            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            return htmlResponse(MessagePage({ title: "Not rolled", message: err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail }), 422);
+          }
+          const data = await keyDetail(s, rolled.key.id, 7, undefined, { secret: rolled.secret });
+          return htmlResponse(KeyDetailPage(data), 200, { "cache-control": "no-store" });
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/audit",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const q = ctx.query as Record<string, string | undefined>;
+          const filters = { action: q.action || undefined, keyId: q.keyId || undefined };
+          let page: Awaited<ReturnType<typeof listAuditEvents>>;
+          try {
+            page = await listAuditEvents(deps.db, s.accountId, { ...filters, cursor: q.cursor || undefined });
+          } catch (err) {
+            if (!(err instanceof ApiError)) throw err;
+            page = await listAuditEvents(deps.db, s.accountId, filters);
+          }
+          const [actions, keys] = await Promise.all([auditActions(deps.db, s.accountId), listKeys(deps, s.accountId)]);
+          return htmlResponse(
+            AuditPage({ session: pageSession(s), events: page.data, filters, actions, keys: keys.map((k) => ({ id: k.id, name: k.name })), nextCursor: page.nextCursor }),
+          );
+        },
+        { portal: true },
+      )
+      .get("/portal/settings", (ctx) => htmlResponse(SettingsPage({ session: pageSession(sessionOf(ctx)) })), { portal: true })
+      .post(
+        "/portal/settings",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const form = formObject(ctx.body);
+          try {
+            await changePassword(deps, { id: s.accountId, email: s.email }, { current: text(form.current), next: text(form.next) }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+          } catch (err) {
+            if (!(err instanceof ApiError)) throw err;
+            return htmlResponse(SettingsPage({ session: pageSession(s), errors: err.errors }), 422);
+          }
+          await deleteOtherSessions(deps, s.accountId, s.id);
+          return htmlResponse(SettingsPage({ session: pageSession(s), saved: true }));
+        },
+        { portal: true },
+      )
+  );
+};

@@ -123,3 +123,46 @@ export async function keyUsageReport(db: Db, keyId: string, days: number, now: n
     },
   };
 }
+
+export interface AccountOverview {
+  today: { successes: number; errors: number };
+  month: { successes: number; errors: number };
+  errorRate: number;
+  daily: { day: string; successes: number; errors: number }[];
+  /** keyId → requests this UTC month. */
+  perKeyMonth: Record<string, number>;
+}
+
+/** The dashboard's numbers for one account: today, this UTC month, the last 7 days, per key. */
+export async function accountOverview(db: Db, accountId: string, now: number): Promise<AccountOverview> {
+  const today = new Date(now).toISOString().slice(0, 10);
+  const monthStart = today.slice(0, 8) + "01";
+  const weekStart = new Date(now - 6 * 86_400_000).toISOString().slice(0, 10);
+  const [totals] = rows<{ ts: string | null; te: string | null; ms: string | null; me: string | null }>(
+    await db.execute(sql`
+      select sum(successes) filter (where day = ${today}::date) as ts, sum(errors) filter (where day = ${today}::date) as te,
+             sum(successes) as ms, sum(errors) as me
+      from key_usage where account_id = ${accountId} and day >= ${monthStart}::date`),
+  );
+  const daily = rows<{ day: string; successes: string; errors: string }>(
+    await db.execute(sql`
+      with d as (select generate_series(${weekStart}::date, ${today}::date, interval '1 day')::date as day)
+      select to_char(d.day, 'YYYY-MM-DD') as day, coalesce(sum(u.successes), 0) as successes, coalesce(sum(u.errors), 0) as errors
+      from d left join key_usage u on u.day = d.day and u.account_id = ${accountId}
+      group by d.day order by d.day`),
+  );
+  const perKey = rows<{ key_id: string; n: string }>(
+    await db.execute(sql`
+      select key_id, sum(successes + errors) as n from key_usage
+      where account_id = ${accountId} and day >= ${monthStart}::date group by key_id`),
+  );
+  const ms = Number(totals?.ms ?? 0);
+  const me = Number(totals?.me ?? 0);
+  return {
+    today: { successes: Number(totals?.ts ?? 0), errors: Number(totals?.te ?? 0) },
+    month: { successes: ms, errors: me },
+    errorRate: ms + me > 0 ? me / (ms + me) : 0,
+    daily: daily.map((d) => ({ day: d.day, successes: Number(d.successes), errors: Number(d.errors) })),
+    perKeyMonth: Object.fromEntries(perKey.map((r) => [r.key_id, Number(r.n)])),
+  };
+}

@@ -1,0 +1,106 @@
+import { eq } from "drizzle-orm";
+import { dictionary } from "@zxcvbn-ts/language-common";
+import type { Deps } from "../deps.ts";
+import { accounts } from "../accounts/accounts.sql.ts";
+import { createAccount, findAccountByEmail, type Account } from "../accounts/service.ts";
+import { recordAudit, type Actor } from "../audit/service.ts";
+import { ApiError, type FieldError } from "../plugins/problem.ts";
+
+const COMMON_PASSWORDS = new Set((dictionary["passwords-common"] as string[]).map((p) => p.toLowerCase()));
+
+/** Portal rules on top of the account rules: not a known common password, not the email. */
+export function passwordProblem(password: string, email: string): string | null {
+  if (password.length < 12) return "must be at least 12 characters";
+  if (password.length > 256) return "must be at most 256 characters";
+  if (COMMON_PASSWORDS.has(password.toLowerCase())) return "is on a list of commonly used passwords; choose another";
+  if (password.trim().toLowerCase() === email.trim().toLowerCase()) return "must not be your email address";
+  return null;
+}
+
+export async function signUp(deps: Pick<Deps, "db" | "clock">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
+  const problem = passwordProblem(input.password ?? "", input.email ?? "");
+  if (problem) throw new ApiError(400, "invalid_request", "The account details are not valid.", [{ field: "password", message: problem }]);
+  return createAccount(deps, input, { actor: "signup", ...who });
+}
+
+const MINUTE = 60_000;
+/** OWASP ASVS 2.2.1: at most 100 failed attempts an hour per account; tighter per 15 minutes. */
+export const LOGIN_LIMITS = {
+  perEmail15m: 10,
+  perEmailHour: 100,
+  perIp15m: 50,
+};
+
+const sha = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex").slice(0, 32);
+
+function throttleKeys(email: string, ip: string | undefined) {
+  const e = sha(email.trim().toLowerCase());
+  return {
+    email15: `login:e15:${e}`,
+    emailHour: `login:e60:${e}`,
+    ip15: `login:ip15:${ip ?? "unknown"}`,
+  };
+}
+
+export class LoginThrottled extends ApiError {
+  constructor() {
+    super(429, "too_many_attempts", "Too many failed sign-in attempts. Wait 15 minutes and try again.", undefined, { "retry-after": "900" });
+  }
+}
+
+// Verifying against this when the email is unknown makes both failures cost one argon2id
+// verification, so timing does not tell which emails have accounts.
+const DUMMY_HASH = Bun.password.hashSync(crypto.randomUUID(), { algorithm: "argon2id" });
+
+/**
+ * Checks an email and password. Both kinds of failure give the same error and the same
+ * cost; failures count per email and per client address in the shared state.
+ */
+export async function logIn(
+  deps: Pick<Deps, "db" | "state" | "clock">,
+  input: { email: string; password: string },
+  who: Omit<Actor, "actor">,
+): Promise<Account> {
+  const email = String(input.email ?? "").trim().toLowerCase();
+  const password = String(input.password ?? "");
+  const keys = throttleKeys(email, who.ip ?? undefined);
+  const [e15, e60, ip15] = await Promise.all([deps.state.get(keys.email15), deps.state.get(keys.emailHour), deps.state.get(keys.ip15)]);
+  if (e15 >= LOGIN_LIMITS.perEmail15m || e60 >= LOGIN_LIMITS.perEmailHour || ip15 >= LOGIN_LIMITS.perIp15m) throw new LoginThrottled();
+
+  const account = email && email.length <= 254 ? await findAccountByEmail(deps, email) : undefined;
+  const ok = await Bun.password.verify(password.slice(0, 256), account?.passwordHash ?? DUMMY_HASH);
+  if (!account || !ok) {
+    await Promise.all([
+      deps.state.incr(keys.email15, 1, 15 * MINUTE),
+      deps.state.incr(keys.emailHour, 1, 60 * MINUTE),
+      deps.state.incr(keys.ip15, 1, 15 * MINUTE),
+    ]);
+    if (account) await recordAudit(deps.db, { actor: `account:${account.id}`, ...who }, { accountId: account.id, action: "account.login_failed" }, new Date(deps.clock.now()));
+    throw new ApiError(400, "invalid_credentials", "Email or password is incorrect.", [{ field: "password", message: "Email or password is incorrect." }]);
+  }
+  await deps.state.del(keys.email15);
+  await recordAudit(deps.db, { actor: `account:${account.id}`, ...who }, { accountId: account.id, action: "account.login" }, new Date(deps.clock.now()));
+  return account;
+}
+
+export async function changePassword(
+  deps: Pick<Deps, "db" | "clock">,
+  account: { id: string; email: string },
+  input: { current: string; next: string },
+  who: Actor,
+): Promise<void> {
+  const [row] = await deps.db.select().from(accounts).where(eq(accounts.id, account.id));
+  const errors: FieldError[] = [];
+  if (!row || !(await Bun.password.verify(String(input.current ?? "").slice(0, 256), row.passwordHash))) {
+    errors.push({ field: "current", message: "is not your current password" });
+  }
+  const problem = passwordProblem(String(input.next ?? ""), account.email);
+  if (problem) errors.push({ field: "next", message: problem });
+  if (errors.length) throw new ApiError(400, "invalid_request", "The password was not changed.", errors);
+  const now = new Date(deps.clock.now());
+  const passwordHash = await Bun.password.hash(String(input.next), { algorithm: "argon2id" });
+  await deps.db.transaction(async (tx) => {
+    await tx.update(accounts).set({ passwordHash, updatedAt: now }).where(eq(accounts.id, account.id));
+    await recordAudit(tx, who, { accountId: account.id, action: "account.password_changed" }, now);
+  });
+}

@@ -1,0 +1,107 @@
+import Html, { type Children } from "@kitajs/html";
+import type { FieldError } from "../src/plugins/problem.ts";
+
+/** Every portal path in one place: views build links from these, never from user text. */
+export const paths = {
+  home: "/",
+  login: "/login",
+  signup: "/signup",
+  logout: "/logout",
+  dashboard: "/portal",
+  keys: "/portal/keys",
+  key: (id: string) => `/portal/keys/${encodeURIComponent(id)}`,
+  keyEdit: (id: string) => `/portal/keys/${encodeURIComponent(id)}/edit`,
+  keyRevoke: (id: string) => `/portal/keys/${encodeURIComponent(id)}/revoke`,
+  keyRoll: (id: string) => `/portal/keys/${encodeURIComponent(id)}/roll`,
+  keyUsage: (id: string, days: number) => `/portal/keys/${encodeURIComponent(id)}/usage?days=${days}`,
+  keyUsageCsv: (id: string, days: number) => `/portal/keys/${encodeURIComponent(id)}/usage.csv?days=${days}`,
+  audit: "/portal/audit",
+  settings: "/portal/settings",
+};
+
+export function errorFor(errors: FieldError[] | undefined, field: string): string | undefined {
+  return errors?.find((e) => e.field === field || e.field.startsWith(field + "."))?.message;
+}
+
+/** A labelled input with its error message beside it (aria-describedby ties them together). */
+export function Field(props: {
+  name: string;
+  label: string;
+  type?: string;
+  value?: string | number | null;
+  error?: string;
+  hint?: string;
+  required?: boolean;
+  autocomplete?: string;
+  min?: number;
+  max?: number;
+}) {
+  const id = `f-${props.name}`;
+  return (
+    <div class={props.error ? "field invalid" : "field"}>
+      <label for={id} safe>
+        {props.label}
+      </label>
+      <input
+        id={id}
+        name={props.name}
+        type={props.type ?? "text"}
+        value={props.value === null || props.value === undefined ? undefined : String(props.value)}
+        required={props.required}
+        autocomplete={props.autocomplete}
+        min={props.min === undefined ? undefined : String(props.min)}
+        max={props.max === undefined ? undefined : String(props.max)}
+        aria-invalid={props.error ? "true" : undefined}
+        aria-describedby={props.error ? `${id}-error` : undefined}
+      />
+      {props.hint ? (
+        <small class="hint" safe>
+          {props.hint}
+        </small>
+      ) : (
+        ""
+      )}
+      {props.error ? (
+        <small class="error" id={`${id}-error`} safe>
+          {props.error}
+        </small>
+      ) : (
+        ""
+      )}
+    </div>
+  );
+}
+
+export function Badge(props: { kind: string; children?: Children }) {
+  return <span class={`badge badge-${props.kind}`}>{props.children}</span>;
+}
+
+export function CsrfField(props: { token: string }) {
+  return <input type="hidden" name="_csrf" value={props.token} />;
+}
+
+export function formatDate(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  return iso.replace("T", " ").slice(0, 16) + " UTC";
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+/** "3 h 12 min", "2 d 4 h": time left until an instant. */
+export function timeLeft(iso: string | null, now: number): string {
+  if (!iso) return "";
+  let ms = Math.max(0, new Date(iso).getTime() - now);
+  const d = Math.floor(ms / 86_400_000);
+  ms -= d * 86_400_000;
+  const h = Math.floor(ms / 3_600_000);
+  ms -= h * 3_600_000;
+  const m = Math.ceil(ms / 60_000);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  return `${m} min`;
+}
+
+export const escape = (v: unknown) => Html.escapeHtml(String(v));
+

@@ -1,0 +1,182 @@
+import type { KeyView } from "../src/keys/model.ts";
+import type { UsageReport } from "../src/usage/queries.ts";
+import { UsageChart } from "./chart.tsx";
+import { CsrfField, escape, formatCount, formatDate, paths } from "./components.tsx";
+import { EditKeyForm, SecretPanel, StatusBadge, type KeyFormState } from "./keys.tsx";
+import { Layout, type PageSession } from "./layout.tsx";
+
+export const USAGE_RANGES = [7, 30, 90] as const;
+
+function ms(v: number | null): string {
+  return v === null ? "—" : `${v} ms`;
+}
+
+/** The usage fragment: switching the range swaps this element only (Vary: HX-Request). */
+export function UsagePanel(props: { k: KeyView; usage: UsageReport }) {
+  const u = props.usage;
+  return (
+    <section id="usage-panel" class="card">
+      <div class="panel-head">
+        <h2>Usage</h2>
+        <nav class="ranges" aria-label="Range">
+          {USAGE_RANGES.map((d) => (
+            <a
+              href={`${paths.key(props.k.id)}?days=${d}`}
+              hx-get={paths.keyUsage(props.k.id, d)}
+              hx-target="#usage-panel"
+              hx-swap="outerHTML"
+              hx-push-url={`${paths.key(props.k.id)}?days=${d}`}
+              aria-current={u.days === d ? "true" : undefined}
+              safe
+            >
+              {`${d} days`}
+            </a>
+          ))}
+        </nav>
+      </div>
+      <dl class="stats">
+        <div>
+          <dt>Requests</dt>
+          <dd safe>{formatCount(u.summary.total)}</dd>
+        </div>
+        <div>
+          <dt>Error rate</dt>
+          <dd safe>{`${(u.summary.errorRate * 100).toFixed(1)} %`}</dd>
+        </div>
+        <div>
+          <dt>Average latency</dt>
+          <dd safe>{ms(u.summary.avgLatencyMs)}</dd>
+        </div>
+        <div>
+          <dt>p95 latency</dt>
+          <dd safe>{ms(u.summary.p95LatencyMs)}</dd>
+        </div>
+      </dl>
+      <UsageChart id={`usage-${props.k.id}`} title={`Daily requests of ${props.k.name}, last ${u.days} days`} days={u.daily} />
+      <h3>Top endpoints</h3>
+      {u.topEndpoints.length ? (
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Endpoint</th>
+              <th scope="col">Requests</th>
+              <th scope="col">Errors</th>
+            </tr>
+          </thead>
+          <tbody>
+            {u.topEndpoints.map((e) => (
+              <tr>
+                <td>
+                  <code safe>{e.endpoint}</code>
+                </td>
+                <td safe>{formatCount(e.requests)}</td>
+                <td safe>{formatCount(e.errors)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : (
+        <p class="muted">No requests in this range yet.</p>
+      )}
+      <p>
+        <a href={paths.keyUsageCsv(props.k.id, u.days)} download={`usage-${props.k.id}-${u.days}d.csv`}>
+          Download CSV of the daily rows
+        </a>
+      </p>
+    </section>
+  );
+}
+
+export interface KeyDetailProps {
+  session: PageSession;
+  k: KeyView;
+  usage: UsageReport;
+  edit: KeyFormState;
+  scopes: { name: string; description: string }[];
+  rolled?: { secret: string };
+  now: number;
+}
+
+export function KeyDetailPage(props: KeyDetailProps) {
+  const k = props.k;
+  const changeable = k.status === "active";
+  return (
+    <Layout title={k.name} session={props.session} active="keys">
+      <p>
+        <a href={paths.keys}>← All keys</a>
+      </p>
+      {props.rolled ? <SecretPanel secret={props.rolled.secret} title="New key after the roll" /> : ""}
+      <section class="card">
+        <h1 safe>{k.name}</h1>
+        <dl class="facts">
+          <dt>Key</dt>
+          <dd>
+            <code safe>{k.display}</code>
+          </dd>
+          <dt>Status</dt>
+          <dd>
+            <StatusBadge k={k} now={props.now} />
+          </dd>
+          <dt>Environment</dt>
+          <dd>{k.environment}</dd>
+          <dt>Scopes</dt>
+          <dd safe>{k.scopes.join(", ")}</dd>
+          <dt>Rate limit</dt>
+          <dd safe>{`${formatCount(k.rateLimit)} / minute`}</dd>
+          <dt>Monthly quota</dt>
+          <dd safe>{k.monthlyQuota === null ? "none" : formatCount(k.monthlyQuota)}</dd>
+          <dt>IP allowlist</dt>
+          <dd>{k.ipAllowlist.length ? escape(k.ipAllowlist.join(", ")) : "any address"}</dd>
+          <dt>Expires</dt>
+          <dd safe>{formatDate(k.expiresAt)}</dd>
+          <dt>Created</dt>
+          <dd safe>{formatDate(k.createdAt)}</dd>
+          <dt>Last used</dt>
+          <dd safe>{formatDate(k.lastUsedAt)}</dd>
+          {k.replacedBy ? (
+            <>
+              <dt>Replaced by</dt>
+              <dd>
+                <a href={paths.key(k.replacedBy)} safe>
+                  {k.replacedBy}
+                </a>
+              </dd>
+            </>
+          ) : (
+            ""
+          )}
+        </dl>
+      </section>
+      <UsagePanel k={k} usage={props.usage} />
+      {changeable ? (
+        <>
+          <EditKeyForm k={k} state={props.edit} scopes={props.scopes} csrf={props.session.csrfToken} />
+          <section class="card actions">
+            <h2>Roll or revoke</h2>
+            <form method="post" action={paths.keyRoll(k.id)} hx-confirm="Roll this key? A new key is made now; this one keeps working only for the grace period.">
+              <CsrfField token={props.session.csrfToken} />
+              <label for="f-grace">Grace period for the current key</label>
+              <select id="f-grace" name="gracePeriodHours">
+                <option value="0">none: stop it now</option>
+                <option value="1">1 hour</option>
+                <option value="24" selected>
+                  24 hours
+                </option>
+                <option value="72">72 hours</option>
+              </select>
+              <button type="submit">Roll key</button>
+            </form>
+            <form method="post" action={paths.keyRevoke(k.id)} hx-confirm="Revoke this key? Requests with it fail from the next one on.">
+              <CsrfField token={props.session.csrfToken} />
+              <button type="submit" class="danger">
+                Revoke key
+              </button>
+            </form>
+          </section>
+        </>
+      ) : (
+        ""
+      )}
+    </Layout>
+  );
+}
