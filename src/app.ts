@@ -8,6 +8,7 @@ import { staticRoutes } from "./ops/static.ts";
 import { portalRoutes } from "./portal/routes.tsx";
 import { keyRoutes } from "./keys/routes.ts";
 import { dataApiRoutes } from "./data-api/routes.ts";
+import { rotationRoutes } from "./rotation/routes.ts";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
@@ -19,6 +20,7 @@ export function createApp(deps: Deps) {
     .use(staticRoutes())
     .use(dataApiRoutes(deps))
     .use(keyRoutes(deps))
+    .use(rotationRoutes(deps))
     .use(portalRoutes(deps));
 }
 

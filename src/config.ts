@@ -99,6 +99,8 @@ const envSchema = z.object({
   INSTANCE_COUNT: intIn("INSTANCE_COUNT", 1, 1000, 1),
   RATE_LIMIT_ON_REDIS_ERROR: oneOf("RATE_LIMIT_ON_REDIS_ERROR", ["local", "allow", "deny"] as const, "local"),
   COOKIE_SECURE: oneOf("COOKIE_SECURE", ["auto", "true", "false"] as const, "auto"),
+  ROTATION_SWEEP_MS: intIn("ROTATION_SWEEP_MS", 1000, 86_400_000, 60_000),
+  WEBHOOK_DELIVERY_MS: intIn("WEBHOOK_DELIVERY_MS", 200, 3_600_000, 5000),
 });
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -121,6 +123,8 @@ export interface Config {
   rateLimitOnRedisError: "local" | "allow" | "deny";
   /** `auto`: Secure cookies when the request came over https (or X-Forwarded-Proto https behind TRUST_PROXY). */
   cookieSecure: "auto" | "true" | "false";
+  rotationSweepMs: number;
+  webhookDeliveryMs: number;
 }
 
 export class ConfigError extends Error {
@@ -150,6 +154,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     instanceCount: e.INSTANCE_COUNT,
     rateLimitOnRedisError: e.RATE_LIMIT_ON_REDIS_ERROR,
     cookieSecure: e.COOKIE_SECURE,
+    rotationSweepMs: e.ROTATION_SWEEP_MS,
+    webhookDeliveryMs: e.WEBHOOK_DELIVERY_MS,
   };
 }
 

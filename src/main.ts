@@ -4,6 +4,7 @@ import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.
 import { createAccount, findAccountByEmail } from "./accounts/service.ts";
 import { createKey, revokeKeyById } from "./keys/service.ts";
 import { loadIpCountries } from "./data-api/ip.ts";
+import { startJobs } from "./jobs.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
 import { createLogger } from "./ops/log.ts";
@@ -55,6 +56,7 @@ async function serve(config: Config): Promise<void> {
   loadIpCountries();
   const app = createApp(deps).listen({ port: config.port, hostname: config.host });
   deps.startTimers();
+  startJobs(deps);
   log.info("listening", {
     url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${config.port}`,
     database: deps.database.kind,

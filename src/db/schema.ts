@@ -2,3 +2,5 @@ export * from "../accounts/accounts.sql.ts";
 export * from "../keys/keys.sql.ts";
 export * from "../usage/usage.sql.ts";
 export * from "../audit/audit.sql.ts";
+export * from "../rotation/rotation.sql.ts";
+export * from "../notify/notify.sql.ts";

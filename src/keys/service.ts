@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNull, or, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, ne, or, sql } from "drizzle-orm";
 import type { z } from "zod";
 import type { Deps } from "../deps.ts";
 import type { Tx } from "../db/client.ts";
@@ -6,6 +6,7 @@ import { accounts } from "../accounts/accounts.sql.ts";
 import { zodFieldErrors } from "../accounts/service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
+import { emit } from "../notify/service.ts";
 import { ApiError, notFound } from "../plugins/problem.ts";
 import { displayKey, generateKey, hashKey, keyParts, type Environment } from "./format.ts";
 import { apiKeys } from "./keys.sql.ts";
@@ -81,11 +82,13 @@ async function insertKey(
   accountId: string,
   fields: Omit<typeof apiKeys.$inferInsert, "id" | "accountId" | "hash" | "start" | "end">,
   now: Date,
+  replacing?: string,
 ): Promise<{ row: KeyRow; secret: string }> {
   const [{ n } = { n: 0 }] = await tx
     .select({ n: sql<number>`count(*)::int` })
     .from(apiKeys)
-    .where(and(eq(apiKeys.accountId, accountId), activeCondition(now)));
+    // A key being replaced stops counting: rolling at the limit must work.
+    .where(and(eq(apiKeys.accountId, accountId), activeCondition(now), replacing ? ne(apiKeys.id, replacing) : undefined));
   if (n >= MAX_ACTIVE_KEYS) {
     throw new ApiError(409, "key_limit_reached", `An account may hold at most ${MAX_ACTIVE_KEYS} active keys; revoke one first.`);
   }
@@ -118,6 +121,7 @@ export async function createKey(deps: KeyDeps, accountId: string, input: CreateK
       },
       now,
     );
+    await emit(tx, { accountId, event: "key.created", keyId: created.row.id, data: { name: data.name, environment: data.environment } }, now);
     return created;
   });
   return { key: toView(row, deps.config.keyPrefix, nowMs), secret };
@@ -191,10 +195,43 @@ export async function revokeKey(deps: KeyDeps, accountId: string, id: string, wh
       .where(and(eq(apiKeys.id, id), eq(apiKeys.accountId, accountId)))
       .returning();
     await recordAudit(tx, who, { accountId, action: "key.revoked", keyId: id, changes: { status: { from: keyStatus(before, nowMs), to: "revoked" } } }, now);
+    await emit(tx, { accountId, event: "key.revoked", keyId: id, data: { name: before.name } }, now);
     return after!;
   });
   await deps.keyCache.announce(row.hash);
   return toView(row, deps.config.keyPrefix, nowMs);
+}
+
+/**
+ * Inside a transaction: a new key with the old one's settings, active at once, and the old
+ * key `expiring` until `graceHours` from now (0 = revoked now). Rolls and rotations share it.
+ */
+export async function replaceKey(tx: Tx, deps: KeyDeps, old: KeyRow, graceHours: number, now: Date): Promise<{ created: { row: KeyRow; secret: string }; previous: KeyRow }> {
+  const status = keyStatus(old, now.getTime());
+  if (status !== "active") throw new ApiError(409, `key_${status}`, `Only an active key can be replaced; this one is ${status}.`);
+  const created = await insertKey(
+    tx,
+    deps,
+    old.accountId,
+    {
+      name: old.name,
+      environment: old.environment,
+      scopes: old.scopes,
+      rateLimit: old.rateLimit,
+      ipAllowlist: old.ipAllowlist,
+      monthlyQuota: old.monthlyQuota,
+      expiresAt: old.expiresAt,
+    },
+    now,
+    old.id,
+  );
+  const graceEnd = new Date(now.getTime() + Math.round(graceHours * 3_600_000));
+  const [previous] = await tx
+    .update(apiKeys)
+    .set(graceHours > 0 ? { graceEndsAt: graceEnd, replacedBy: created.row.id, updatedAt: now } : { revokedAt: now, replacedBy: created.row.id, updatedAt: now })
+    .where(eq(apiKeys.id, old.id))
+    .returning();
+  return { created, previous: previous! };
 }
 
 /**
@@ -211,40 +248,19 @@ export async function rollKey(
   const { gracePeriodHours } = parse(rollKeySchema, input, "roll");
   const nowMs = deps.clock.now();
   const now = new Date(nowMs);
-  const graceEnd = new Date(nowMs + Math.round(gracePeriodHours * 3_600_000));
   const result = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
     const old = await findOwned(tx, accountId, id);
-    const status = keyStatus(old, nowMs);
-    if (status !== "active") throw new ApiError(409, `key_${status}`, `Only an active key can be rolled; this one is ${status}.`);
-    const created = await insertKey(
-      tx,
-      deps,
-      accountId,
-      {
-        name: old.name,
-        environment: old.environment,
-        scopes: old.scopes,
-        rateLimit: old.rateLimit,
-        ipAllowlist: old.ipAllowlist,
-        monthlyQuota: old.monthlyQuota,
-        expiresAt: old.expiresAt,
-      },
-      now,
-    );
-    const [previous] = await tx
-      .update(apiKeys)
-      .set(gracePeriodHours > 0 ? { graceEndsAt: graceEnd, replacedBy: created.row.id, updatedAt: now } : { revokedAt: now, replacedBy: created.row.id, updatedAt: now })
-      .where(eq(apiKeys.id, old.id))
-      .returning();
+    const replaced = await replaceKey(tx, deps, old, gracePeriodHours, now);
     await recordAudit(
       tx,
       who,
-      { accountId, action: "key.rolled", keyId: old.id, changes: { replacedBy: created.row.id, gracePeriodHours, graceEndsAt: gracePeriodHours > 0 ? graceEnd.toISOString() : null } },
+      { accountId, action: "key.rolled", keyId: old.id, changes: { replacedBy: replaced.created.row.id, gracePeriodHours, graceEndsAt: replaced.previous.graceEndsAt?.toISOString() ?? null } },
       now,
     );
-    await recordAudit(tx, who, { accountId, action: "key.created", keyId: created.row.id, changes: { name: old.name, rolledFrom: old.id } }, now);
-    return { created, previous: previous! };
+    await recordAudit(tx, who, { accountId, action: "key.created", keyId: replaced.created.row.id, changes: { name: old.name, rolledFrom: old.id } }, now);
+    await emit(tx, { accountId, event: "key.created", keyId: replaced.created.row.id, data: { name: old.name, replaces: old.id } }, now);
+    return replaced;
   });
   await deps.keyCache.announce(result.previous.hash);
   return {

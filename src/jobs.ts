@@ -1,0 +1,27 @@
+import type { Deps } from "./deps.ts";
+import { deliverDue } from "./notify/webhooks.ts";
+import { runSweep } from "./rotation/service.ts";
+
+/**
+ * Background timers of a serving process besides the usage flush: the rotation sweep and
+ * webhook delivery. A run never overlaps the previous one; errors are logged, not thrown.
+ * Stopped by a shutdown hook (the last run is awaited).
+ */
+export function startJobs(deps: Deps): void {
+  const every = (name: string, ms: number, job: () => Promise<unknown>) => {
+    let running: Promise<unknown> | undefined;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = job()
+        .catch((err) => deps.log.error(`${name} failed`, { error: (err as Error).message }))
+        .finally(() => (running = undefined));
+    }, ms);
+    timer.unref?.();
+    deps.shutdown.register(`${name} stopped`, async () => {
+      clearInterval(timer);
+      await running;
+    });
+  };
+  every("rotation sweep", deps.config.rotationSweepMs, () => runSweep(deps));
+  every("webhook delivery", deps.config.webhookDeliveryMs, () => deliverDue(deps));
+}

@@ -1,0 +1,54 @@
+import { and, count, desc, eq, isNull } from "drizzle-orm";
+import type { Db, Tx } from "../db/client.ts";
+import { newId } from "../ids.ts";
+import { notifications, webhookDeliveries, webhookEndpoints, type NotificationEvent } from "./notify.sql.ts";
+
+export interface NotificationInput {
+  accountId: string;
+  event: NotificationEvent;
+  keyId?: string | null;
+  data?: Record<string, unknown>;
+}
+
+/**
+ * Writes a notification (the in-app list and the outbox) inside the caller's transaction,
+ * plus a pending webhook delivery when the account has an endpoint: the change and its
+ * notification commit or roll back together.
+ */
+export async function emit(tx: Tx | Db, n: NotificationInput, at: Date): Promise<string> {
+  const id = newId("ntf");
+  await tx.insert(notifications).values({ id, accountId: n.accountId, event: n.event, keyId: n.keyId ?? null, data: n.data ?? {}, createdAt: at });
+  const [endpoint] = await tx.select({ url: webhookEndpoints.url }).from(webhookEndpoints).where(eq(webhookEndpoints.accountId, n.accountId));
+  if (endpoint) {
+    await tx.insert(webhookDeliveries).values({
+      id: newId("dlv"),
+      accountId: n.accountId,
+      notificationId: id,
+      event: n.event,
+      url: endpoint.url,
+      state: "pending",
+      nextAttemptAt: at,
+      createdAt: at,
+    });
+  }
+  return id;
+}
+
+export async function listNotifications(db: Db, accountId: string, limit = 50) {
+  return db.select().from(notifications).where(eq(notifications.accountId, accountId)).orderBy(desc(notifications.createdAt), desc(notifications.id)).limit(limit);
+}
+
+export async function unreadCount(db: Db, accountId: string): Promise<number> {
+  const [row] = await db
+    .select({ n: count() })
+    .from(notifications)
+    .where(and(eq(notifications.accountId, accountId), isNull(notifications.readAt)));
+  return row?.n ?? 0;
+}
+
+export async function markAllRead(db: Db, accountId: string, at: Date): Promise<void> {
+  await db
+    .update(notifications)
+    .set({ readAt: at })
+    .where(and(eq(notifications.accountId, accountId), isNull(notifications.readAt)));
+}
