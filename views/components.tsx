@@ -17,6 +17,18 @@ export const paths = {
   keyUsageCsv: (id: string, days: number) => `/portal/keys/${encodeURIComponent(id)}/usage.csv?days=${days}`,
   audit: "/portal/audit",
   settings: "/portal/settings",
+  notifications: "/portal/notifications",
+  compliance: "/portal/compliance",
+  complianceCsv: "/portal/compliance.csv",
+  adminCompliance: "/admin/compliance",
+  adminComplianceCsv: "/admin/compliance.csv",
+  reveal: (id: string) => `/portal/rotations/${encodeURIComponent(id)}/reveal`,
+  cancelRotation: (id: string) => `/portal/rotations/${encodeURIComponent(id)}/cancel`,
+  keyRotations: (id: string) => `/portal/keys/${encodeURIComponent(id)}/rotations`,
+  keyEmergency: (id: string) => `/portal/keys/${encodeURIComponent(id)}/rotations/emergency`,
+  webhook: "/portal/settings/webhook",
+  policy: "/portal/settings/policy",
+  resend: (id: string) => `/portal/settings/webhook/deliveries/${encodeURIComponent(id)}/resend`,
 };
 
 export function errorFor(errors: FieldError[] | undefined, field: string): string | undefined {

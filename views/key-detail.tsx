@@ -4,6 +4,7 @@ import { UsageChart } from "./chart.tsx";
 import { CsrfField, escape, formatCount, formatDate, paths } from "./components.tsx";
 import { EditKeyForm, SecretPanel, StatusBadge, type KeyFormState } from "./keys.tsx";
 import { Layout, type PageSession } from "./layout.tsx";
+import { RotationPanel, type RotationPanelProps } from "./rotations.tsx";
 
 export const USAGE_RANGES = [7, 30, 90] as const;
 
@@ -95,6 +96,8 @@ export interface KeyDetailProps {
   scopes: { name: string; description: string }[];
   rolled?: { secret: string };
   now: number;
+  /** The rotation panel's data (views/rotations.tsx), rendered below the usage. */
+  rotation?: RotationPanelProps;
 }
 
 export function KeyDetailPage(props: KeyDetailProps) {
@@ -148,6 +151,7 @@ export function KeyDetailPage(props: KeyDetailProps) {
         </dl>
       </section>
       <UsagePanel k={k} usage={props.usage} />
+      {props.rotation ? <RotationPanel {...props.rotation} /> : ""}
       {changeable ? (
         <>
           <EditKeyForm k={k} state={props.edit} scopes={props.scopes} csrf={props.session.csrfToken} />

@@ -5,6 +5,10 @@ export interface PageSession {
   email: string;
   csrfToken: string;
   isOperator: boolean;
+  /** Unread notifications (the count beside "Notifications"). */
+  unread?: number;
+  /** Rotations whose new secret waits to be revealed (the banner). */
+  pendingReveals?: { id: string; keyId: string }[];
 }
 
 /**
@@ -19,6 +23,7 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
     ["dashboard", paths.dashboard, "Dashboard"],
     ["keys", paths.keys, "Keys"],
     ["audit", paths.audit, "Audit log"],
+    ["compliance", paths.compliance, "Compliance"],
     ["settings", paths.settings, "Settings"],
   ] as const;
   return (
@@ -47,6 +52,17 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
                       {label}
                     </a>
                   ))}
+                  <a href={paths.notifications} aria-current={props.active === "notifications" ? "page" : undefined}>
+                    Notifications
+                    {s.unread ? (
+                      <span class="count" aria-label={`${s.unread} unread`} safe>
+                        {String(s.unread)}
+                      </span>
+                    ) : (
+                      ""
+                    )}
+                  </a>
+                  {s.isOperator ? <a href={paths.adminCompliance}>Operator</a> : ""}
                 </nav>
                 <form method="post" action={paths.logout} class="logout">
                   <input type="hidden" name="_csrf" value={s.csrfToken} />
@@ -65,7 +81,24 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
               </nav>
             )}
           </header>
-          <main id="main">{props.children}</main>
+          <main id="main">
+            {s?.pendingReveals?.length ? (
+              <div class="banner" role="alert">
+                <strong>A rotated key's new secret is waiting for you.</strong> Reveal it once and update your integration before the old key stops working.
+                {s.pendingReveals.map((r) => (
+                  <form method="post" action={paths.reveal(r.id)}>
+                    <input type="hidden" name="_csrf" value={s.csrfToken} />
+                    <button type="submit" safe>
+                      {`Reveal the new secret (replaces ${r.keyId})`}
+                    </button>
+                  </form>
+                ))}
+              </div>
+            ) : (
+              ""
+            )}
+            {props.children}
+          </main>
         </body>
       </html>
     </>

@@ -17,6 +17,14 @@ import { AuditPage } from "../../views/audit.tsx";
 import { MessagePage } from "../../views/message.tsx";
 import { SettingsPage } from "../../views/settings.tsx";
 import { paths } from "../../views/components.tsx";
+import { CompliancePage } from "../../views/compliance.tsx";
+import type { PageSession } from "../../views/layout.tsx";
+import { NotificationsPage } from "../../views/notifications.tsx";
+import { RevealPage } from "../../views/rotations.tsx";
+import { listNotifications, markAllRead, unreadCount } from "../notify/service.ts";
+import { getWebhook, listDeliveries, resendDelivery, setWebhook } from "../notify/webhooks.ts";
+import { COMPLIANCE_CSV_COLUMNS, complianceCsvRows, complianceReport } from "../rotation/compliance.ts";
+import { cancelRotation, emergencyRotation, getPolicy, listRotations, pendingReveals, revealRotationSecret, scheduleRotation, setPolicy } from "../rotation/service.ts";
 import { portalGuard, sessionOf } from "./guard.ts";
 import { clearedSessionCookie, htmlResponse, redirectAfterPost, safeNext, sameOrigin, sessionCookie, sessionToken, wantsFragment } from "./http.ts";
 import { changePassword, logIn, signUp } from "./login.ts";
@@ -88,8 +96,10 @@ function viewValues(k: KeyView): KeyFormValues {
   };
 }
 
-function pageSession(s: Session) {
-  return { email: s.email, csrfToken: s.csrfToken, isOperator: s.isOperator };
+/** What every page's layout needs: the account, its CSRF token, the unread count, secrets waiting. */
+async function pageSession(deps: Deps, s: Session): Promise<PageSession> {
+  const [unread, reveals] = await Promise.all([unreadCount(deps.db, s.accountId), pendingReveals(deps, s.accountId)]);
+  return { email: s.email, csrfToken: s.csrfToken, isOperator: s.isOperator, unread, pendingReveals: reveals.map((r) => ({ id: r.id, keyId: r.keyId })) };
 }
 
 function who(deps: Deps, request: Request, socketIp: string | undefined, accountId: string) {
@@ -99,6 +109,12 @@ function who(deps: Deps, request: Request, socketIp: string | undefined, account
 function days(raw: unknown): number {
   const n = Number(raw);
   return (USAGE_RANGES as readonly number[]).includes(n) ? n : 7;
+}
+
+function complianceCsv(report: Awaited<ReturnType<typeof complianceReport>>): Response {
+  return new Response(stringify(complianceCsvRows(report), { header: true, columns: COMPLIANCE_CSV_COLUMNS }), {
+    headers: { "content-type": "text/csv; charset=utf-8", "content-disposition": 'attachment; filename="compliance.csv"', "x-content-type-options": "nosniff" },
+  });
 }
 
 const notFoundPage = () => htmlResponse(MessagePage({ title: "Not found", message: "There is no such page, or it belongs to another account." }), 404);
@@ -133,10 +149,21 @@ export const portalRoutes = (deps: Deps) => {
     };
   }
 
-  async function keyDetail(s: Session, id: string, range: number, edit?: KeyFormState, rolled?: { secret: string }) {
+  async function settingsProps(s: Session) {
+    const [session, policy, webhook, deliveries] = await Promise.all([pageSession(deps, s), getPolicy(deps, s.accountId), getWebhook(deps, s.accountId), listDeliveries(deps, s.accountId)]);
+    return { session, policy, webhook, deliveries };
+  }
+
+  async function keyDetail(s: Session, id: string, range: number, edit?: KeyFormState, rolled?: { secret: string }, rotationError?: string) {
     const k = await getKey(deps, s.accountId, id);
-    const usage = await keyUsageReport(deps.db, k.id, range, deps.clock.now());
-    return { session: pageSession(s), k, usage, edit: edit ?? { values: viewValues(k) }, scopes: scopeList, rolled, now: deps.clock.now() };
+    const [usage, rotations, policy, session] = await Promise.all([
+      keyUsageReport(deps.db, k.id, range, deps.clock.now()),
+      listRotations(deps, s.accountId, { keyId: k.id }),
+      getPolicy(deps, s.accountId),
+      pageSession(deps, s),
+    ]);
+    const rotation = { keyId: k.id, active: k.status === "active", rotations, csrf: s.csrfToken, now: deps.clock.now(), defaultGraceHours: policy.defaultGraceHours, error: rotationError };
+    return { session, k, usage, edit: edit ?? { values: viewValues(k) }, scopes: scopeList, rolled, now: deps.clock.now(), rotation };
   }
 
   return (
@@ -203,7 +230,7 @@ export const portalRoutes = (deps: Deps) => {
           const [keys, overview] = await Promise.all([listKeys(deps, s.accountId), accountOverview(deps.db, s.accountId, deps.clock.now())]);
           return htmlResponse(
             DashboardPage({
-              session: pageSession(s),
+              session: await pageSession(deps, s),
               overview,
               activeKeys: keys.filter((k) => k.status === "active").length,
               origin: new URL(ctx.request.url).origin,
@@ -218,7 +245,7 @@ export const portalRoutes = (deps: Deps) => {
         async (ctx) => {
           const s = sessionOf(ctx);
           const data = await keysSection(s, { values: { environment: "live", scopes: ["email:read"], rateLimit: 60 } }, new URL(ctx.request.url).origin);
-          return htmlResponse(KeysPage({ ...data, session: pageSession(s) }));
+          return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, s) }));
         },
         { portal: true },
       )
@@ -242,7 +269,7 @@ export const portalRoutes = (deps: Deps) => {
           // The secret is in this answer: never cached, never stored in history.
           const headers = { "cache-control": "no-store", vary: "HX-Request" };
           if (wantsFragment(ctx.request)) return htmlResponse(KeysSection(data), status, headers);
-          return htmlResponse(KeysPage({ ...data, session: pageSession(s) }), status, headers);
+          return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, s) }), status, headers);
         },
         { portal: true },
       )
@@ -349,12 +376,12 @@ export const portalRoutes = (deps: Deps) => {
           }
           const [actions, keys] = await Promise.all([auditActions(deps.db, s.accountId), listKeys(deps, s.accountId)]);
           return htmlResponse(
-            AuditPage({ session: pageSession(s), events: page.data, filters, actions, keys: keys.map((k) => ({ id: k.id, name: k.name })), nextCursor: page.nextCursor }),
+            AuditPage({ session: await pageSession(deps, s), events: page.data, filters, actions, keys: keys.map((k) => ({ id: k.id, name: k.name })), nextCursor: page.nextCursor }),
           );
         },
         { portal: true },
       )
-      .get("/portal/settings", (ctx) => htmlResponse(SettingsPage({ session: pageSession(sessionOf(ctx)) })), { portal: true })
+      .get("/portal/settings", async (ctx) => htmlResponse(SettingsPage(await settingsProps(sessionOf(ctx)))), { portal: true })
       .post(
         "/portal/settings",
         async (ctx) => {
@@ -364,10 +391,185 @@ export const portalRoutes = (deps: Deps) => {
             await changePassword(deps, { id: s.accountId, email: s.email }, { current: text(form.current), next: text(form.next) }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
             if (!(err instanceof ApiError)) throw err;
-            return htmlResponse(SettingsPage({ session: pageSession(s), errors: err.errors }), 422);
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordErrors: err.errors }), 422);
           }
           await deleteOtherSessions(deps, s.accountId, s.id);
-          return htmlResponse(SettingsPage({ session: pageSession(s), saved: true }));
+          return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordSaved: true }));
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/settings/policy",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const form = formObject(ctx.body);
+          const values = { maxKeyAgeDays: text(form.maxKeyAgeDays), defaultGraceHours: text(form.defaultGraceHours), emergencyGraceHours: text(form.emergencyGraceHours) };
+          try {
+            await setPolicy(
+              deps,
+              s.accountId,
+              { maxKeyAgeDays: numberField(values.maxKeyAgeDays, 90), defaultGraceHours: numberField(values.defaultGraceHours, 72), emergencyGraceHours: numberField(values.emergencyGraceHours, 4) },
+              who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId),
+            );
+          } catch (err) {
+            if (!(err instanceof ApiError)) throw err;
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policyErrors: err.errors, policyValues: values }), 422);
+          }
+          return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policySaved: true }));
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/settings/webhook",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const url = text(formObject(ctx.body).url);
+          try {
+            const { secret } = await setWebhook(deps, s.accountId, { url }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId), s.isOperator);
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), newWebhookSecret: secret }), 200, { "cache-control": "no-store" });
+          } catch (err) {
+            if (!(err instanceof ApiError)) throw err;
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), webhookErrors: err.errors ?? [{ field: "url", message: err.detail }], webhookUrl: url }), 422);
+          }
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/settings/webhook/deliveries/:id/resend",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const done = await owned(() => resendDelivery(deps, s.accountId, ctx.params.id));
+          if (done instanceof Response) return done;
+          return redirectAfterPost(ctx.request, paths.settings);
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/notifications",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const items = await listNotifications(deps.db, s.accountId);
+          return htmlResponse(
+            NotificationsPage({
+              session: await pageSession(deps, s),
+              items: items.map((n) => ({ id: n.id, event: n.event, keyId: n.keyId, data: n.data, createdAt: n.createdAt.toISOString(), readAt: n.readAt?.toISOString() ?? null })),
+            }),
+          );
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/notifications/read",
+        async (ctx) => {
+          await markAllRead(deps.db, sessionOf(ctx).accountId, new Date(deps.clock.now()));
+          return redirectAfterPost(ctx.request, paths.notifications);
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/keys/:id/rotations",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const form = formObject(ctx.body);
+          const at = text(form.at).trim();
+          try {
+            await scheduleRotation(
+              deps,
+              s.accountId,
+              ctx.params.id,
+              {
+                // <input type="datetime-local"> has no zone: the form says UTC.
+                at: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(at) ? `${at}:00Z` : at,
+                gracePeriodHours: numberField(form.gracePeriodHours, undefined),
+                reason: text(form.reason) || undefined,
+              },
+              who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId),
+            );
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) return notFoundPage();
+            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            const data = await keyDetail(s, ctx.params.id, 7, undefined, undefined, err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
+            return htmlResponse(KeyDetailPage(data), 422);
+          }
+          return redirectAfterPost(ctx.request, paths.key(ctx.params.id));
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/keys/:id/rotations/emergency",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          let result: Awaited<ReturnType<typeof emergencyRotation>>;
+          try {
+            result = await emergencyRotation(deps, s.accountId, ctx.params.id, { reason: text(formObject(ctx.body).reason) }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) return notFoundPage();
+            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            const data = await keyDetail(s, ctx.params.id, 7, undefined, undefined, err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
+            return htmlResponse(KeyDetailPage(data), 422);
+          }
+          // The caller is here: show the secret now, and spend the sealed copy so no banner lingers.
+          const revealed = await revealRotationSecret(deps, s.accountId, result.rotation.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+          return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret: revealed.secret, rotation: revealed.rotation }), 200, { "cache-control": "no-store" });
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/rotations/:id/cancel",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          try {
+            const r = await cancelRotation(deps, s.accountId, ctx.params.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+            return redirectAfterPost(ctx.request, paths.key(r.keyId));
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) return notFoundPage();
+            if (!(err instanceof ApiError)) throw err;
+            return htmlResponse(MessagePage({ title: "Not cancelled", message: err.detail }), 409);
+          }
+        },
+        { portal: true },
+      )
+      .post(
+        "/portal/rotations/:id/reveal",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          try {
+            const { secret, rotation } = await revealRotationSecret(deps, s.accountId, ctx.params.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
+            return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret, rotation }), 200, { "cache-control": "no-store" });
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) return notFoundPage();
+            if (!(err instanceof ApiError)) throw err;
+            return htmlResponse(MessagePage({ title: "Already revealed", message: err.detail }), err.status);
+          }
+        },
+        { portal: true },
+      )
+      .get(
+        "/portal/compliance",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          const report = await complianceReport(deps.db, deps.clock.now(), s.accountId);
+          return htmlResponse(CompliancePage({ session: await pageSession(deps, s), report, now: deps.clock.now(), operator: false }));
+        },
+        { portal: true },
+      )
+      .get("/portal/compliance.csv", async (ctx) => complianceCsv(await complianceReport(deps.db, deps.clock.now(), sessionOf(ctx).accountId)), { portal: true })
+      .get(
+        "/admin/compliance",
+        async (ctx) => {
+          const s = sessionOf(ctx);
+          // Not an operator: the page does not exist for you.
+          if (!s.isOperator) return notFoundPage();
+          const report = await complianceReport(deps.db, deps.clock.now());
+          return htmlResponse(CompliancePage({ session: await pageSession(deps, s), report, now: deps.clock.now(), operator: true }));
+        },
+        { portal: true },
+      )
+      .get(
+        "/admin/compliance.csv",
+        async (ctx) => {
+          if (!sessionOf(ctx).isOperator) return notFoundPage();
+          return complianceCsv(await complianceReport(deps.db, deps.clock.now()));
         },
         { portal: true },
       )
