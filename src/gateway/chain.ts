@@ -9,7 +9,12 @@ import type { RateDecision } from "../state/types.ts";
 export interface GatewayPass {
   key: CachedKey;
   cost: number;
+  /** Set when this request carried the key's monthly usage across QUOTA_WARNING_SHARE. */
+  quotaWarning?: { used: number; quota: number; month: string };
 }
+
+/** `usage.quota_warning` fires once a month per key, on the request that crosses 80%. */
+export const QUOTA_WARNING_SHARE = 0.8;
 
 /** A request the chain refused; `key` is set when it was refused after authentication (it is metered). */
 export interface Rejection {
@@ -138,6 +143,11 @@ export async function runChain(
       const retry = String(Math.ceil(month.msLeft / 1000));
       headers["retry-after"] = retry;
       return { key, response: problemResponse(429, "quota_exceeded", `The monthly quota of ${key.monthlyQuota} requests is used up; it renews at the start of the next UTC month.`, {}, { "retry-after": retry }) };
+    }
+    // The counter is atomic across instances, so exactly one request sees the crossing.
+    const threshold = Math.ceil(key.monthlyQuota * QUOTA_WARNING_SHARE);
+    if (used.value >= threshold && used.value - cost < threshold) {
+      return { key, cost, quotaWarning: { used: used.value, quota: key.monthlyQuota, month: month.id } };
     }
   }
   return { key, cost };

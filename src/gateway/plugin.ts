@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { Deps } from "../deps.ts";
 import type { Scope } from "../keys/scopes.ts";
+import { emit } from "../notify/service.ts";
 import { runChain, type GatewayPass } from "./chain.ts";
 
 export interface GatewayRoute {
@@ -14,6 +15,17 @@ export function gatewayPass(ctx: object): GatewayPass {
   const pass = (ctx as { gateway?: GatewayPass }).gateway;
   if (!pass) throw new Error("gateway route without the gateway macro");
   return pass;
+}
+
+/** Off the request path (after the answer is sent): the notification and its webhook delivery. */
+async function warnQuota(deps: Deps, key: GatewayPass["key"], w: NonNullable<GatewayPass["quotaWarning"]>): Promise<void> {
+  try {
+    await deps.db.transaction((tx) =>
+      emit(tx, { accountId: key.accountId, event: "usage.quota_warning", keyId: key.id, data: { used: w.used, quota: w.quota, month: w.month } }, new Date(deps.clock.now())),
+    );
+  } catch (err) {
+    deps.log.warn("quota warning not recorded", { keyId: key.id, error: (err as Error).message });
+  }
 }
 
 /**
@@ -41,6 +53,7 @@ export const gatewayPlugin = (deps: Deps) =>
         const startedAt = (ctx as { startedAt?: number }).startedAt;
         const latencyMs = startedAt === undefined ? 0 : performance.now() - startedAt;
         deps.meter.record(pass.key.id, pass.key.accountId, pass.key.environment, `${ctx.request.method} ${ctx.route}`, status, latencyMs, status < 400 ? pass.cost : 1);
+        if (pass.quotaWarning) void warnQuota(deps, pass.key, pass.quotaWarning);
       },
     }),
   });

@@ -230,3 +230,24 @@ for (const backend of backends) {
     });
   });
 }
+
+describe("quota warning", () => {
+  it("notifies usage.quota_warning once, on the request that crosses 80% of the monthly quota", async () => {
+    const { notifications } = await import("../../src/db/schema.ts");
+    const { eq } = await import("drizzle-orm");
+    const h = await startHarness(backends[0]!);
+    try {
+      const account = await newAccount(h);
+      const { key, secret } = await newKey(h, account.id, { monthlyQuota: 10, rateLimit: 1000 });
+      for (let i = 0; i < 10; i++) await h.req(EMAIL, { headers: bearer(secret) });
+      // The warning is written after the answer is sent: poll (bounded) until it lands.
+      const warnings = async () => (await h.deps.db.select().from(notifications).where(eq(notifications.keyId, key.id))).filter((n) => n.event === "usage.quota_warning");
+      for (let i = 0; i < 100 && (await warnings()).length === 0; i++) await new Promise((r) => setImmediate(r));
+      const rows = await warnings();
+      expect(rows.length).toBe(1);
+      expect(rows[0]!.data).toMatchObject({ used: 8, quota: 10 });
+    } finally {
+      await h.close();
+    }
+  });
+});
