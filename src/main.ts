@@ -27,6 +27,9 @@ commands:
 
 configuration comes from the environment; see README.md or .env.example`;
 
+/** The largest request body accepted: a full 100-item batch is ~60 KiB. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
 /** A mistake in how the command was called: usage text, exit 2. */
 class UsageError extends Error {}
 
@@ -54,7 +57,8 @@ async function serve(config: Config): Promise<void> {
   const deps = await buildDeps(config, { log });
   // Load the IP-to-country table now rather than on the first /v1/ip request.
   loadIpCountries();
-  const app = createApp(deps).listen({ port: config.port, hostname: config.host });
+  // Bodies over 1 MiB are refused by Bun before any parsing (413): memory stays bounded.
+  const app = createApp(deps).listen({ port: config.port, hostname: config.host, maxRequestBodySize: MAX_BODY_BYTES });
   deps.startTimers();
   startJobs(deps);
   log.info("listening", {

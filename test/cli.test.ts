@@ -186,6 +186,13 @@ describe("keyport serve", () => {
       Array.from({ length: 200 }, () => fetch(`http://127.0.0.1:${port}/v1/email/a@example.com`, { headers: { authorization: `Bearer ${secret}` } }).then((r) => r.status)),
     );
     expect(statuses.every((s) => s === 200)).toBe(true);
+    // A body over the limit is refused before parsing.
+    const huge = await fetch(`http://127.0.0.1:${port}/v1/batch`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ type: "ip", value: "x".repeat(2 * 1024 * 1024) }] }),
+    });
+    expect(huge.status).toBe(413);
     const { code, out } = await server.stop();
     expect(code).toBe(0);
     expect(out).toContain('"step":"usage flushed"');

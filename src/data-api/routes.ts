@@ -16,15 +16,21 @@ function batchCost(body: unknown): number {
   return Array.isArray(items) && items.length >= 1 && items.length <= MAX_BATCH ? items.length : 1;
 }
 
+/** Elysia hands a path segment it cannot percent-decode (`%%`, `%ff`) over as null. */
+function pathParam(value: unknown): string {
+  if (typeof value !== "string") throw invalidRequest("The address is not validly percent-encoded.", [{ field: "address", message: "is not valid percent-encoding" }]);
+  return value;
+}
+
 /** The metered data API behind the gateway chain. */
 export const dataApiRoutes = (deps: Deps) =>
   new Elysia({ name: "data-api", prefix: "/v1" })
     .use(gatewayPlugin(deps))
-    .get("/email/:address", ({ params }) => analyzeEmail(params.address), { gateway: { scope: "email:read" } })
+    .get("/email/:address", ({ params }) => analyzeEmail(pathParam(params.address)), { gateway: { scope: "email:read" } })
     .get(
       "/ip/:address",
       ({ params }) => {
-        const result = analyzeIp(params.address);
+        const result = analyzeIp(pathParam(params.address));
         if (!result) throw invalidRequest("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
         return result;
       },

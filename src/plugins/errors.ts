@@ -27,6 +27,12 @@ export const errorsPlugin = (log: Logger) =>
     return response;
   });
 
+function sqlState(error: unknown): string | undefined {
+  const e = error as { code?: unknown; cause?: { code?: unknown } };
+  const code = typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;
+  return code;
+}
+
 /** Browsers navigating the portal get a page, programs get problem+json. */
 function wantsPage(request: Request): boolean {
   const path = new URL(request.url).pathname;
@@ -59,6 +65,11 @@ function problemAnswer({ code, error, request, set }: { code: string | number; e
       case "INVALID_COOKIE_SIGNATURE":
         return problemResponse(400, "invalid_request", "A cookie is not valid.");
     }
+    // A malformed percent-escape in the path (`/v1/ip/%%`) fails Elysia's decoding.
+    if (error instanceof URIError) return problemResponse(400, "invalid_request", "The URL is not validly percent-encoded.");
+    // SQLSTATE class 22 (data exception: a NUL byte, an invalid encoding, a number out of
+    // range) means the input reached the database malformed; it is the caller's error.
+    if (/^22[0-9A-Z]{3}$/.test(sqlState(error) ?? "")) return problemResponse(400, "invalid_request", "The request holds a value that cannot be stored or searched for.");
     const status = (error as { status?: number }).status;
     if (typeof status === "number" && status >= 400 && status < 500) {
       return problemResponse(status, status === 413 ? "payload_too_large" : "invalid_request", "The request could not be handled.");
