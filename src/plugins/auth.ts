@@ -46,6 +46,10 @@ export const apiAuthPlugin = (deps: Deps) =>
         }
         const result = await runChain(deps, ctx.request, ctx.set.headers as Record<string, string>, socketIp, "keys:manage", 0, { quota: false });
         if ("response" in result) return result.response;
+        // Test keys exercise the data API; changing an account's keys is a live operation.
+        if (result.key.environment === "test") {
+          return problemResponse(403, "test_key_not_allowed", "A test key cannot use the management API; use a live key with keys:manage.");
+        }
         const caller: Caller = {
           accountId: result.key.accountId,
           actor: {
