@@ -508,9 +508,7 @@ export const portalRoutes = (deps: Deps) => {
             const data = await keyDetail(s, ctx.params.id, 7, undefined, undefined, err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
             return htmlResponse(KeyDetailPage(data), 422);
           }
-          // The caller is here: show the secret now, and spend the sealed copy so no banner lingers.
-          const revealed = await revealRotationSecret(deps, s.accountId, result.rotation.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
-          return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret: revealed.secret, rotation: revealed.rotation }), 200, { "cache-control": "no-store" });
+          return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret: result.secret, rotation: result.rotation }), 200, { "cache-control": "no-store" });
         },
         { portal: true },
       )

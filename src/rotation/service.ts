@@ -255,7 +255,7 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
 /**
  * Rotates now, with the policy's emergency grace (0 = the old key is revoked at once). A
  * rotation still scheduled for the key is cancelled in favour of this one. The caller is
- * present, so the answer carries the new secret too; it also waits sealed for a reveal.
+ * present, so the answer is the new secret's one showing (nothing waits sealed).
  */
 export async function emergencyRotation(deps: RotationDeps, accountId: string, keyId: string, input: unknown, who: Actor): Promise<{ rotation: RotationView; secret: string }> {
   const { reason } = parse(emergencySchema, input, "rotation");
@@ -289,7 +289,13 @@ export async function emergencyRotation(deps: RotationDeps, accountId: string, k
     throw new ApiError(409, "rotation_failed", started?.row.failure ?? "The rotation could not start.");
   }
   await deps.keyCache.announce(started.oldHash);
-  return { rotation: toRotationView(started.row), secret: started.secret };
+  // This answer is the secret's one showing: the sealed copy is spent at once.
+  const [shown] = await deps.db
+    .update(keyRotations)
+    .set({ secretSealed: null, revealedAt: new Date(deps.clock.now()) })
+    .where(eq(keyRotations.id, id))
+    .returning();
+  return { rotation: toRotationView(shown!), secret: started.secret };
 }
 
 /**

@@ -134,7 +134,9 @@ for (const backend of backends) {
       const a = await newAccount(h);
       const { key, secret } = await newKey(h, a.id);
       const e = await emergencyRotation(h.deps, a.id, key.id, { reason: "leaked in a gist" }, cliActor);
-      expect(e.rotation).toMatchObject({ state: "grace_period", emergency: true, gracePeriodHours: 4, secretAvailable: true });
+      expect(e.rotation).toMatchObject({ state: "grace_period", emergency: true, gracePeriodHours: 4, secretAvailable: false });
+      // The answer was the one showing: nothing waits to be revealed.
+      expect((await fails(revealRotationSecret(h.deps, a.id, e.rotation.id, cliActor))).status).toBe(410);
       expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
       expect((await h.req(EMAIL, { headers: bearer(e.secret) })).status).toBe(200);
       clock.advance(4 * HOUR);
@@ -145,9 +147,16 @@ for (const backend of backends) {
       expect((await h.req(EMAIL, { headers: bearer(s2) })).status).toBe(200);
       const now = await emergencyRotation(h.deps, a.id, k2.id, { reason: "leaked" }, cliActor);
       expect((await problem(await h.req(EMAIL, { headers: { ...bearer(s2), "x-forwarded-for": "192.0.2.11" } }))).code).toBe("key_revoked");
-      // With no grace the sealed secret still waits a day to be revealed.
-      expect((await revealRotationSecret(h.deps, a.id, now.rotation.id, cliActor)).secret).toBe(now.secret);
+      expect((await h.req(EMAIL, { headers: bearer(now.secret) })).status).toBe(200);
       expect((await fails(emergencyRotation(h.deps, a.id, k2.id, { reason: "again" }, cliActor))).code).toBe("key_not_active");
+
+      // A scheduled rotation with no grace still keeps its sealed secret a day for the reveal.
+      const { key: k3 } = await newKey(h, a.id);
+      const r3 = await scheduleRotation(h.deps, a.id, k3.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 0 }, cliActor);
+      await runSweep(h.deps);
+      clock.advance(23 * HOUR);
+      await runSweep(h.deps);
+      expect((await revealRotationSecret(h.deps, a.id, r3.id, cliActor)).secret).toMatch(/^kp_live_/);
     });
 
     it("schedules and starts rotations for keys over the policy age, once", async () => {
@@ -223,8 +232,6 @@ for (const backend of backends) {
       expect(emergency.status).toBe(201);
       const e = await emergency.json();
       expect(e.secret).toMatch(/^kp_live_/);
-      const reveal = await h.req(`/api/rotations/${e.id}/reveal`, { method: "POST", headers });
-      expect((await reveal.json()).secret).toBe(e.secret);
       expect((await h.req(`/api/rotations/${e.id}/reveal`, { method: "POST", headers })).status).toBe(410);
       expect((await (await h.req("/api/rotation-policy", { headers })).json()).maxKeyAgeDays).toBe(90);
       const policy = await h.req("/api/rotation-policy", { method: "PUT", headers, json: { maxKeyAgeDays: 60, defaultGraceHours: 12, emergencyGraceHours: 1 } });
