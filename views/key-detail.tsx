@@ -100,6 +100,18 @@ export interface KeyDetailProps {
   rotation?: RotationPanelProps;
 }
 
+/** Revoking is open to an active key and to one in a roll's grace period (ending it early). */
+function RevokeForm(props: { k: KeyView; csrf: string }) {
+  return (
+    <form method="post" action={paths.keyRevoke(props.k.id)} hx-confirm="Revoke this key? Requests with it fail from the next one on.">
+      <CsrfField token={props.csrf} />
+      <button type="submit" class="danger">
+        Revoke key
+      </button>
+    </form>
+  );
+}
+
 export function KeyDetailPage(props: KeyDetailProps) {
   const k = props.k;
   const changeable = k.status === "active";
@@ -170,14 +182,15 @@ export function KeyDetailPage(props: KeyDetailProps) {
               </select>
               <button type="submit">Roll key</button>
             </form>
-            <form method="post" action={paths.keyRevoke(k.id)} hx-confirm="Revoke this key? Requests with it fail from the next one on.">
-              <CsrfField token={props.session.csrfToken} />
-              <button type="submit" class="danger">
-                Revoke key
-              </button>
-            </form>
+            <RevokeForm k={k} csrf={props.session.csrfToken} />
           </section>
         </>
+      ) : k.status === "expiring" ? (
+        <section class="card actions">
+          <h2>Revoke</h2>
+          <p>This key was rolled and works until its grace period ends. Revoke it to stop it now, for example if it leaked.</p>
+          <RevokeForm k={k} csrf={props.session.csrfToken} />
+        </section>
       ) : (
         ""
       )}
