@@ -10,11 +10,14 @@ const W = 720;
 const H = 220;
 const PAD = { left: 48, right: 12, top: 12, bottom: 28 };
 
-/** A round axis maximum: 1, 2 or 5 times a power of ten. */
+/**
+ * A round axis maximum (1, 2 or 5 times a power of ten, or 4) whose half, the middle grid
+ * line, is a whole number: requests come in whole numbers, a "2.5" tick reads as a bug.
+ */
 function niceMax(n: number): number {
-  if (n <= 5) return 5;
+  if (n <= 4) return 4;
   const p = 10 ** Math.floor(Math.log10(n));
-  for (const m of [1, 2, 5, 10]) if (m * p >= n) return m * p;
+  for (const m of [1, 2, 5, 10]) if (m * p >= n && (m * p) % 2 === 0) return m * p;
   return 10 * p;
 }
 

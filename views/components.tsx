@@ -101,17 +101,16 @@ export function formatCount(n: number): string {
   return n.toLocaleString("en-US");
 }
 
-/** "3 h 12 min", "2 d 4 h": time left until an instant. */
+/** "3 h 12 min", "1 h", "2 d 4 h", "1 d": time left until an instant, in whole minutes rounded up. */
 export function timeLeft(iso: string | null, now: number): string {
   if (!iso) return "";
-  let ms = Math.max(0, new Date(iso).getTime() - now);
-  const d = Math.floor(ms / 86_400_000);
-  ms -= d * 86_400_000;
-  const h = Math.floor(ms / 3_600_000);
-  ms -= h * 3_600_000;
-  const m = Math.ceil(ms / 60_000);
-  if (d > 0) return `${d} d ${h} h`;
-  if (h > 0) return `${h} h ${m} min`;
+  // Round once, then split: rounding the minutes alone turned 59 min 59 s into "60 min".
+  const minutes = Math.ceil(Math.max(0, new Date(iso).getTime() - now) / 60_000);
+  const d = Math.floor(minutes / 1440);
+  const h = Math.floor((minutes % 1440) / 60);
+  const m = minutes % 60;
+  if (d > 0) return h ? `${d} d ${h} h` : `${d} d`;
+  if (h > 0) return m ? `${h} h ${m} min` : `${h} h`;
   return `${m} min`;
 }
 
