@@ -7,8 +7,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend);
-    });
-    afterAll(() => h.close());
+    }, 60_000);
+    afterAll(() => h.close(), 60_000);
 
     it("answers /healthz with 200 and a request id", async () => {
       const res = await h.req("/healthz");

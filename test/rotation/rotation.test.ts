@@ -28,8 +28,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    });
-    afterAll(() => h.close());
+    }, 60_000);
+    afterAll(() => h.close(), 60_000);
 
     const events = async (accountId: string) =>
       (await h.deps.db.select().from(notifications).where(eq(notifications.accountId, accountId))).map((n) => n.event);

@@ -86,8 +86,8 @@ for (const backend of backends) {
       admin = (await newKey(h, account.id, { scopes: ["keys:manage"], rateLimit: 100_000 })).secret;
       b = new Browser(h);
       await b.signUp("fuzz@example.com");
-    });
-    afterAll(() => h.close());
+    }, 60_000);
+    afterAll(() => h.close(), 60_000);
 
     it("answers 3,000 seeded hostile requests without a 5xx, each error in the right format", async () => {
       const rand = prng(SEED);

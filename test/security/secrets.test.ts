@@ -26,11 +26,15 @@ for (const backend of backends) {
     const answers: Seen[] = [];
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    });
-    afterAll(() => h.close());
+    }, 60_000);
+    afterAll(() => h.close(), 60_000);
 
     async function record(label: string, res: Response): Promise<string> {
-      const headerText = [...res.headers.entries()].filter(([k]) => k !== "set-cookie").map(([k, v]) => `${k}: ${v}`).join("\n");
+      const lines: string[] = [];
+      res.headers.forEach((v, k) => {
+        if (k !== "set-cookie") lines.push(`${k}: ${v}`);
+      });
+      const headerText = lines.join("\n");
       const text = await res.text();
       answers.push({ label, text: `${headerText}\n\n${text}` });
       return text;

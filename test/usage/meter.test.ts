@@ -15,8 +15,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    });
-    afterAll(() => h.close());
+    }, 60_000);
+    afterAll(() => h.close(), 60_000);
 
     const counted = async (keyId: string) => {
       const [row] = await h.deps.db
