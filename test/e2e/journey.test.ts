@@ -287,6 +287,7 @@ describe("a new user's journey in the browser", () => {
       await page.locator(`#key-${keyId}`).getByRole("link", { name: "journey key" }).click();
       await page.waitForURL(`${server.origin}/portal/keys/${keyId}`);
       await page.locator(".facts .badge-expiring").waitFor();
+      await shoot("4-old-key-in-grace.png");
       await revokeOnItsPage(keyId);
 
       for (const [which, key] of [["old", secret], ["new", newSecret]] as const) {
@@ -297,7 +298,7 @@ describe("a new user's journey in the browser", () => {
       await page.goto(`${server.origin}/portal/keys`);
       expect(await page.locator(`#key-${keyId} .badge-revoked`).textContent()).toBe("revoked");
       expect(await page.locator(`#key-${newKeyId} .badge-revoked`).textContent()).toBe("revoked");
-      await shoot("4-keys-revoked.png");
+      await shoot("5-keys-revoked.png");
     },
     STEP_MS,
   );
