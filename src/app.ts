@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import { html } from "@elysiajs/html";
 import type { Deps } from "./deps.ts";
 import { errorsPlugin } from "./plugins/errors.ts";
-import { observePlugin } from "./plugins/observe.ts";
+import { observePlugin, type InFlight } from "./plugins/observe.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
 import { portalRoutes } from "./portal/routes.tsx";
@@ -12,9 +12,10 @@ import { rotationRoutes } from "./rotation/routes.ts";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
-  return new Elysia()
+  const inflight: InFlight = { n: 0 };
+  const app = new Elysia()
     .use(errorsPlugin(deps.log))
-    .use(observePlugin(deps.log, deps.metrics))
+    .use(observePlugin(deps.log, deps.metrics, inflight))
     .use(html())
     .use(opsRoutes(deps))
     .use(staticRoutes())
@@ -22,6 +23,7 @@ export function createApp(deps: Deps) {
     .use(keyRoutes(deps))
     .use(rotationRoutes(deps))
     .use(portalRoutes(deps));
+  return Object.assign(app, { inflight });
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -74,7 +74,9 @@ async function serve(config: Config): Promise<void> {
     log.info("shutdown started", { signal });
     // Stop accepting; requests already in flight are answered before the hooks run.
     await app.stop(false);
-    log.info("shutdown step done", { step: "http server stopped" });
+    // Answers already sent still run their after-response hooks (the meter): wait for them.
+    for (let waited = 0; app.inflight.n > 0 && waited < 5000; waited += 5) await Bun.sleep(5);
+    log.info("shutdown step done", { step: "http server stopped", unfinished: app.inflight.n });
     await deps.close();
     log.info("shutdown step done", { step: "database and shared state closed" });
     log.info("shutdown complete");

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { FieldError } from "../src/plugins/problem.ts";
 import { Field, errorFor, paths } from "./components.tsx";
 import { Layout } from "./layout.tsx";

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import { formatCount } from "./components.tsx";
 
 export interface ChartDay {

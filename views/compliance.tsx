@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { ComplianceReport } from "../src/rotation/compliance.ts";
 import { Badge, formatCount, formatDate, paths, timeLeft } from "./components.tsx";
 import { Layout, type PageSession } from "./layout.tsx";

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import Html, { type Children } from "@kitajs/html";
 import type { FieldError } from "../src/plugins/problem.ts";
 

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { AccountOverview } from "../src/usage/queries.ts";
 import { UsageChart } from "./chart.tsx";
 import { formatCount, paths } from "./components.tsx";

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { KeyView } from "../src/keys/model.ts";
 import type { UsageReport } from "../src/usage/queries.ts";
 import { UsageChart } from "./chart.tsx";

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { KeyView } from "../src/keys/model.ts";
 import type { FieldError } from "../src/plugins/problem.ts";
 import { Badge, CsrfField, Field, errorFor, formatCount, formatDate, paths, timeLeft } from "./components.tsx";

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { Children } from "@kitajs/html";
 import { paths } from "./components.tsx";
 
@@ -35,6 +36,7 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <meta name="htmx-config" content='{"includeIndicatorCSS":false}' />
           <title safe>{props.title} · Keyport</title>
+          <link rel="icon" href="/static/favicon.svg" type="image/svg+xml" />
           <link rel="stylesheet" href="/static/app.css" />
           <script src="/static/htmx.min.js" defer></script>
           <script src="/static/app.js" defer></script>

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import { paths } from "./components.tsx";
 import { Layout } from "./layout.tsx";
 

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import { CsrfField, formatDate, paths } from "./components.tsx";
 import { Layout, type PageSession } from "./layout.tsx";
 

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { RotationView } from "../src/rotation/service.ts";
 import { Badge, CsrfField, formatDate, paths, timeLeft } from "./components.tsx";
 import { SecretPanel } from "./keys.tsx";

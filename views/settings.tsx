@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import type { FieldError } from "../src/plugins/problem.ts";
 import type { RotationPolicy } from "../src/rotation/service.ts";
 import { CsrfField, Field, errorFor, formatDate, paths } from "./components.tsx";

@@ -79,6 +79,10 @@ export function safeNext(next: unknown): string {
   return typeof next === "string" && /^\/portal(\/[A-Za-z0-9_\-/?=&.%]*)?$/.test(next) && !next.startsWith("//") ? next : "/portal";
 }
 
+/**
+ * A page or fragment. A page answered to a POST should name a GET address in `hx-push-url`
+ * (htmx would otherwise record the POST-only URL in the history).
+ */
 export function htmlResponse(body: JSX.Element | string, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(String(body), { status, headers: { "content-type": "text/html; charset=utf-8", ...PAGE_HEADERS, ...headers } });
 }

@@ -1,3 +1,4 @@
+/** @jsxImportSource @kitajs/html */
 import { Elysia } from "elysia";
 import { stringify } from "csv-stringify/sync";
 import type { Deps } from "../deps.ts";
@@ -326,7 +327,7 @@ export const portalRoutes = (deps: Deps) => {
             if (err instanceof ApiError && err.status === 404) return notFoundPage();
             if (!(err instanceof ApiError) || err.status >= 500) throw err;
             const data = await keyDetail(s, ctx.params.id, 7, { values: formValues(form), errors: err.errors ?? [{ field: "name", message: err.detail }] });
-            return htmlResponse(KeyDetailPage(data), 422);
+            return htmlResponse(KeyDetailPage(data), 422, { "hx-push-url": paths.key(ctx.params.id) });
           }
           return redirectAfterPost(ctx.request, paths.key(ctx.params.id));
         },
@@ -357,7 +358,9 @@ export const portalRoutes = (deps: Deps) => {
             return htmlResponse(MessagePage({ title: "Not rolled", message: err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail }), 422);
           }
           const data = await keyDetail(s, rolled.key.id, 7, undefined, { secret: rolled.secret });
-          return htmlResponse(KeyDetailPage(data), 200, { "cache-control": "no-store" });
+          // htmx records the address of what it swapped in: the new key's page (a reload shows
+          // it without the secret), not this POST-only URL.
+          return htmlResponse(KeyDetailPage(data), 200, { "cache-control": "no-store", "hx-push-url": paths.key(rolled.key.id) });
         },
         { portal: true },
       )
@@ -391,10 +394,10 @@ export const portalRoutes = (deps: Deps) => {
             await changePassword(deps, { id: s.accountId, email: s.email }, { current: text(form.current), next: text(form.next) }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
             if (!(err instanceof ApiError)) throw err;
-            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordErrors: err.errors }), 422);
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordErrors: err.errors }), 422, { "hx-push-url": paths.settings });
           }
           await deleteOtherSessions(deps, s.accountId, s.id);
-          return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordSaved: true }));
+          return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordSaved: true }), 200, { "hx-push-url": paths.settings });
         },
         { portal: true },
       )
@@ -413,9 +416,9 @@ export const portalRoutes = (deps: Deps) => {
             );
           } catch (err) {
             if (!(err instanceof ApiError)) throw err;
-            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policyErrors: err.errors, policyValues: values }), 422);
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policyErrors: err.errors, policyValues: values }), 422, { "hx-push-url": paths.settings });
           }
-          return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policySaved: true }));
+          return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policySaved: true }), 200, { "hx-push-url": paths.settings });
         },
         { portal: true },
       )
@@ -426,10 +429,10 @@ export const portalRoutes = (deps: Deps) => {
           const url = text(formObject(ctx.body).url);
           try {
             const { secret } = await setWebhook(deps, s.accountId, { url }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId), s.isOperator);
-            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), newWebhookSecret: secret }), 200, { "cache-control": "no-store" });
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), newWebhookSecret: secret }), 200, { "cache-control": "no-store", "hx-push-url": paths.settings });
           } catch (err) {
             if (!(err instanceof ApiError)) throw err;
-            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), webhookErrors: err.errors ?? [{ field: "url", message: err.detail }], webhookUrl: url }), 422);
+            return htmlResponse(SettingsPage({ ...(await settingsProps(s)), webhookErrors: err.errors ?? [{ field: "url", message: err.detail }], webhookUrl: url }), 422, { "hx-push-url": paths.settings });
           }
         },
         { portal: true },
@@ -508,7 +511,10 @@ export const portalRoutes = (deps: Deps) => {
             const data = await keyDetail(s, ctx.params.id, 7, undefined, undefined, err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
             return htmlResponse(KeyDetailPage(data), 422);
           }
-          return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret: result.secret, rotation: result.rotation }), 200, { "cache-control": "no-store" });
+          return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret: result.secret, rotation: result.rotation }), 200, {
+            "cache-control": "no-store",
+            "hx-push-url": paths.key(result.rotation.newKeyId ?? result.rotation.keyId),
+          });
         },
         { portal: true },
       )
@@ -533,7 +539,10 @@ export const portalRoutes = (deps: Deps) => {
           const s = sessionOf(ctx);
           try {
             const { secret, rotation } = await revealRotationSecret(deps, s.accountId, ctx.params.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
-            return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret, rotation }), 200, { "cache-control": "no-store" });
+            return htmlResponse(RevealPage({ session: await pageSession(deps, s), secret, rotation }), 200, {
+              "cache-control": "no-store",
+              "hx-push-url": paths.key(rotation.newKeyId ?? rotation.keyId),
+            });
           } catch (err) {
             if (err instanceof ApiError && err.status === 404) return notFoundPage();
             if (!(err instanceof ApiError)) throw err;
