@@ -61,3 +61,33 @@ describe.skipIf(!service)("two instances sharing Postgres and Redis [service]", 
     expect(results.filter((r) => r.status === 200).length).toBe(25);
   });
 });
+
+describe.skipIf(!service)("revocation propagation between instances [service]", () => {
+  it("reaches the other instance's cache within the pub/sub round trip (measured, printed)", async () => {
+    const a = await startHarness(service!);
+    const b = await startHarness(service!, { share: a });
+    try {
+      const delays: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const account = await newAccount(a);
+        const { key, secret } = await newKey(a, account.id);
+        expect((await b.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+        const t0 = performance.now();
+        await revokeKey(a.deps, account.id, key.id, cliActor);
+        // Poll B until it refuses the key (bounded); the first refusal ends the measurement.
+        let status = 200;
+        for (let n = 0; n < 2000 && status === 200; n++) {
+          status = (await b.req(EMAIL, { headers: { ...bearer(secret), "x-forwarded-for": `192.0.2.${i}` } })).status;
+          if (status === 200) await new Promise((r) => setImmediate(r));
+        }
+        expect(status).toBe(401);
+        delays.push(performance.now() - t0);
+      }
+      delays.sort((x, y) => x - y);
+      console.log(`revocation seen by the other instance after: median ${delays[5]!.toFixed(2)} ms, max ${delays[9]!.toFixed(2)} ms (from the revoke call's start)`);
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+});
