@@ -73,7 +73,13 @@ export async function buildDeps(config: Config, opts: AssembleOptions = {}): Pro
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await database.migrate();
-    const state = await openState({ redisUrl: config.redisUrl, clock: opts.clock });
+    const state = await openState({
+      redisUrl: config.redisUrl,
+      clock: opts.clock,
+      policy: config.rateLimitOnRedisError,
+      instanceCount: config.instanceCount,
+      log: opts.log,
+    });
     return await assembleDeps(config, database, state, opts);
   } catch (err) {
     await database.close().catch(() => {});

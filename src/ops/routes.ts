@@ -1,7 +1,10 @@
 import { Elysia } from "elysia";
 import type { Deps } from "../deps.ts";
 
-/** /healthz: the process runs. /readyz: its database and Redis answer. /metrics: Prometheus. */
+/**
+ * /healthz: the process runs. /readyz: 200 when the database and Redis answer, else 503
+ * naming the failure ("degraded" when only Redis is away). /metrics: Prometheus.
+ */
 export const opsRoutes = (deps: Deps) =>
   new Elysia({ name: "ops" })
     .get("/healthz", () => ({ status: "ok" }))
@@ -19,9 +22,13 @@ export const opsRoutes = (deps: Deps) =>
         probe(`database (${deps.database.kind})`, () => deps.database.ping()),
         ...(deps.state.kind === "redis" ? [probe("redis", () => deps.state.ping())] : []),
       ]);
-      const ready = Object.values(checks).every((v) => v === "ok");
-      set.status = ready ? 200 : 503;
-      return { status: ready ? "ready" : "unavailable", checks };
+      const dbOk = Object.entries(checks).every(([name, v]) => name === "redis" || v === "ok");
+      const redisOk = checks.redis === undefined || checks.redis === "ok";
+      // 503 names what failed. Without Redis the gateway still answers (rate limits follow
+      // RATE_LIMIT_ON_REDIS_ERROR), which the body calls "degraded"; without the database
+      // new keys cannot be verified: "unavailable".
+      set.status = dbOk && redisOk ? 200 : 503;
+      return { status: !dbOk ? "unavailable" : redisOk ? "ready" : "degraded", checks };
     })
     .get("/metrics", async ({ set }) => {
       set.headers["content-type"] = deps.metrics.registry.contentType;
