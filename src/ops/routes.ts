@@ -1,12 +1,14 @@
 import { Elysia } from "elysia";
+import { Gauge } from "prom-client";
 import type { Deps } from "../deps.ts";
 
 /**
  * /healthz: the process runs. /readyz: 200 when the database and Redis answer, else 503
  * naming the failure ("degraded" when only Redis is away). /metrics: Prometheus.
  */
-export const opsRoutes = (deps: Deps) =>
-  new Elysia({ name: "ops" })
+export const opsRoutes = (deps: Deps) => {
+  registerDegradedGauge(deps);
+  return new Elysia({ name: "ops" })
     .get("/healthz", () => ({ status: "ok" }))
     .get("/readyz", async ({ set }) => {
       const checks: Record<string, string> = {};
@@ -36,6 +38,22 @@ export const opsRoutes = (deps: Deps) =>
         headers: { "content-type": deps.metrics.registry.contentType },
       });
     });
+};
+
+/** keyport_redis_degraded: 1 while Redis fails and the outage policy decides limits. */
+function registerDegradedGauge(deps: Deps): void {
+  const name = "keyport_redis_degraded";
+  if (deps.metrics.registry.getSingleMetric(name)) return;
+  const state = deps.state as { degraded?: () => number | null };
+  new Gauge({
+    name,
+    help: "1 while Redis is unreachable and rate limits follow RATE_LIMIT_ON_REDIS_ERROR",
+    registers: [deps.metrics.registry],
+    collect() {
+      this.set(state.degraded?.() != null ? 1 : 0);
+    },
+  });
+}
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout>;

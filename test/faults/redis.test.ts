@@ -68,6 +68,7 @@ describe.skipIf(!service)("Redis outage [service]", () => {
     expect(ready.status).toBe(503);
     expect((await ready.json()).status).toBe("degraded");
     expect(h.logs.filter((l) => l.includes("redis unavailable")).length).toBe(1);
+    expect(await (await h.req("/metrics")).text()).toContain("keyport_redis_degraded 1");
 
     proxy.restore();
     // ioredis reconnects on its own; the breaker probes again after its pause.
@@ -83,6 +84,7 @@ describe.skipIf(!service)("Redis outage [service]", () => {
     for (let i = 0; i < 7; i++) after.push((await h.req(EMAIL, { headers: bearer(fresh) })).status);
     expect(after).toEqual([200, 200, 200, 200, 200, 429, 429]);
     expect(h.logs.some((l) => l.includes("redis is back"))).toBe(true);
+    expect(await (await h.req("/metrics")).text()).toContain("keyport_redis_degraded 0");
   }, 60_000);
 
   it("still revokes on the next request of this instance while Redis is away", async () => {
