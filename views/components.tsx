@@ -36,7 +36,7 @@ export function errorFor(errors: FieldError[] | undefined, field: string): strin
   return errors?.find((e) => e.field === field || e.field.startsWith(field + "."))?.message;
 }
 
-/** A labelled input with its error message beside it (aria-describedby ties them together). */
+/** A labelled input (or textarea) with its error message beside it (aria-describedby ties them together). */
 export function Field(props: {
   name: string;
   label: string;
@@ -48,25 +48,34 @@ export function Field(props: {
   autocomplete?: string;
   min?: number;
   max?: number;
+  multiline?: boolean;
 }) {
   const id = `f-${props.name}`;
+  const value = props.value === null || props.value === undefined ? undefined : String(props.value);
+  const described = props.error ? `${id}-error` : undefined;
   return (
     <div class={props.error ? "field invalid" : "field"}>
       <label for={id} safe>
         {props.label}
       </label>
-      <input
-        id={id}
-        name={props.name}
-        type={props.type ?? "text"}
-        value={props.value === null || props.value === undefined ? undefined : String(props.value)}
-        required={props.required}
-        autocomplete={props.autocomplete}
-        min={props.min === undefined ? undefined : String(props.min)}
-        max={props.max === undefined ? undefined : String(props.max)}
-        aria-invalid={props.error ? "true" : undefined}
-        aria-describedby={props.error ? `${id}-error` : undefined}
-      />
+      {props.multiline ? (
+        <textarea id={id} name={props.name} rows="3" aria-invalid={props.error ? "true" : undefined} aria-describedby={described} safe>
+          {value ?? ""}
+        </textarea>
+      ) : (
+        <input
+          id={id}
+          name={props.name}
+          type={props.type ?? "text"}
+          value={value}
+          required={props.required}
+          autocomplete={props.autocomplete}
+          min={props.min === undefined ? undefined : String(props.min)}
+          max={props.max === undefined ? undefined : String(props.max)}
+          aria-invalid={props.error ? "true" : undefined}
+          aria-describedby={described}
+        />
+      )}
       {props.hint ? (
         <small class="hint" safe>
           {props.hint}
@@ -75,7 +84,7 @@ export function Field(props: {
         ""
       )}
       {props.error ? (
-        <small class="error" id={`${id}-error`} safe>
+        <small class="error" id={described} safe>
           {props.error}
         </small>
       ) : (

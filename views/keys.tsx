@@ -74,34 +74,6 @@ function ScopeChecks(props: { scopes: { name: string; description: string }[]; s
   );
 }
 
-function TextArea(props: { name: string; label: string; value?: string; hint?: string; error?: string }) {
-  const id = `f-${props.name}`;
-  return (
-    <div class={props.error ? "field invalid" : "field"}>
-      <label for={id} safe>
-        {props.label}
-      </label>
-      <textarea id={id} name={props.name} rows="3" aria-invalid={props.error ? "true" : undefined} aria-describedby={props.error ? `${id}-error` : undefined} safe>
-        {props.value ?? ""}
-      </textarea>
-      {props.hint ? (
-        <small class="hint" safe>
-          {props.hint}
-        </small>
-      ) : (
-        ""
-      )}
-      {props.error ? (
-        <small class="error" id={`${id}-error`} safe>
-          {props.error}
-        </small>
-      ) : (
-        ""
-      )}
-    </div>
-  );
-}
-
 /** The fields shared by the create and edit forms. */
 function KeyFields(props: { state: KeyFormState; scopes: { name: string; description: string }[]; create: boolean }) {
   const v = props.state.values;
@@ -134,7 +106,8 @@ function KeyFields(props: { state: KeyFormState; scopes: { name: string; descrip
       <ScopeChecks scopes={props.scopes} selected={v.scopes ?? []} error={errorFor(e, "scopes")} />
       <Field name="rateLimit" label="Rate limit (requests per minute)" type="number" min={1} max={100000} value={v.rateLimit ?? 60} error={errorFor(e, "rateLimit")} />
       <Field name="expiresAt" label="Expires on (UTC, optional)" type="date" value={v.expiresAt} error={errorFor(e, "expiresAt")} />
-      <TextArea
+      <Field
+        multiline
         name="ipAllowlist"
         label="IP allowlist (optional)"
         value={v.ipAllowlist}

@@ -2,15 +2,9 @@ import { Elysia } from "elysia";
 import type { Deps } from "../deps.ts";
 import { listAuditEvents } from "../audit/service.ts";
 import { apiAuthPlugin, callerOf } from "../plugins/auth.ts";
-import { invalidRequest } from "../plugins/problem.ts";
+import { invalidRequest, jsonObject } from "../plugins/problem.ts";
 import { keyUsageReport } from "../usage/queries.ts";
 import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "./service.ts";
-
-function jsonObject(body: unknown): Record<string, unknown> {
-  if (body === undefined || body === null || body === "") return {};
-  if (typeof body !== "object" || Array.isArray(body)) throw invalidRequest("The body must be a JSON object.");
-  return body as Record<string, unknown>;
-}
 
 function intParam(raw: string | undefined, field: string, min: number, max: number, fallback: number): number {
   if (raw === undefined || raw === "") return fallback;

@@ -68,3 +68,10 @@ export class ApiError extends Error {
 
 export const notFound = (what = "resource") => new ApiError(404, "not_found", `No such ${what}.`);
 export const invalidRequest = (detail: string, errors?: FieldError[]) => new ApiError(400, "invalid_request", detail, errors);
+
+/** A JSON request body as an object: none is `{}`, anything but an object is a 400. */
+export function jsonObject(body: unknown): Record<string, unknown> {
+  if (body === undefined || body === null || body === "") return {};
+  if (typeof body !== "object" || Array.isArray(body)) throw invalidRequest("The body must be a JSON object.");
+  return body as Record<string, unknown>;
+}

@@ -3,17 +3,11 @@ import { eq } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
 import { apiAuthPlugin, callerOf } from "../plugins/auth.ts";
-import { invalidRequest } from "../plugins/problem.ts";
+import { jsonObject } from "../plugins/problem.ts";
 import { listNotifications, markAllRead, unreadCount } from "../notify/service.ts";
 import { deleteWebhook, getWebhook, listDeliveries, resendDelivery, setWebhook } from "../notify/webhooks.ts";
 import { getKey } from "../keys/service.ts";
 import { cancelRotation, emergencyRotation, getPolicy, listRotations, revealRotationSecret, scheduleRotation, setPolicy } from "./service.ts";
-
-function jsonObject(body: unknown): Record<string, unknown> {
-  if (body === undefined || body === null || body === "") return {};
-  if (typeof body !== "object" || Array.isArray(body)) throw invalidRequest("The body must be a JSON object.");
-  return body as Record<string, unknown>;
-}
 
 /** Rotations, the rotation policy, notifications and the webhook endpoint (DESIGN.md "Management API"). */
 export const rotationRoutes = (deps: Deps) =>

@@ -8,19 +8,8 @@ import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "../.
 import { ManualClock } from "../../src/ops/clock.ts";
 import { ApiError } from "../../src/plugins/problem.ts";
 import { backends } from "../support/backends.ts";
-import { newAccount, newKey } from "../support/fixtures.ts";
+import { fails, newAccount, newKey } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
-
-async function fails(p: Promise<unknown>): Promise<ApiError> {
-  const err = await p.then(
-    () => {
-      throw new Error("expected the call to fail");
-    },
-    (e) => e,
-  );
-  if (!(err instanceof ApiError)) throw err;
-  return err;
-}
 
 for (const backend of backends) {
   describe(`key lifecycle [${backend.name}]`, () => {

@@ -4,23 +4,13 @@ import { cliActor } from "../../src/audit/service.ts";
 import { apiKeys, auditEvents, keyRotations, notifications } from "../../src/db/schema.ts";
 import { getKey, listKeys } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { ApiError } from "../../src/plugins/problem.ts";
 import { cancelRotation, emergencyRotation, getPolicy, revealRotationSecret, runSweep, scheduleRotation, setPolicy } from "../../src/rotation/service.ts";
 import { backends } from "../support/backends.ts";
-import { bearer, newAccount, newKey, problem } from "../support/fixtures.ts";
+import { bearer, fails, newAccount, newKey, problem } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 const HOUR = 3_600_000;
 const EMAIL = "/v1/email/a@example.com";
-
-async function fails(p: Promise<unknown>): Promise<ApiError> {
-  const err = await p.then(
-    () => new Error("expected a failure"),
-    (e) => e,
-  );
-  if (!(err instanceof ApiError)) throw err;
-  return err;
-}
 
 for (const backend of backends) {
   describe(`key rotation [${backend.name}]`, () => {

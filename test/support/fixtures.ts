@@ -3,6 +3,7 @@ import { createAccount, type Account } from "../../src/accounts/service.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { createKey } from "../../src/keys/service.ts";
 import type { CreateKeyInput, KeyView } from "../../src/keys/model.ts";
+import { ApiError } from "../../src/plugins/problem.ts";
 import type { Harness } from "./harness.ts";
 
 /** A fresh tenant: each test makes its own account, so tests never see each other's data. */
@@ -27,4 +28,14 @@ export async function problem(res: Response): Promise<{ code: string; status: nu
     throw new Error(`expected problem+json, got ${res.headers.get("content-type")}: ${JSON.stringify(body)}`);
   }
   return body;
+}
+
+/** Awaits a call that must fail with an ApiError and returns the error (anything else throws). */
+export async function fails(p: Promise<unknown>): Promise<ApiError> {
+  const err = await p.then(
+    () => new Error("expected the call to fail"),
+    (e) => e,
+  );
+  if (!(err instanceof ApiError)) throw err;
+  return err;
 }
