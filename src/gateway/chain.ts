@@ -138,7 +138,7 @@ export async function runChain(
   // 6. quota
   if (key.monthlyQuota !== null && opts.quota) {
     const month = monthKey(now);
-    const used = await deps.state.incrCapped(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000);
+    const used = await deps.state.consume(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000);
     if (!used.ok) {
       const retry = String(Math.ceil(month.msLeft / 1000));
       headers["retry-after"] = retry;

@@ -60,6 +60,11 @@ export class MemoryState implements SharedState {
     return { ok: true, value: await this.incr(key, by, ttlMs) };
   }
 
+  /** In one process there is nothing to lease: exactly incrCapped. */
+  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+    return this.incrCapped(key, cost, cap, ttlMs);
+  }
+
   async get(key: string): Promise<number> {
     return this.live(key)?.value ?? 0;
   }
@@ -98,6 +103,10 @@ export class MemoryState implements SharedState {
   }
 
   async ping(): Promise<void> {}
+
+  commandCount(): number {
+    return 0;
+  }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);

@@ -1,26 +1,66 @@
 import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
+import { CountLeases, RateLeases, type CountGrant, type RateGrant } from "./lease.ts";
 import type { CappedIncrement, Lock, RateDecision, SharedState, Unsubscribe } from "./types.ts";
 
-// The same arithmetic as gcra.ts, in whole microseconds. %.17g writes the integer TAT
-// exactly (Lua's tostring keeps 14 digits, and a µs timestamp has 16).
-const GCRA_LUA = `
+// Rate leases (lease.ts): GCRA's arithmetic (gcra.ts) in whole microseconds, taking n cells
+// at once. %.17g writes the integer TAT exactly (Lua's tostring keeps 14 digits, and a µs
+// timestamp has 16). A grant is what the instance wants (lease.ts sizes it to the key's
+// traffic), at most a quarter of the free cells: the share falls to one cell near the limit.
+const RATE_TAKE_LUA = `
 local limit = tonumber(ARGV[1])
-local now = math.floor(tonumber(ARGV[3]) * 1000 + 0.5)
-local cost = tonumber(ARGV[4])
 local interval = math.ceil(tonumber(ARGV[2]) * 1000 / limit)
+local now = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local want = tonumber(ARGV[5])
 local tolerance = interval * limit
 local tat = tonumber(redis.call('GET', KEYS[1]))
 local base = now
 if tat and tat > now then base = tat end
-local newTat = base + interval * cost
-if newTat - now > tolerance then
-  local remaining = math.floor((tolerance - (base - now)) / interval)
-  if remaining < 0 then remaining = 0 end
-  return {0, remaining, base - now, newTat - tolerance - now}
+local free = math.floor((now + tolerance - base) / interval)
+if free < cost then
+  return {0, base, base + cost * interval - tolerance - now}
 end
+local granted = math.floor(free / 4)
+if granted > want then granted = want end
+if granted < cost then granted = cost end
+local newTat = base + granted * interval
 redis.call('SET', KEYS[1], string.format('%.17g', newTat), 'PX', math.ceil((newTat - now) / 1000) + 1000)
-return {1, math.floor((tolerance - (newTat - now)) / interval), newTat - now, 0}
+return {granted, base, 0}
+`;
+
+// Only the last lease can shrink the TAT back: if another instance leased after it, the
+// unused cells sit below that lease's and simply expire.
+const RATE_GIVE_BACK_LUA = `
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat ~= tonumber(ARGV[1]) then return 0 end
+local last = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+if last <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.17g', last), 'PX', math.ceil((last - now) / 1000) + 1000)
+end
+return 1
+`;
+
+// Counter leases: a quarter of what is left under the cap, at most ARGV[1], at least the cost.
+const COUNT_RESERVE_LUA = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cost = tonumber(ARGV[2])
+local left = tonumber(ARGV[3]) - cur
+if left < cost then return {0, cur} end
+local n = math.floor(left / 4)
+if n > tonumber(ARGV[1]) then n = tonumber(ARGV[1]) end
+if n < cost then n = cost end
+local v = redis.call('INCRBY', KEYS[1], n)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return {n, v}
+`;
+
+const COUNT_RELEASE_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
+return 0
 `;
 
 const INCR_LUA = `
@@ -44,7 +84,10 @@ return 0
 `;
 
 interface Scripts {
-  kpGcra(key: string, limit: number, window: number, now: number, cost: number): Promise<[number, number, number, number]>;
+  kpRateTake(key: string, limit: number, windowMs: number, nowUs: number, cost: number, want: number): Promise<[number, number, number]>;
+  kpRateGiveBack(key: string, end: number, last: number, nowUs: number): Promise<number>;
+  kpCountReserve(key: string, want: number, cost: number, cap: number, ttlMs: number): Promise<[number, number]>;
+  kpCountRelease(key: string, units: number): Promise<number>;
   kpIncr(key: string, by: number, ttl: number): Promise<number>;
   kpIncrCapped(key: string, by: number, cap: number, ttl: number): Promise<[number, number]>;
   kpUnlock(key: string, token: string): Promise<number>;
@@ -71,12 +114,38 @@ export class RedisState implements SharedState {
   private readonly lostHandlers = new Set<() => void>();
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
   private subscriberWasReady = false;
+  /** Commands sent (a script call counts once: one round trip). */
+  private sent = 0;
+  private readonly rates: RateLeases;
+  private readonly counts: CountLeases;
 
   private constructor(
     private readonly client: Redis & Scripts,
     private readonly subscriber: Redis,
     private readonly prefix: string,
   ) {
+    this.rates = new RateLeases({
+      take: async (key, limit, windowMs, nowUs, cost, want): Promise<RateGrant> => {
+        this.sent++;
+        const [granted, base, retryUs] = await this.client.kpRateTake(this.k(key), limit, windowMs, nowUs, cost, want);
+        return { granted, base, retryUs };
+      },
+      giveBack: async (key, end, last, nowUs) => {
+        this.sent++;
+        await this.client.kpRateGiveBack(this.k(key), end, last, nowUs);
+      },
+    });
+    this.counts = new CountLeases({
+      reserve: async (key, want, cost, cap, ttlMs): Promise<CountGrant> => {
+        this.sent++;
+        const [granted, value] = await this.client.kpCountReserve(this.k(key), want, cost, cap, ttlMs);
+        return { granted, value };
+      },
+      release: async (key, units) => {
+        this.sent++;
+        await this.client.kpCountRelease(this.k(key), units);
+      },
+    });
     subscriber.on("message", (channel: string, message: string) => {
       for (const h of this.handlers.get(channel) ?? []) h(message);
     });
@@ -102,7 +171,10 @@ export class RedisState implements SharedState {
       retryStrategy: (times) => Math.min(times * 200, 2000),
     };
     const client = new Redis(url, base) as Redis & Scripts;
-    client.defineCommand("kpGcra", { numberOfKeys: 1, lua: GCRA_LUA });
+    client.defineCommand("kpRateTake", { numberOfKeys: 1, lua: RATE_TAKE_LUA });
+    client.defineCommand("kpRateGiveBack", { numberOfKeys: 1, lua: RATE_GIVE_BACK_LUA });
+    client.defineCommand("kpCountReserve", { numberOfKeys: 1, lua: COUNT_RESERVE_LUA });
+    client.defineCommand("kpCountRelease", { numberOfKeys: 1, lua: COUNT_RELEASE_LUA });
     client.defineCommand("kpIncr", { numberOfKeys: 1, lua: INCR_LUA });
     client.defineCommand("kpIncrCapped", { numberOfKeys: 1, lua: INCR_CAPPED_LUA });
     client.defineCommand("kpUnlock", { numberOfKeys: 1, lua: UNLOCK_LUA });
@@ -132,36 +204,42 @@ export class RedisState implements SharedState {
     for (const h of this.lostHandlers) h();
   }
 
-  async rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): Promise<RateDecision> {
-    const [allowed, remaining, resetMs, retryAfterMs] = await this.client.kpGcra(this.k(key), limit, windowMs, now, cost);
-    return {
-      allowed: allowed === 1,
-      limit,
-      remaining,
-      resetMs: Math.max(0, resetMs / 1000),
-      retryAfterMs: Math.max(0, retryAfterMs / 1000),
-    };
+  /** Leased GCRA (lease.ts): Redis is reached for a new lease, not for every decision. */
+  rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): Promise<RateDecision> {
+    return this.rates.decide(key, limit, windowMs, now, cost);
+  }
+
+  /** Leased capped counter (lease.ts): blocks of units, sized to the key's traffic. */
+  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+    return this.counts.consume(key, cost, cap, ttlMs);
   }
 
   async incr(key: string, by: number, ttlMs: number): Promise<number> {
+    this.sent++;
     return this.client.kpIncr(this.k(key), by, ttlMs);
   }
 
   async incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+    this.sent++;
     const [ok, value] = await this.client.kpIncrCapped(this.k(key), by, cap, ttlMs);
     return { ok: ok === 1, value };
   }
 
   async get(key: string): Promise<number> {
+    this.sent++;
     const v = await this.client.get(this.k(key));
     return v === null ? 0 : Number(v);
   }
 
   async del(key: string): Promise<void> {
+    this.rates.forget(key);
+    this.counts.forget(key);
+    this.sent++;
     await this.client.del(this.k(key));
   }
 
   async publish(channel: string, message: string): Promise<void> {
+    this.sent++;
     await this.client.publish(this.k(channel), message);
   }
 
@@ -170,6 +248,7 @@ export class RedisState implements SharedState {
     let set = this.handlers.get(full);
     if (!set) {
       this.handlers.set(full, (set = new Set()));
+      this.sent++;
       await this.subscriber.subscribe(full);
     }
     set.add(handler);
@@ -177,6 +256,7 @@ export class RedisState implements SharedState {
       set.delete(handler);
       if (set.size === 0) {
         this.handlers.delete(full);
+        this.sent++;
         await this.subscriber.unsubscribe(full).catch(() => {});
       }
     };
@@ -189,17 +269,37 @@ export class RedisState implements SharedState {
   async tryLock(name: string, ttlMs: number): Promise<Lock | null> {
     const token = randomBytes(16).toString("hex");
     const key = this.k(`lock:${name}`);
+    this.sent++;
     const ok = await this.client.set(key, token, "PX", ttlMs, "NX");
     if (ok !== "OK") return null;
     return {
       release: async () => {
+        this.sent++;
         await this.client.kpUnlock(key, token);
       },
     };
   }
 
   async ping(): Promise<void> {
+    this.sent++;
     await this.client.ping();
+  }
+
+  commandCount(): number {
+    return this.sent;
+  }
+
+  /** Keys with local lease state (rate limits and counters). */
+  leasedKeys(): number {
+    return this.rates.size() + this.counts.size();
+  }
+
+  /**
+   * Test hook: runs the lease sweep now, as if leases had been idle `idleMs` (and, for rate
+   * leases, the caller's clock read `nowMs`), and waits for what it gives back.
+   */
+  async returnIdleLeases(idleMs: number, nowMs?: number): Promise<void> {
+    await Promise.all([this.rates.sweep(idleMs, nowMs), this.counts.sweep(idleMs)]);
   }
 
   /** Test hook: drop the subscriber's socket, as a network fault would. */
@@ -219,6 +319,8 @@ export class RedisState implements SharedState {
 
   async close(): Promise<void> {
     this.lostHandlers.clear();
+    // Unused leases go back first, so other instances can spend them.
+    await Promise.allSettled([this.rates.close(), this.counts.close()]);
     await Promise.allSettled([this.client.quit(), this.subscriber.quit()]);
     this.client.disconnect();
     this.subscriber.disconnect();

@@ -122,6 +122,18 @@ export class ResilientState implements SharedState {
     );
   }
 
+  /** Quotas spent through leases (RedisState.consume), with the same outage policy as incrCapped. */
+  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+    return this.guarded(
+      () => this.inner.consume(key, cost, cap, ttlMs),
+      async () => {
+        if (this.opts.policy === "allow") return { ok: true, value: 0 };
+        if (this.opts.policy === "deny") return { ok: false, value: cap };
+        return this.local.consume(key, cost, Math.max(1, Math.floor(cap / this.opts.instanceCount)), ttlMs);
+      },
+    );
+  }
+
   incr(key: string, by: number, ttlMs: number): Promise<number> {
     return this.direct(() => this.inner.incr(key, by, ttlMs));
   }

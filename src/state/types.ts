@@ -31,13 +31,23 @@ export interface SharedState {
   /**
    * GCRA: `limit` requests per `windowMs`, bursting to `limit`; O(1) memory per key
    * (one theoretical arrival time). `now` is passed in so every instance and every test
-   * decides on the same clock.
+   * decides on the same clock. Across instances (Redis) decisions are made on leased cells
+   * (lease.ts): never more admitted than one instance's GCRA would, Redis reached rarely far
+   * from the limit and never for a key answered "over the limit" until its retry time.
    */
   rateLimit(key: string, limit: number, windowMs: number, now: number, cost?: number): Promise<RateDecision>;
   /** Adds `by` to a counter that expires `ttlMs` after its creation; returns the new value. */
   incr(key: string, by: number, ttlMs: number): Promise<number>;
   /** Adds `by` only if the result stays ≤ cap; atomic across instances. */
   incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement>;
+  /**
+   * Spends `cost` units of a budget capped at `cap` (a monthly quota): never more than `cap`
+   * spent across instances. Unlike incrCapped, Redis may reserve units ahead for this
+   * instance (lease.ts), so `get` on the key can read up to the unspent reservations above
+   * what was spent until they are given back (when idle, at close); `value` is this
+   * instance's view of what was spent.
+   */
+  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement>;
   get(key: string): Promise<number>;
   del(key: string): Promise<void>;
   publish(channel: string, message: string): Promise<void>;
@@ -47,5 +57,7 @@ export interface SharedState {
   /** Returns a lock held until released or until `ttlMs` passes, or null if another holds it. */
   tryLock(name: string, ttlMs: number): Promise<Lock | null>;
   ping(): Promise<void>;
+  /** Commands sent to a remote store since start (0 in process); /metrics and the benchmark read it. */
+  commandCount(): number;
   close(): Promise<void>;
 }

@@ -1,0 +1,364 @@
+import type { CappedIncrement, RateDecision } from "./types.ts";
+
+/**
+ * Leases: the in-process half of the shared limits in service mode. An instance takes a
+ * share of a key's budget from Redis in one atomic call and decides locally while it lasts,
+ * so Redis is reached rarely for a key far from its limit and about once per admitted
+ * request near it; over-limit answers come from a local "blocked until" without Redis.
+ * Neither kind ever admits more than the limit across instances: Redis hands out each unit
+ * of budget once.
+ */
+
+/** Redis' answer to a rate lease request; times in whole microseconds, like gcra.ts. */
+export interface RateGrant {
+  /** Cells granted: at least the cost asked for, or 0 (refused). */
+  granted: number;
+  /** The TAT the grant starts from, max(stored TAT, now): cell k's slot is base + k × interval. */
+  base: number;
+  /** When refused: microseconds until the cost asked for fits. */
+  retryUs: number;
+}
+
+export interface RateLeaseStore {
+  /**
+   * Atomically takes up to `want` of the key's free cells — no more than a share that shrinks
+   * with the free budget, down to `cost` — or none.
+   */
+  take(key: string, limit: number, windowMs: number, nowUs: number, cost: number, want: number): Promise<RateGrant>;
+  /** Gives back the cells after `last` if the key's TAT is still `end` (nobody leased since). */
+  giveBack(key: string, end: number, last: number, nowUs: number): Promise<void>;
+}
+
+interface RateLease {
+  limit: number;
+  windowMs: number;
+  interval: number;
+  /** Slot of the next unused leased cell (µs); a cell is usable while its slot is in the future. */
+  next: number;
+  /** Slot of the last leased cell: the TAT this lease left in Redis. */
+  end: number;
+  /** Refused by Redis: answered locally until then (µs). */
+  blockedUntil: number;
+  /** The stored TAT at that refusal (µs), for the reset time of local refusals. */
+  blockedTat: number;
+  /** The lease left less than half the limit free: worth giving back when idle. */
+  scarce: boolean;
+  /** Cells the next lease asks for, and when (caller's clock, µs) the current one was taken. */
+  size: number;
+  leasedAt: number;
+  pending: Promise<void> | undefined;
+  /** performance.now() of the last decision, and the caller's clock then (µs). */
+  usedAt: number;
+  lastNow: number;
+}
+
+/**
+ * Rate limiting by leased GCRA cells. Redis keeps one number per key, the theoretical
+ * arrival time (TAT); a lease advances it by n emission intervals, granting the n cells
+ * whose slots lie between the old and the new TAT. A cell is spent only before its slot time
+ * passes, so every admitted request at time t holds a distinct slot in (t, t + τ] — the same
+ * invariant single-instance GCRA keeps — and no window ever sees more than GCRA allows.
+ * Unspent cells simply expire with time; `giveBack` returns the unexpired ones of an idle
+ * lease near the limit when no other instance has leased since.
+ *
+ * The local state per key is one small object; the sweeper drops it once its cells have
+ * expired and any refusal has run out.
+ */
+export class RateLeases {
+  private readonly leases = new Map<string, RateLease>();
+  private readonly sweeper: ReturnType<typeof setInterval>;
+  private readonly idleMs: number;
+
+  constructor(
+    private readonly store: RateLeaseStore,
+    opts: { idleMs?: number; sweepMs?: number } = {},
+  ) {
+    this.idleMs = opts.idleMs ?? 1000;
+    this.sweeper = setInterval(() => void this.sweep(), opts.sweepMs ?? 1000);
+    this.sweeper.unref?.();
+  }
+
+  /** Keys with local state (tests and the benchmark read it). */
+  size(): number {
+    return this.leases.size;
+  }
+
+  async decide(key: string, limit: number, windowMs: number, nowMs: number, cost = 1): Promise<RateDecision> {
+    const now = Math.round(nowMs * 1000);
+    for (;;) {
+      let lease = this.leases.get(key);
+      if (lease !== undefined && (lease.limit !== limit || lease.windowMs !== windowMs)) {
+        // The key's limit changed: its cells were cut for another interval; they expire unused.
+        this.leases.delete(key);
+        lease = undefined;
+      }
+      if (lease === undefined) {
+        lease = emptyLease(limit, windowMs);
+        this.leases.set(key, lease);
+      }
+      lease.usedAt = performance.now();
+      lease.lastNow = now;
+      if (now < lease.blockedUntil) return refused(lease, now);
+      const decision = spend(lease, now, cost);
+      if (decision !== undefined) return decision;
+      // One lease request per key at a time; concurrent requests wait for it and decide again.
+      lease.pending ??= this.refill(key, lease, now, cost);
+      await lease.pending;
+    }
+  }
+
+  private async refill(key: string, lease: RateLease, now: number, cost: number): Promise<void> {
+    try {
+      // Slow start: a key's first lease is one cell; leases that last under a second double,
+      // those lasting over four halve. A busy key settles near a second of traffic per lease,
+      // a quiet one asks for about what it spends.
+      if (lease.leasedAt > 0) {
+        const lasted = now - lease.leasedAt;
+        if (lasted < 1_000_000) lease.size = Math.min(MAX_RATE_LEASE, lease.size * 2);
+        else if (lasted > 4_000_000) lease.size = Math.max(1, Math.floor(lease.size / 2));
+      }
+      const grant = await this.store.take(key, lease.limit, lease.windowMs, now, cost, Math.max(cost, lease.size));
+      if (grant.granted > 0) {
+        // Cells left from the previous lease (fewer than `cost`) are abandoned: they expire.
+        lease.next = grant.base + lease.interval;
+        lease.end = grant.base + grant.granted * lease.interval;
+        lease.blockedUntil = 0;
+        lease.leasedAt = now;
+        lease.scarce = (lease.interval * lease.limit - (lease.end - now)) / lease.interval < lease.limit / 2;
+      } else {
+        lease.blockedUntil = now + Math.max(1, grant.retryUs);
+        lease.blockedTat = grant.base;
+      }
+    } finally {
+      lease.pending = undefined;
+    }
+  }
+
+  /**
+   * Drops spent state and gives back leases near their limit idle for `idleMs`. The caller's
+   * clock is estimated from its last reading (or given: tests).
+   */
+  sweep(idleMs = this.idleMs, nowMs?: number): Promise<void> {
+    const real = performance.now();
+    const returns: Promise<void>[] = [];
+    for (const [key, lease] of this.leases) {
+      if (lease.pending) continue;
+      const idle = real - lease.usedAt;
+      const now = nowMs !== undefined ? Math.round(nowMs * 1000) : lease.lastNow + Math.round(idle * 1000);
+      const unused = firstUnused(lease, now) <= lease.end;
+      if (!unused && now >= lease.blockedUntil) this.leases.delete(key);
+      else if (unused && lease.scarce && idle >= idleMs) {
+        this.leases.delete(key);
+        returns.push(this.giveBack(key, lease, now));
+      }
+    }
+    return Promise.all(returns).then(() => {});
+  }
+
+  private giveBack(key: string, lease: RateLease, now: number): Promise<void> {
+    const next = firstUnused(lease, now);
+    if (next > lease.end) return Promise.resolve();
+    return this.store.giveBack(key, lease.end, next - lease.interval, now).catch(() => {});
+  }
+
+  /** Forgets a key's local state (its cells expire in Redis). */
+  forget(key: string): void {
+    this.leases.delete(key);
+  }
+
+  /** Stops the sweeper and gives back every unused cell it still can. */
+  async close(nowMs?: number): Promise<void> {
+    clearInterval(this.sweeper);
+    const real = performance.now();
+    const leases = [...this.leases];
+    this.leases.clear();
+    await Promise.allSettled(
+      leases.map(([key, lease]) => this.giveBack(key, lease, nowMs !== undefined ? Math.round(nowMs * 1000) : lease.lastNow + Math.round((real - lease.usedAt) * 1000))),
+    );
+  }
+}
+
+/** The largest rate lease, in cells (Redis' share of the free budget bounds it first). */
+const MAX_RATE_LEASE = 1 << 20;
+
+function emptyLease(limit: number, windowMs: number): RateLease {
+  return {
+    limit,
+    windowMs,
+    interval: Math.ceil((windowMs * 1000) / limit),
+    next: Number.POSITIVE_INFINITY,
+    end: Number.NEGATIVE_INFINITY,
+    blockedUntil: 0,
+    blockedTat: 0,
+    scarce: false,
+    size: 1,
+    leasedAt: 0,
+    pending: undefined,
+    usedAt: 0,
+    lastNow: 0,
+  };
+}
+
+/** The slot of the first cell still usable at `now`: cells whose slot has passed are gone. */
+function firstUnused(lease: RateLease, now: number): number {
+  if (lease.next > now) return lease.next;
+  return lease.next + (Math.floor((now - lease.next) / lease.interval) + 1) * lease.interval;
+}
+
+function spend(lease: RateLease, now: number, cost: number): RateDecision | undefined {
+  const next = firstUnused(lease, now);
+  if (next + (cost - 1) * lease.interval > lease.end) return undefined;
+  lease.next = next + cost * lease.interval;
+  // What one instance's GCRA would answer with its TAT at the last cell spent (gcra.ts).
+  const tat = lease.next - lease.interval;
+  return {
+    allowed: true,
+    limit: lease.limit,
+    remaining: Math.max(0, Math.floor((lease.interval * lease.limit - (tat - now)) / lease.interval)),
+    resetMs: Math.max(0, tat - now) / 1000,
+    retryAfterMs: 0,
+  };
+}
+
+function refused(lease: RateLease, now: number): RateDecision {
+  return {
+    allowed: false,
+    limit: lease.limit,
+    remaining: 0,
+    resetMs: Math.max(0, lease.blockedTat - now) / 1000,
+    retryAfterMs: (lease.blockedUntil - now) / 1000,
+  };
+}
+
+/** Redis' answer to a counter lease request. */
+export interface CountGrant {
+  /** Units granted: at least the cost, or 0 (the cap is reached). */
+  granted: number;
+  /** The counter after the call: units spent or leased by every instance. */
+  value: number;
+}
+
+export interface CountLeaseStore {
+  /** Atomically reserves min(want, a share of what is left under the cap), at least `cost`, or nothing. */
+  reserve(key: string, want: number, cost: number, cap: number, ttlMs: number): Promise<CountGrant>;
+  /** Returns unused units to the counter. */
+  release(key: string, units: number): Promise<void>;
+}
+
+interface CountLease {
+  cap: number;
+  ttlMs: number;
+  /** Units leased and not yet spent. */
+  left: number;
+  /** The counter as of the last lease: spent + leased by every instance. */
+  value: number;
+  /** Units the next lease asks for: doubles while leases run out within a second, halves when they last long. */
+  size: number;
+  leasedAt: number;
+  /** A cost of `refusedCost` or more did not fit: refused locally until then (performance.now() ms), then asked again. */
+  fullUntil: number;
+  refusedCost: number;
+  pending: Promise<void> | undefined;
+  usedAt: number;
+}
+
+/** The largest counter lease: what a crashed instance can strand is at most this, per key. */
+export const MAX_COUNT_LEASE = 1024;
+/** After the cap is reached, Redis is asked again this often (units other instances give back). */
+const FULL_RECHECK_MS = 1000;
+
+/**
+ * Capped counters (monthly quotas) by leased blocks of units. Redis' counter holds what was
+ * spent plus what is leased, never more than the cap, so no instance can spend a unit
+ * another holds. Lease sizes adapt to the key's traffic (a key making one request a minute
+ * leases one unit, the exact per-request behaviour), so unused units are few; they go back
+ * when a lease sits idle and at shutdown. A crash strands at most MAX_COUNT_LEASE units.
+ */
+export class CountLeases {
+  private readonly leases = new Map<string, CountLease>();
+  private readonly sweeper: ReturnType<typeof setInterval>;
+  private readonly idleMs: number;
+
+  constructor(
+    private readonly store: CountLeaseStore,
+    opts: { idleMs?: number; sweepMs?: number } = {},
+  ) {
+    this.idleMs = opts.idleMs ?? 2000;
+    this.sweeper = setInterval(() => void this.sweep(), opts.sweepMs ?? 1000);
+    this.sweeper.unref?.();
+  }
+
+  size(): number {
+    return this.leases.size;
+  }
+
+  async consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+    for (;;) {
+      let lease = this.leases.get(key);
+      if (lease !== undefined && lease.cap !== cap) {
+        this.leases.delete(key);
+        if (lease.left > 0) await this.store.release(key, lease.left).catch(() => {});
+        lease = undefined;
+      }
+      if (lease === undefined) {
+        lease = { cap, ttlMs, left: 0, value: 0, size: 1, leasedAt: 0, fullUntil: 0, refusedCost: 0, pending: undefined, usedAt: 0 };
+        this.leases.set(key, lease);
+      }
+      const real = performance.now();
+      lease.usedAt = real;
+      if (lease.left >= cost) {
+        lease.left -= cost;
+        return { ok: true, value: lease.value - lease.left };
+      }
+      if (real < lease.fullUntil && cost >= lease.refusedCost) return { ok: false, value: lease.value - lease.left };
+      lease.pending ??= this.refill(key, lease, cost);
+      await lease.pending;
+    }
+  }
+
+  private async refill(key: string, lease: CountLease, cost: number): Promise<void> {
+    try {
+      const real = performance.now();
+      if (lease.leasedAt > 0) {
+        const lasted = real - lease.leasedAt;
+        if (lasted < 1000) lease.size = Math.min(MAX_COUNT_LEASE, lease.size * 2);
+        else if (lasted > 5000) lease.size = Math.max(1, Math.floor(lease.size / 2));
+      }
+      const grant = await this.store.reserve(key, Math.max(cost, lease.size), cost, lease.cap, lease.ttlMs);
+      lease.value = grant.value;
+      if (grant.granted > 0) {
+        lease.left += grant.granted;
+        lease.leasedAt = performance.now();
+        lease.fullUntil = 0;
+      } else {
+        lease.fullUntil = performance.now() + FULL_RECHECK_MS;
+        lease.refusedCost = cost;
+      }
+    } finally {
+      lease.pending = undefined;
+    }
+  }
+
+  /** Gives back the units of leases idle for `idleMs` and drops their state. */
+  sweep(idleMs = this.idleMs): Promise<void> {
+    const real = performance.now();
+    const returns: Promise<void>[] = [];
+    for (const [key, lease] of this.leases) {
+      if (lease.pending || real - lease.usedAt < idleMs) continue;
+      this.leases.delete(key);
+      if (lease.left > 0) returns.push(this.store.release(key, lease.left).catch(() => {}));
+    }
+    return Promise.all(returns).then(() => {});
+  }
+
+  forget(key: string): void {
+    this.leases.delete(key);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    const leases = [...this.leases];
+    this.leases.clear();
+    await Promise.allSettled(leases.filter(([, l]) => l.left > 0).map(([key, l]) => this.store.release(key, l.left)));
+  }
+}
