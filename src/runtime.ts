@@ -43,7 +43,12 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
     state,
     clock,
     log,
-    metrics: createMetrics(),
+    metrics: createMetrics({
+      dbQueries: () => database.queryCount(),
+      usageFlushQueries: () => meter.queries,
+      keyLookups: () => keyCache.misses,
+      redisCommands: state.kind === "redis" ? () => state.commandCount() : undefined,
+    }),
     shutdown,
     keyCache,
     meter,

@@ -6,10 +6,39 @@ export interface Metrics {
   httpDuration: Histogram<"method" | "route">;
 }
 
+/** Counts kept by the stores themselves, exposed as counters read at scrape time. */
+export interface MetricSources {
+  /** Statements sent to the database (Database.queryCount). */
+  dbQueries?: () => number;
+  /** Commands sent to Redis (SharedState.commandCount). */
+  redisCommands?: () => number;
+  /** Statements sent by usage flushes, a background part of dbQueries (UsageMeter.queries). */
+  usageFlushQueries?: () => number;
+  /** Key verifications that went to the database: the request path's only statements (KeyCache.misses). */
+  keyLookups?: () => number;
+}
+
+/** A counter whose value is read from `read` at each scrape: the hot path pays nothing. */
+function readCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
 /** A registry per app, so tests that build several apps do not share counters. */
-export function createMetrics(): Metrics {
+export function createMetrics(sources: MetricSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "keyport_" });
+  if (sources.dbQueries) readCounter(registry, "keyport_db_queries_total", "Statements sent to the database", sources.dbQueries);
+  if (sources.usageFlushQueries) readCounter(registry, "keyport_usage_flush_queries_total", "Statements sent by usage flushes (part of keyport_db_queries_total)", sources.usageFlushQueries);
+  if (sources.keyLookups) readCounter(registry, "keyport_key_lookups_total", "Key verifications that missed the cache and queried the database", sources.keyLookups);
+  if (sources.redisCommands) readCounter(registry, "keyport_redis_commands_total", "Commands sent to Redis (a script call counts once)", sources.redisCommands);
   return {
     registry,
     httpRequests: new Counter({

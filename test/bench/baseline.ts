@@ -1,0 +1,42 @@
+import { Elysia } from "elysia";
+import { analyzeEmail } from "../../src/data-api/email.ts";
+
+/**
+ * The reference servers of `bun run bench`, each its own process (PORT from the environment):
+ *
+ * - `BENCH_VARIANT=bare` (default): the data API's own email handler in a bare Elysia app —
+ *   no gateway chain, no access log, no metrics — plus a bare JSON route.
+ * - `BENCH_VARIANT=frame`: Keyport's whole app (createApp: every plugin and route, on an
+ *   in-memory PGlite and in-process state) with the same handler mounted at
+ *   /frame/email/:address without the gateway macro: what the app costs around a /v1
+ *   handler before the chain runs, so `keyport − frame` is the chain's cost alone.
+ */
+const port = Number(process.env.PORT ?? 3100);
+const variant = process.env.BENCH_VARIANT ?? "bare";
+
+if (variant === "frame") {
+  const { createApp } = await import("../../src/app.ts");
+  const { assembleDeps } = await import("../../src/runtime.ts");
+  const { openPglite } = await import("../../src/db/client.ts");
+  const { MemoryState } = await import("../../src/state/memory.ts");
+  const { parseConfig } = await import("../../src/config.ts");
+  const { createLogger } = await import("../../src/ops/log.ts");
+  const level = process.env.LOG_LEVEL === "info" ? "info" : "warn";
+  const database = await openPglite(undefined);
+  await database.migrate();
+  const config = parseConfig({ LOG_LEVEL: level, SECRET_KEY: process.env.SECRET_KEY });
+  const deps = await assembleDeps(config, database, new MemoryState(), { log: createLogger(level) });
+  createApp(deps)
+    .get("/frame/email/:address", ({ params }) => analyzeEmail(params.address))
+    .listen({ port, hostname: "127.0.0.1" });
+} else {
+  new Elysia()
+    .get("/v1/email/:address", ({ params }) => analyzeEmail(params.address))
+    .get("/json", () => ({ hello: "world" }))
+    .listen({ port, hostname: "127.0.0.1" });
+}
+
+console.log(JSON.stringify({ level: "info", msg: "listening", port, variant }));
+
+// Exit through process.exit so `bun --cpu-prof` writes its profile.
+for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => process.exit(0));

@@ -1,0 +1,109 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { sql } from "drizzle-orm";
+import { openPglite, openPostgres, type Database } from "../../src/db/client.ts";
+import { accounts } from "../../src/accounts/accounts.sql.ts";
+import { apiKeys } from "../../src/keys/keys.sql.ts";
+import { createLogger } from "../../src/ops/log.ts";
+import { systemClock } from "../../src/ops/clock.ts";
+import { UsageMeter } from "../../src/usage/meter.ts";
+
+export interface FlushResult {
+  backend: "postgres" | "pglite";
+  keys: number;
+  endpoints: number;
+  requests: number;
+  /** The first flush inserts every row; the second adds to rows that exist (the steady state). */
+  insertMs: number;
+  updateMs: number;
+  rows: number;
+  /** Requests counted in key_usage after both flushes, and what was sent. */
+  counted: number;
+  expected: number;
+  recordNsPerRequest: number;
+}
+
+const ENDPOINTS = ["GET /v1/email/:address", "GET /v1/ip/:address", "POST /v1/batch"];
+
+/**
+ * Metering at scale, in process: `requests` meter records over `keys` keys × 3 endpoints,
+ * then a timed flush (30,000 new rows), the same again (30,000 upserts onto them), and the
+ * table's totals compared with what was recorded.
+ */
+export async function benchFlush(opts: { databaseUrl?: string; keys?: number; requests?: number }): Promise<FlushResult> {
+  const keys = opts.keys ?? 10_000;
+  const requests = opts.requests ?? 1_000_000;
+  let database: Database;
+  let drop = async () => {};
+  if (opts.databaseUrl) {
+    const name = `kp_bench_flush_${randomBytes(5).toString("hex")}`;
+    const admin = postgres(opts.databaseUrl, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create database "${name}"`);
+    await admin.end();
+    const u = new URL(opts.databaseUrl);
+    u.pathname = `/${name}`;
+    database = await openPostgres(u.toString());
+    drop = async () => {
+      const a = postgres(opts.databaseUrl!, { max: 1, onnotice: () => {} });
+      await a.unsafe(`drop database if exists "${name}" with (force)`);
+      await a.end();
+    };
+  } else {
+    database = await openPglite(undefined);
+  }
+  try {
+    await database.migrate();
+    const db = database.db;
+    const accountId = "acct_bench";
+    await db.insert(accounts).values({ id: accountId, email: "flush@bench.example", passwordHash: "-" });
+    const ids = Array.from({ length: keys }, (_, i) => `key_bench${String(i).padStart(6, "0")}`);
+    // Real key rows, so the flush's last_used_at update has rows to write.
+    for (let i = 0; i < keys; i += 1000) {
+      await db.insert(apiKeys).values(
+        ids.slice(i, i + 1000).map((id) => ({ id, accountId, name: id, environment: "live" as const, hash: id, start: "abcd", end: "wxyz", scopes: ["email:read"] })),
+      );
+    }
+    const meter = new UsageMeter(db, systemClock, createLogger("silent"), 3_600_000);
+    const record = () => {
+      const started = Bun.nanoseconds();
+      for (let i = 0; i < requests; i++) {
+        const k = i % keys;
+        const e = Math.floor(i / keys) % ENDPOINTS.length;
+        meter.record(ids[k]!, accountId, "live", ENDPOINTS[e]!, i % 50 === 0 ? 429 : 200, (i % 97) / 10);
+      }
+      return (Bun.nanoseconds() - started) / requests;
+    };
+    const flush = async () => {
+      const started = performance.now();
+      await meter.flush();
+      return performance.now() - started;
+    };
+    const recordNs = record();
+    const insertMs = await flush();
+    record();
+    const updateMs = await flush();
+    const [totals] = rowsOf<{ rows: number; n: string }>(
+      await db.execute(sql`select count(*)::int as rows, coalesce(sum(successes + errors), 0)::bigint as n from key_usage`),
+    );
+    return {
+      backend: database.kind,
+      keys,
+      endpoints: ENDPOINTS.length,
+      requests,
+      insertMs,
+      updateMs,
+      rows: Number(totals?.rows ?? 0),
+      counted: Number(totals?.n ?? 0),
+      expected: 2 * requests,
+      recordNsPerRequest: recordNs,
+    };
+  } finally {
+    await database.close();
+    await drop();
+  }
+}
+
+/** postgres.js answers the rows themselves, PGlite `{ rows }`. */
+export function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}

@@ -1,0 +1,47 @@
+import { join } from "node:path";
+import { projectRoot } from "../../src/embedded.ts";
+
+const SCRIPTS = join(projectRoot, "test", "bench", "wrk");
+
+export interface WrkResult {
+  requests: number;
+  durationUs: number;
+  nonOk: number;
+  connectErrors: number;
+  readErrors: number;
+  writeErrors: number;
+  timeouts: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+  maxUs: number;
+  meanUs: number;
+  /** admitted.lua only: 200s per value of the Date header, and counts per status. */
+  admittedPerSecond?: Record<string, number>;
+  statuses?: Record<string, number>;
+}
+
+export function wrkInstalled(): boolean {
+  return Bun.which("wrk") !== null;
+}
+
+/** One wrk run of `script` (test/bench/wrk/) against `url`; resolves with its BENCH line. */
+export async function runWrk(opts: {
+  url: string;
+  script: "load.lua" | "admitted.lua";
+  seconds: number;
+  connections: number;
+  threads?: number;
+  env: Record<string, string>;
+}): Promise<WrkResult> {
+  const proc = Bun.spawn(
+    ["wrk", `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, "--timeout", "5s", "-s", join(SCRIPTS, opts.script), opts.url],
+    { env: { PATH: process.env.PATH ?? "", ...opts.env }, stdout: "pipe", stderr: "pipe" },
+  );
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const line = out.split("\n").find((l) => l.startsWith("BENCH "));
+  if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}): ${err.trim() || out.trim()}`);
+  return JSON.parse(line.slice(6)) as WrkResult;
+}
+
+export const rps = (r: WrkResult) => r.requests / (r.durationUs / 1e6);
