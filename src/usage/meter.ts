@@ -25,8 +25,13 @@ interface PendingFlush {
   lastUsed: Map<string, number>;
 }
 
-/** Statements per INSERT: 9 parameters a row stays far below Postgres' 65,535. */
-const ROWS_PER_STATEMENT = 2000;
+/**
+ * Rows per statement. Each column travels as one array parameter (unnest), so the count is
+ * not bound by Postgres' 65,535 parameters; one statement per flush at the usual sizes.
+ * Measured here (2 cores, 30,000 rows): 2,000-row VALUES lists took 1.6 s per flush, the
+ * unnest form 0.2 s inserting and 0.35 s adding to existing rows.
+ */
+const ROWS_PER_STATEMENT = 50_000;
 const LAST_USED_EVERY_MS = 60_000;
 
 /**
@@ -130,28 +135,15 @@ export class UsageMeter {
         if (!claimed) return;
         for (let i = 0; i < batch.rows.length; i += ROWS_PER_STATEMENT) {
           this.queries++;
-          await tx
-            .insert(keyUsage)
-            .values(batch.rows.slice(i, i + ROWS_PER_STATEMENT))
-            .onConflictDoUpdate({
-              target: [keyUsage.keyId, keyUsage.day, keyUsage.endpoint],
-              set: {
-                successes: sql`${keyUsage.successes} + excluded.successes`,
-                errors: sql`${keyUsage.errors} + excluded.errors`,
-                latencySumMs: sql`${keyUsage.latencySumMs} + excluded.latency_sum_ms`,
-                latencyBuckets: sql`array(select a + b from unnest(${keyUsage.latencyBuckets}, excluded.latency_buckets) as t(a, b))`,
-              },
-            });
+          await tx.execute(upsertRows(batch.rows.slice(i, i + ROWS_PER_STATEMENT)));
         }
         const used = [...batch.lastUsed].sort(([a], [b]) => (a < b ? -1 : 1));
         for (let i = 0; i < used.length; i += ROWS_PER_STATEMENT) {
           this.queries++;
           const chunk = used.slice(i, i + ROWS_PER_STATEMENT);
-          const ids = sql.join(chunk.map(([id]) => sql`${id}`), sql`, `);
-          const ats = sql.join(chunk.map(([, at]) => sql`${new Date(at).toISOString()}`), sql`, `);
           await tx.execute(sql`
-            update ${apiKeys} set last_used_at = greatest(${apiKeys.lastUsedAt}, v.at)
-            from unnest(array[${ids}]::text[], array[${ats}]::timestamptz[]) as v(id, at)
+            update ${apiKeys} set last_used_at = greatest(${apiKeys.lastUsedAt}, v.at::timestamptz)
+            from unnest(${sql.param(chunk.map(([id]) => id))}::text[], ${sql.param(chunk.map(([, at]) => new Date(at).toISOString()))}::text[]) as v(id, at)
             where ${apiKeys.id} = v.id`);
         }
       });
@@ -163,6 +155,27 @@ export class UsageMeter {
       throw err;
     }
   }
+}
+
+/**
+ * One upsert for many rows: every column as an array, unnested in order (`with ordinality`),
+ * so rows are locked in the sorted order whatever the plan.
+ */
+function upsertRows(rows: UsageRow[]) {
+  const col = <T>(f: (r: UsageRow) => T) => sql.param(rows.map(f));
+  return sql`
+    insert into ${keyUsage} (key_id, account_id, day, endpoint, environment, successes, errors, latency_sum_ms, latency_buckets)
+    select k, a, d::date, e, env, s, er, l, b::bigint[]
+    from unnest(${col((r) => r.keyId)}::text[], ${col((r) => r.accountId)}::text[], ${col((r) => r.day)}::text[], ${col((r) => r.endpoint)}::text[],
+                ${col((r) => r.environment)}::text[], ${col((r) => r.successes)}::bigint[], ${col((r) => r.errors)}::bigint[],
+                ${col((r) => r.latencySumMs)}::float8[], ${col((r) => `{${r.latencyBuckets.join(",")}}`)}::text[])
+      with ordinality as v(k, a, d, e, env, s, er, l, b, n)
+    order by n
+    on conflict (key_id, day, endpoint) do update set
+      successes = ${keyUsage.successes} + excluded.successes,
+      errors = ${keyUsage.errors} + excluded.errors,
+      latency_sum_ms = ${keyUsage.latencySumMs} + excluded.latency_sum_ms,
+      latency_buckets = array(select a + b from unnest(${keyUsage.latencyBuckets}, excluded.latency_buckets) as t(a, b))`;
 }
 
 function compareRows(a: UsageRow, b: UsageRow): number {
