@@ -29,18 +29,22 @@ const MINUTE = 60_000;
 export const AUTH_FAILURE_LIMIT = 60;
 
 export function rateHeaders(d: RateDecision, now: number, policy = "default"): Record<string, string> {
-  const resetSeconds = Math.ceil(d.resetMs / 1000);
-  const h: Record<string, string> = {
-    // draft-ietf-httpapi-ratelimit-headers: quota q in window w seconds; r remaining, t seconds to reset.
-    "ratelimit-policy": `"${policy}";q=${d.limit};w=60`,
-    ratelimit: `"${policy}";r=${d.remaining};t=${resetSeconds}`,
-    "x-ratelimit-limit": String(d.limit),
-    "x-ratelimit-remaining": String(d.remaining),
-    // Unix time in seconds at which the limit is fully replenished (GitHub's convention).
-    "x-ratelimit-reset": String(Math.ceil((now + d.resetMs) / 1000)),
-  };
-  if (!d.allowed) h["retry-after"] = String(Math.max(1, Math.ceil(d.retryAfterMs / 1000)));
+  const h: Record<string, string> = {};
+  setRateHeaders(h, d, now, policy);
   return h;
+}
+
+/** Writes the rate-limit headers of a decision into `h` (the answer's headers) in place; sets or clears Retry-After. */
+export function setRateHeaders(h: Record<string, string | number>, d: RateDecision, now: number, policy = "default"): void {
+  // draft-ietf-httpapi-ratelimit-headers: quota q in window w seconds; r remaining, t seconds to reset.
+  h["ratelimit-policy"] = `"${policy}";q=${d.limit};w=60`;
+  h.ratelimit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
+  h["x-ratelimit-limit"] = String(d.limit);
+  h["x-ratelimit-remaining"] = String(d.remaining);
+  // Unix time in seconds at which the limit is fully replenished (GitHub's convention).
+  h["x-ratelimit-reset"] = String(Math.ceil((now + d.resetMs) / 1000));
+  if (!d.allowed) h["retry-after"] = String(Math.max(1, Math.ceil(d.retryAfterMs / 1000)));
+  else if (h["retry-after"] !== undefined) delete h["retry-after"];
 }
 
 function extractKey(headers: Headers): string | null {
@@ -65,10 +69,14 @@ export function clientIp(headers: Headers, socketIp: string | undefined, trustPr
   return socketIp;
 }
 
-function monthKey(now: number): { id: string; msLeft: number } {
-  const d = new Date(now);
-  const next = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
-  return { id: d.toISOString().slice(0, 7), msLeft: next - now };
+/** The current UTC month, formatted once per month rather than once per request. */
+let monthSpan = { id: "", start: 0, end: 0 };
+function currentMonth(now: number): { id: string; msLeft: number } {
+  if (now < monthSpan.start || now >= monthSpan.end) {
+    const d = new Date(now);
+    monthSpan = { id: d.toISOString().slice(0, 7), start: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1), end: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) };
+  }
+  return { id: monthSpan.id, msLeft: monthSpan.end - now };
 }
 
 /**
@@ -129,15 +137,15 @@ export async function runChain(
   }
 
   // 5. rate limit
-  const decision = await deps.state.rateLimit(`rl:${key.id}`, key.rateLimit, MINUTE, now);
-  Object.assign(headers, rateHeaders(decision, now));
+  const decision = await deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
+  setRateHeaders(headers, decision, now);
   if (!decision.allowed) {
     return { key, response: problemResponse(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`, {}, { "retry-after": headers["retry-after"] as string }) };
   }
 
   // 6. quota
   if (key.monthlyQuota !== null && opts.quota) {
-    const month = monthKey(now);
+    const month = currentMonth(now);
     const used = await deps.state.consume(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000);
     if (!used.ok) {
       const retry = String(Math.ceil(month.msLeft / 1000));
@@ -158,8 +166,8 @@ export async function runChain(
  * used the key), so the headers stay truthful; the 403 is the answer either way.
  */
 async function withRate(deps: ChainDeps, key: CachedKey, headers: Record<string, string | number>, now: number, answer: () => Response): Promise<Response> {
-  const decision = await deps.state.rateLimit(`rl:${key.id}`, key.rateLimit, MINUTE, now);
-  Object.assign(headers, rateHeaders(decision, now));
+  const decision = await deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
+  setRateHeaders(headers, decision, now);
   delete headers["retry-after"];
   return answer();
 }
@@ -182,7 +190,7 @@ async function authFailure(
   } catch {
     decision = { allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 };
   }
-  Object.assign(headers, rateHeaders(decision, now, "auth-failures"));
+  setRateHeaders(headers, decision, now, "auth-failures");
   if (!decision.allowed) {
     return problemResponse(429, "rate_limited", "Too many failed authentications from this address; retry later.", {}, { "retry-after": headers["retry-after"] as string });
   }

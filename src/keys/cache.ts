@@ -10,6 +10,8 @@ import { apiKeys } from "./keys.sql.ts";
 /** A key as the gateway needs it, parsed once when it enters the cache. */
 export interface CachedKey {
   id: string;
+  /** The key's rate limiter state name (`rl:<id>`), built once. */
+  rateKey: string;
   accountId: string;
   environment: "live" | "test";
   scopes: ReadonlySet<string>;
@@ -25,6 +27,8 @@ interface Entry {
   key: CachedKey | null;
   /** Cache time after which the entry is refetched. */
   staleAt: number;
+  /** Hit since the eviction scan last passed it (second-chance eviction). */
+  hit: boolean;
 }
 
 export class KeyStoreUnavailable extends Error {
@@ -45,7 +49,8 @@ const EPOCH_KEY = "keys:epoch";
 const EPOCH_TTL_MS = 400 * 86_400_000;
 
 /**
- * The verification cache: key records by hash in a bounded LRU (a Map in recency order), so
+ * The verification cache: key records by hash in a bounded map with second-chance (CLOCK)
+ * eviction — a hit sets a flag instead of moving the entry, so a hit costs one lookup — so
  * a cache hit costs no database query. Unknown hashes are cached too (negative entries), and
  * concurrent misses for one hash share one query, so a flood of made-up keys reaches the
  * database at most once per hash per negative TTL.
@@ -146,9 +151,7 @@ export class KeyCache {
       this.entries.delete(hash);
       return undefined;
     }
-    // Refresh recency: Map iteration order is insertion order, so the first entry is the LRU.
-    this.entries.delete(hash);
-    this.entries.set(hash, e);
+    e.hit = true;
     return e.key;
   }
 
@@ -159,6 +162,20 @@ export class KeyCache {
       this.inflight.set(hash, p);
     }
     return p;
+  }
+
+  /**
+   * Map order is insertion order: from the oldest, entries hit since the last pass get a
+   * second chance (moved to the end, flag cleared); the first one not hit goes. Each pass
+   * clears the flags it moves, so the scan ends within one lap.
+   */
+  private evictOne(): void {
+    for (const [hash, e] of this.entries) {
+      this.entries.delete(hash);
+      if (!e.hit) return;
+      e.hit = false;
+      this.entries.set(hash, e);
+    }
   }
 
   private async fill(hash: string): Promise<CachedKey | null> {
@@ -174,6 +191,7 @@ export class KeyCache {
     const key: CachedKey | null = row
       ? {
           id: row.id,
+          rateKey: `rl:${row.id}`,
           accountId: row.accountId,
           environment: row.environment,
           scopes: new Set(row.scopes),
@@ -186,11 +204,8 @@ export class KeyCache {
         }
       : null;
     if (generation === this.generation) {
-      if (this.entries.size >= this.maxEntries) {
-        const oldest = this.entries.keys().next().value;
-        if (oldest !== undefined) this.entries.delete(oldest);
-      }
-      this.entries.set(hash, { key, staleAt: this.clock.now() + (key ? this.ttlMs : this.negativeTtlMs) });
+      if (this.entries.size >= this.maxEntries) this.evictOne();
+      this.entries.set(hash, { key, staleAt: this.clock.now() + (key ? this.ttlMs : this.negativeTtlMs), hit: false });
     }
     return key;
   }

@@ -55,9 +55,12 @@ export class MemoryState implements SharedState {
   }
 
   async incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
-    const current = this.live(key)?.value ?? 0;
+    const c = this.live(key);
+    const current = c?.value ?? 0;
     if (current + by > cap) return { ok: false, value: current };
-    return { ok: true, value: await this.incr(key, by, ttlMs) };
+    if (c) return { ok: true, value: (c.value += by) };
+    this.counters.set(key, { value: by, expiresAt: this.clock.now() + ttlMs });
+    return { ok: true, value: by };
   }
 
   /** In one process there is nothing to lease: exactly incrCapped. */

@@ -43,7 +43,14 @@ const LAST_USED_EVERY_MS = 60_000;
  * answered request is counted exactly once.
  */
 export class UsageMeter {
-  private current = new Map<string, UsageRow>();
+  /** Rows by UTC day, key id, endpoint: nested maps keyed by strings the caller keeps (a key's id, a route's name), so a hit hashes nothing new. */
+  private current = new Map<string, Map<string, Map<string, UsageRow>>>();
+  /** Rows in `current`. */
+  private rowCount = 0;
+  /** The UTC day of the last record and the span it covers, so a record formats no date. */
+  private day = "";
+  private dayStart = 0;
+  private dayEnd = 0;
   private pending: PendingFlush | undefined;
   /** keyId → last time last_used_at was queued for writing. */
   private readonly lastUsedWritten = new Map<string, number>();
@@ -74,12 +81,21 @@ export class UsageMeter {
   /** Hot path: a few map operations, no I/O. */
   record(keyId: string, accountId: string, environment: "live" | "test", endpoint: string, status: number, latencyMs: number, count = 1): void {
     const now = this.clock.now();
-    const day = new Date(now).toISOString().slice(0, 10);
-    const id = `${keyId}\u0000${day}\u0000${endpoint}`;
-    let row = this.current.get(id);
+    if (now < this.dayStart || now >= this.dayEnd) {
+      this.dayStart = now - (now % 86_400_000);
+      this.dayEnd = this.dayStart + 86_400_000;
+      this.day = new Date(this.dayStart).toISOString().slice(0, 10);
+    }
+    const day = this.day;
+    let keys = this.current.get(day);
+    if (!keys) this.current.set(day, (keys = new Map()));
+    let endpoints = keys.get(keyId);
+    if (!endpoints) keys.set(keyId, (endpoints = new Map()));
+    let row = endpoints.get(endpoint);
     if (!row) {
       row = { keyId, accountId, environment, day, endpoint, successes: 0, errors: 0, latencySumMs: 0, latencyBuckets: new Array(BUCKET_COUNT).fill(0) };
-      this.current.set(id, row);
+      endpoints.set(endpoint, row);
+      this.rowCount++;
     }
     if (status < 400) row.successes += count;
     else row.errors += count;
@@ -93,10 +109,14 @@ export class UsageMeter {
     }
   }
 
+  private *rows(): Generator<UsageRow> {
+    for (const keys of this.current.values()) for (const endpoints of keys.values()) yield* endpoints.values();
+  }
+
   /** Rows not yet in the database (in the current map or a failed batch). */
   unflushed(): number {
     let n = 0;
-    for (const r of this.current.values()) n += r.successes + r.errors;
+    for (const r of this.rows()) n += r.successes + r.errors;
     for (const r of this.pending?.rows ?? []) n += r.successes + r.errors;
     return n;
   }
@@ -112,10 +132,11 @@ export class UsageMeter {
       await this.write(this.pending);
       this.pending = undefined;
     }
-    if (this.current.size === 0 && this.lastUsed.size === 0) return;
-    const rows = [...this.current.values()].sort(compareRows);
+    if (this.rowCount === 0 && this.lastUsed.size === 0) return;
+    const rows = [...this.rows()].sort(compareRows);
     this.pending = { flushId: newId("flush"), rows, lastUsed: this.lastUsed };
     this.current = new Map();
+    this.rowCount = 0;
     this.lastUsed = new Map();
     await this.write(this.pending);
     this.pending = undefined;

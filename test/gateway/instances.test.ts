@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { cliActor } from "../../src/audit/service.ts";
 import { revokeKey } from "../../src/keys/service.ts";
+import { RedisState } from "../../src/state/redis.ts";
 import { backends } from "../support/backends.ts";
 import { bearer, newAccount, newKey, problem } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
@@ -59,6 +60,26 @@ describe.skipIf(!service)("two instances sharing Postgres and Redis [service]", 
     const { secret } = await newKey(a, account.id, { monthlyQuota: 25, rateLimit: 1000 });
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).req(EMAIL, { headers: bearer(secret) })));
     expect(results.filter((r) => r.status === 200).length).toBe(25);
+  });
+
+  it("sends the 80% quota warning once across both instances", async () => {
+    const { notifications } = await import("../../src/db/schema.ts");
+    const { eq } = await import("drizzle-orm");
+    const account = await newAccount(a);
+    const { key, secret } = await newKey(a, account.id, { monthlyQuota: 200, rateLimit: 10_000 });
+    // Each instance spends from its own leases; A gives its unused units back between rounds
+    // (as after an idle spell) while B still holds a block above them, so some counter
+    // positions are handed out twice and both instances can see the 80% crossing.
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).req(EMAIL, { headers: bearer(secret) })));
+      await (a.deps.state as RedisState).returnIdleLeases(0);
+    }
+    const warnings = async () => (await a.deps.db.select().from(notifications).where(eq(notifications.keyId, key.id))).filter((n) => n.event === "usage.quota_warning");
+    for (let i = 0; i < 200 && (await warnings()).length === 0; i++) await Bun.sleep(5);
+    await Bun.sleep(50);
+    const rows = await warnings();
+    expect(rows.length).toBe(1);
+    expect((rows[0]!.data as { used: number }).used).toBeGreaterThanOrEqual(160);
   });
 });
 
