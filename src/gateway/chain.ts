@@ -88,21 +88,25 @@ export async function runChain(
   deps: ChainDeps,
   request: Request,
   headers: Record<string, string | number>,
-  socketIp: string | undefined,
+  socketIp: string | undefined | (() => string | undefined),
   scope: string,
   cost: number,
   opts: { quota: boolean } = { quota: true },
 ): Promise<GatewayPass | Rejection> {
   const now = deps.clock.now();
-  const ip = clientIp(request.headers, socketIp, deps.config.trustProxy);
+  // The client address is looked up only when a step needs it (a failed authentication, an
+  // allowlist): asking the server for the socket's address is a native call per request.
+  let address: string | undefined | null = null;
+  const clientAddress = () =>
+    address === null ? (address = clientIp(request.headers, typeof socketIp === "function" ? socketIp() : socketIp, deps.config.trustProxy)) : address;
 
   // 1. key-auth
   const raw = extractKey(request.headers);
   if (raw === null || raw === "") {
-    return { response: await authFailure(deps, headers, ip, now, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.") };
+    return { response: await authFailure(deps, headers, clientAddress(), now, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.") };
   }
   if (!parseKey(raw, deps.config.keyPrefix).ok) {
-    return { response: await authFailure(deps, headers, ip, now, "invalid_api_key", "The API key is malformed or mistyped.") };
+    return { response: await authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is malformed or mistyped.") };
   }
   const hash = hashKey(raw);
   let key = deps.keyCache.peek(hash);
@@ -116,14 +120,14 @@ export async function runChain(
       throw err;
     }
   }
-  if (key === null) return { response: await authFailure(deps, headers, ip, now, "invalid_api_key", "The API key is not valid.") };
+  if (key === null) return { response: await authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is not valid.") };
 
   // 2. status and expiry
   if ((key.revokedAt !== null && key.revokedAt <= now) || (key.graceEndsAt !== null && key.graceEndsAt <= now)) {
-    return { response: await authFailure(deps, headers, ip, now, "key_revoked", "This API key has been revoked.") };
+    return { response: await authFailure(deps, headers, clientAddress(), now, "key_revoked", "This API key has been revoked.") };
   }
   if (key.expiresAt !== null && key.expiresAt <= now) {
-    return { response: await authFailure(deps, headers, ip, now, "key_expired", "This API key has expired.") };
+    return { response: await authFailure(deps, headers, clientAddress(), now, "key_expired", "This API key has expired.") };
   }
 
   // 3. scope
@@ -132,6 +136,7 @@ export async function runChain(
   }
 
   // 4. IP allowlist
+  const ip = key.allow === null ? undefined : clientAddress();
   if (key.allow !== null && (ip === undefined || !ipAllowed(key.allow, ip))) {
     return { key, response: await withRate(deps, key, headers, now, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key.")) };
   }

@@ -72,7 +72,7 @@ export const gatewayPlugin = (deps: Deps) =>
       // measured), which only routes with a cost function need.
       beforeHandle: opts.cost
         ? async (ctx: GatewayContext) => {
-            const result = await runChain(deps, ctx.request, ctx.set.headers, ctx.server?.requestIP(ctx.request)?.address, opts.scope, opts.cost!(ctx.body));
+            const result = await runChain(deps, ctx.request, ctx.set.headers, () => ctx.server?.requestIP(ctx.request)?.address, opts.scope, opts.cost!(ctx.body));
             if ("response" in result) {
               if (result.key) ctx.gateway = { key: result.key, cost: 1 };
               return result.response;
@@ -80,7 +80,7 @@ export const gatewayPlugin = (deps: Deps) =>
             ctx.gateway = result;
           }
         : async (ctx: GatewayContext) => {
-            const result = await runChain(deps, ctx.request, ctx.set.headers, ctx.server?.requestIP(ctx.request)?.address, opts.scope, 1);
+            const result = await runChain(deps, ctx.request, ctx.set.headers, () => ctx.server?.requestIP(ctx.request)?.address, opts.scope, 1);
             if ("response" in result) {
               if (result.key) ctx.gateway = { key: result.key, cost: 1 };
               return result.response;
