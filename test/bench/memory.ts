@@ -24,16 +24,23 @@ export async function bytesPerKeyInProcess(make: () => { rateLimit(key: string, 
 
 export const memoryStateBytesPerKey = () => bytesPerKeyInProcess(() => new MemoryState());
 
-/** The same for the service mode's limiter: what a RedisState keeps in process per key (its Redis keys are purged after). */
-export async function redisLimiterBytesPerKey(redisUrl: string): Promise<number> {
-  const { RedisState } = await import("../../src/state/redis.ts");
-  const { randomBytes } = await import("node:crypto");
-  const state = await RedisState.connect(redisUrl, { prefix: `kpbench:${randomBytes(5).toString("hex")}:` });
-  const perKey = await bytesPerKeyInProcess(() => ({
-    rateLimit: (k, l, w, n) => state.rateLimit(k, l, w, n),
-    close: async () => {},
+/**
+ * The same for the service mode's limiter: the lease state a RedisState keeps per key in
+ * process (src/state/lease.ts), every key holding a live lease. The store answers at once
+ * and grants what is asked, as Redis does for keys far from their limit; Redis' own side
+ * is measured with MEMORY USAGE in the service rows.
+ */
+export async function leaseBytesPerKey(): Promise<number> {
+  const { RateLeases } = await import("../../src/state/lease.ts");
+  const leases = new RateLeases(
+    {
+      take: async (_key, _limit, _windowMs, nowUs, _cost, want) => ({ granted: want, base: nowUs, retryUs: 0 }),
+      giveBack: async () => {},
+    },
+    { sweepMs: 3_600_000 },
+  );
+  return bytesPerKeyInProcess(() => ({
+    rateLimit: (k, l, w, n) => leases.decide(k, l, w, n),
+    close: () => leases.close(),
   }));
-  await state.purge();
-  await state.close();
-  return perKey;
 }

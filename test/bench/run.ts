@@ -22,7 +22,7 @@ import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import { createBenchKeys, openServiceResources, SECRET_KEY, type BenchKey, type ServiceResources } from "./fixtures.ts";
 import { benchFlush, rowsOf, type FlushResult } from "./flush.ts";
-import { memoryStateBytesPerKey, redisLimiterBytesPerKey } from "./memory.ts";
+import { leaseBytesPerKey, memoryStateBytesPerKey } from "./memory.ts";
 import { BASELINE, MAIN, metricValue, startServer, statusCounts, type Server } from "./procs.ts";
 import { rps, runWrk, wrkInstalled, type WrkResult } from "./wrk.ts";
 
@@ -99,7 +99,7 @@ const extras: {
   redisBytesPerKey?: Record<string, number | null>;
   inProcessBytesPerKey?: Record<string, number>;
   flush?: FlushResult[];
-  twoInstanceLimit?: { limit: number; seconds: number; admitted: number; bound: number; largestExcess: number; largestSecond: number; perSecond: number };
+  twoInstanceLimit?: { limit: number; seconds: number; admitted: number; bound: number; largestExcess: number; largestSecond: number; perSecond: number; admittedBySecond: number[] };
   metering?: { scenario: string; answered: number; metered: number }[];
 } = {};
 
@@ -396,6 +396,7 @@ async function admittedAcrossTwo(a: Server, b: Server, key: BenchKey): Promise<v
     largestExcess: Number.isFinite(largestExcess) ? largestExcess : 0,
     largestSecond,
     perSecond: rate,
+    admittedBySecond: counts,
   };
 }
 
@@ -403,7 +404,7 @@ async function memory(): Promise<void> {
   if (!wanted("memory")) return;
   say("· in-process bytes per rate-limited key (100,000 keys)");
   extras.inProcessBytesPerKey = { "embedded (MemoryState)": await memoryStateBytesPerKey() };
-  if (REDIS_URL) extras.inProcessBytesPerKey["service (local lease state)"] = await redisLimiterBytesPerKey(REDIS_URL);
+  extras.inProcessBytesPerKey["service (RedisState's local lease state)"] = await leaseBytesPerKey();
 }
 
 async function flush(): Promise<void> {
@@ -501,6 +502,18 @@ function printTable(ts: Target[]): void {
   console.log("ratio: requests/s ÷ the baseline's (* = the baseline measured just before the row); CPU ratio: the baseline's server CPU per request ÷ the row's.");
   console.log("db q/req: the request path's statements (key lookups missing the cache) per request; redis/req: commands the Keyport processes sent; redis srv/req: commands Redis ran (INFO commandstats, script-internal ones included).");
   console.log("");
+  const frame = rows.find((r) => r.id === "frame");
+  const base = rows.find((r) => r.id === "baseline-email");
+  if (frame?.cpuUsPerRequest && base?.cpuUsPerRequest) {
+    const own = (id: string) => {
+      const r = rows.find((x) => x.id === id);
+      return r?.cpuUsPerRequest ? `${id} ${(r.cpuUsPerRequest - frame.cpuUsPerRequest!).toFixed(1)} µs` : undefined;
+    };
+    console.log(
+      `Server CPU per request above the baseline: the app around the handler (frame) ${(frame.cpuUsPerRequest - base.cpuUsPerRequest).toFixed(1)} µs; the chain on top of it: ${["embedded", "service"].map(own).filter(Boolean).join(", ")}.`,
+    );
+  }
+  console.log("The two-instance row runs two server processes (both cores) against a one-process baseline: its ratio is not the chain's cost; it is there for Redis per request and the admitted count.");
   if (extras.redisBytesPerKey) console.log(`Redis MEMORY USAGE per limiter key: ${Object.entries(extras.redisBytesPerKey).map(([k, v]) => `${k} → ${v ?? "-"} B`).join("; ")}`);
   if (extras.inProcessBytesPerKey) console.log(`In-process bytes per rate-limited key (100,000 keys): ${Object.entries(extras.inProcessBytesPerKey).map(([k, v]) => `${k} → ${v.toFixed(0)} B`).join("; ")}`);
   for (const f of extras.flush ?? []) {
