@@ -20,10 +20,13 @@ function fieldErrors(error: unknown): FieldError[] {
  * its stack and answered with a generic 500 that never echoes the error's message.
  */
 export const errorsPlugin = (log: Logger) =>
-  new Elysia({ name: "errors" }).onError({ as: "global" }, (ctx) => {
-    const response = answer(ctx, log);
+  // Destructured on purpose: Elysia reads which context fields a hook uses from its source,
+  // and a hook taking the whole context makes it parse cookies, query and headers on every
+  // request of every route (measured: -10% requests/s for the whole app).
+  new Elysia({ name: "errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
+    const response = answer({ code, error, request, set }, log);
     // The access log and metrics read the status from `set` once the answer is sent.
-    ctx.set.status = response.status;
+    set.status = response.status;
     return response;
   });
 
