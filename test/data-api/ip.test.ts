@@ -3,18 +3,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { analyzeIp, ipTableSize, loadIpCountries } from "../../src/data-api/ip.ts";
 import { ipAnalysisSchema } from "../../src/data-api/model.ts";
-
-/** mulberry32: a seeded generator, so a failing sample can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from "../support/prng.ts";
 
 /** The package's numeric CSV, read independently of src/ (which reads the text form for IPv6). */
 function numericRows(file: string): { start: bigint; end: bigint; country: string }[] {

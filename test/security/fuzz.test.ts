@@ -3,18 +3,7 @@ import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
 import { bearer, newAccount, newKey } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
-
-/** mulberry32: a seeded PRNG, so a failing case can be replayed from its seed and index. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from "../support/prng.ts";
 
 const SEED = 20261123;
 
@@ -90,7 +79,7 @@ for (const backend of backends) {
     afterAll(() => h.close(), 60_000);
 
     it("answers 3,000 seeded hostile requests without a 5xx, each error in the right format", async () => {
-      const rand = prng(SEED);
+      const rand = seeded(SEED);
       const g = generators(rand);
       const failures: string[] = [];
       for (let i = 0; i < 3000; i++) {
