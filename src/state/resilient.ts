@@ -114,11 +114,7 @@ export class ResilientState implements SharedState {
   incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
     return this.guarded(
       () => this.inner.incrCapped(key, by, cap, ttlMs),
-      async () => {
-        if (this.opts.policy === "allow") return { ok: true, value: 0 };
-        if (this.opts.policy === "deny") return { ok: false, value: cap };
-        return this.local.incrCapped(key, by, Math.max(1, Math.floor(cap / this.opts.instanceCount)), ttlMs);
-      },
+      () => this.cappedFallback(cap, (share) => this.local.incrCapped(key, by, share, ttlMs)),
     );
   }
 
@@ -126,12 +122,15 @@ export class ResilientState implements SharedState {
   consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
     return this.guarded(
       () => this.inner.consume(key, cost, cap, ttlMs),
-      async () => {
-        if (this.opts.policy === "allow") return { ok: true, value: 0 };
-        if (this.opts.policy === "deny") return { ok: false, value: cap };
-        return this.local.consume(key, cost, Math.max(1, Math.floor(cap / this.opts.instanceCount)), ttlMs);
-      },
+      () => this.cappedFallback(cap, (share) => this.local.consume(key, cost, share, ttlMs)),
     );
+  }
+
+  /** A capped counter while Redis is away: the policy, or this instance's share of the cap counted locally. */
+  private async cappedFallback(cap: number, local: (share: number) => Promise<CappedIncrement>): Promise<CappedIncrement> {
+    if (this.opts.policy === "allow") return { ok: true, value: 0 };
+    if (this.opts.policy === "deny") return { ok: false, value: cap };
+    return local(Math.max(1, Math.floor(cap / this.opts.instanceCount)));
   }
 
   incr(key: string, by: number, ttlMs: number): Promise<number> {

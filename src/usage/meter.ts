@@ -132,6 +132,10 @@ export class UsageMeter {
       await this.write(this.pending);
       this.pending = undefined;
     }
+    // An entry older than the write interval changes nothing (the next use writes anyway):
+    // dropping it keeps the map to the keys used in the last minute.
+    const now = this.clock.now();
+    for (const [keyId, at] of this.lastUsedWritten) if (now - at >= LAST_USED_EVERY_MS) this.lastUsedWritten.delete(keyId);
     if (this.rowCount === 0 && this.lastUsed.size === 0) return;
     const rows = [...this.rows()].sort(compareRows);
     this.pending = { flushId: newId("flush"), rows, lastUsed: this.lastUsed };
