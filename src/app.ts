@@ -1,8 +1,9 @@
+import type { Server } from "bun";
 import { Elysia } from "elysia";
 import { html } from "@elysiajs/html";
 import type { Deps } from "./deps.ts";
 import { errorsPlugin } from "./plugins/errors.ts";
-import { observePlugin, type InFlight } from "./plugins/observe.ts";
+import { observePlugin, requestRecorder, type InFlight } from "./plugins/observe.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
 import { portalRoutes } from "./portal/routes.tsx";
@@ -13,16 +14,22 @@ import { rotationRoutes } from "./rotation/routes.ts";
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
   const inflight: InFlight = { n: 0 };
+  const record = requestRecorder(deps.log, deps.metrics);
+  // Order matters: Elysia applies a hook to the routes registered after it. The data API
+  // comes before the observe and html hooks, so its hot path runs none of them (its handlers
+  // record requests themselves, src/gateway/route.ts); the error hook covers every route.
+  let server: () => Server<unknown> | null = () => null;
   const app = new Elysia()
     .use(errorsPlugin(deps.log))
-    .use(observePlugin(deps.log, deps.metrics, inflight))
+    .use(dataApiRoutes({ deps, record, inflight, server: () => server() }))
+    .use(observePlugin(record, inflight))
     .use(html())
     .use(opsRoutes(deps))
     .use(staticRoutes())
-    .use(dataApiRoutes(deps))
     .use(keyRoutes(deps))
     .use(rotationRoutes(deps))
     .use(portalRoutes(deps));
+  server = () => app.server;
   return Object.assign(app, { inflight });
 }
 

@@ -1,7 +1,6 @@
 import { Elysia } from "elysia";
-import type { Deps } from "../deps.ts";
 import { zodFieldErrors } from "../accounts/service.ts";
-import { gatewayPlugin } from "../gateway/plugin.ts";
+import { gatewayHandler, type GatewayEnv } from "../gateway/route.ts";
 import { ApiError, invalidRequest } from "../plugins/problem.ts";
 import { runBatchItem } from "./batch.ts";
 import { analyzeEmail } from "./email.ts";
@@ -22,29 +21,32 @@ function pathParam(value: unknown): string {
   return value;
 }
 
-/** The metered data API behind the gateway chain. */
-export const dataApiRoutes = (deps: Deps) =>
-  new Elysia({ name: "data-api", prefix: "/v1" })
-    .use(gatewayPlugin(deps))
-    .get("/email/:address", ({ params }) => analyzeEmail(pathParam(params.address)), { gateway: { scope: "email:read" } })
+/**
+ * The metered data API behind the gateway chain. Registered before the app's observe hooks
+ * (src/app.ts): each route's handler records its own request id, metrics and log line.
+ */
+export const dataApiRoutes = (env: GatewayEnv) =>
+  new Elysia({ name: "data-api" })
     .get(
-      "/ip/:address",
-      ({ params }) => {
+      "/v1/email/:address",
+      gatewayHandler(env, "GET", "/v1/email/:address", { scope: "email:read" }, (params: { address?: unknown }) => analyzeEmail(pathParam(params.address))),
+    )
+    .get(
+      "/v1/ip/:address",
+      gatewayHandler(env, "GET", "/v1/ip/:address", { scope: "ip:read" }, (params: { address?: unknown }) => {
         const result = analyzeIp(pathParam(params.address));
         if (!result) throw invalidRequest("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
         return result;
-      },
-      { gateway: { scope: "ip:read" } },
+      }),
     )
     .post(
-      "/batch",
-      ({ body }) => {
+      "/v1/batch",
+      gatewayHandler(env, "POST", "/v1/batch", { scope: "batch:write", cost: batchCost }, (body: unknown) => {
         const parsed = batchRequestSchema.safeParse(body);
         if (!parsed.success) {
           const tooMany = Array.isArray((body as { items?: unknown } | null)?.items) && (body as { items: unknown[] }).items.length > MAX_BATCH;
           throw new ApiError(400, "invalid_request", tooMany ? `A batch holds at most ${MAX_BATCH} items.` : "The batch is not valid.", zodFieldErrors(parsed.error));
         }
         return { results: parsed.data.items.map(runBatchItem) };
-      },
-      { gateway: { scope: "batch:write", cost: batchCost } },
+      }),
     );

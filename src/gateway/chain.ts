@@ -1,9 +1,9 @@
 import type { Deps } from "../deps.ts";
 import { KeyStoreUnavailable, type CachedKey } from "../keys/cache.ts";
-import { hashKey, parseKey } from "../keys/format.ts";
+import { hashKey, keyLength, parseKey } from "../keys/format.ts";
 import { ipAllowed } from "../keys/ips.ts";
 import { problemResponse } from "../plugins/problem.ts";
-import type { RateDecision } from "../state/types.ts";
+import type { CappedIncrement, MaybePromise, RateDecision } from "../state/types.ts";
 
 /** What a request that passed the chain carries into the handler and the meter. */
 export interface GatewayPass {
@@ -80,11 +80,32 @@ function currentMonth(now: number): { id: string; msLeft: number } {
 }
 
 /**
+ * Runs a chain of steps written as a generator: each `yield` hands over a value the step may
+ * have to wait for. Values already there are handed back at once, so a request that needs no
+ * I/O (a cached key, a decision from memory or a lease) goes through without a promise, a
+ * microtask or an await; the first real promise switches the rest of the chain to async.
+ */
+function drive<T>(steps: Generator<unknown, T, unknown>, next: IteratorResult<unknown, T> = steps.next()): MaybePromise<T> {
+  for (;;) {
+    if (next.done) return next.value;
+    const value = next.value;
+    if (value instanceof Promise) {
+      return value.then(
+        (resolved) => drive(steps, steps.next(resolved)),
+        (err: unknown) => drive(steps, steps.throw(err)),
+      );
+    }
+    next = steps.next(value);
+  }
+}
+
+/**
  * The gateway chain, in order: key-auth → status/expiry → scope → IP allowlist → rate limit
  * → quota. Answers the first failing step's problem+json, or the pass for the handler.
- * Sets the rate-limit headers on `headers` (every answer carries them).
+ * Sets the rate-limit headers on `headers` (every answer carries them). Synchronous when no
+ * step has to wait (see drive).
  */
-export async function runChain(
+export function runChain(
   deps: ChainDeps,
   request: Request,
   headers: Record<string, string | number>,
@@ -92,7 +113,19 @@ export async function runChain(
   scope: string,
   cost: number,
   opts: { quota: boolean } = { quota: true },
-): Promise<GatewayPass | Rejection> {
+): MaybePromise<GatewayPass | Rejection> {
+  return drive(chainSteps(deps, request, headers, socketIp, scope, cost, opts));
+}
+
+function* chainSteps(
+  deps: ChainDeps,
+  request: Request,
+  headers: Record<string, string | number>,
+  socketIp: string | undefined | (() => string | undefined),
+  scope: string,
+  cost: number,
+  opts: { quota: boolean },
+): Generator<unknown, GatewayPass | Rejection, unknown> {
   const now = deps.clock.now();
   // The client address is looked up only when a step needs it (a failed authentication, an
   // allowlist): asking the server for the socket's address is a native call per request.
@@ -103,16 +136,18 @@ export async function runChain(
   // 1. key-auth
   const raw = extractKey(request.headers);
   if (raw === null || raw === "") {
-    return { response: await authFailure(deps, headers, clientAddress(), now, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.") };
+    return { response: yield* authFailure(deps, headers, clientAddress(), now, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.") };
   }
-  if (!parseKey(raw, deps.config.keyPrefix).ok) {
-    return { response: await authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is malformed or mistyped.") };
-  }
+  // A cached hash is a key already checked: the shape and checksum are checked on a miss,
+  // before the lookup, so a typo or a made-up key never reaches the database.
+  const malformed = () => authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is malformed or mistyped.");
+  if (raw.length !== keyLength(deps.config.keyPrefix)) return { response: yield* malformed() };
   const hash = hashKey(raw);
   let key = deps.keyCache.peek(hash);
   if (key === undefined) {
+    if (!parseKey(raw, deps.config.keyPrefix).ok) return { response: yield* malformed() };
     try {
-      key = await deps.keyCache.load(hash);
+      key = (yield deps.keyCache.load(hash)) as CachedKey | null;
     } catch (err) {
       if (err instanceof KeyStoreUnavailable) {
         return { response: problemResponse(503, "temporarily_unavailable", "Keys cannot be verified right now; retry shortly.", {}, { "retry-after": "5" }) };
@@ -120,29 +155,29 @@ export async function runChain(
       throw err;
     }
   }
-  if (key === null) return { response: await authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is not valid.") };
+  if (key === null) return { response: yield* authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is not valid.") };
 
   // 2. status and expiry
   if ((key.revokedAt !== null && key.revokedAt <= now) || (key.graceEndsAt !== null && key.graceEndsAt <= now)) {
-    return { response: await authFailure(deps, headers, clientAddress(), now, "key_revoked", "This API key has been revoked.") };
+    return { response: yield* authFailure(deps, headers, clientAddress(), now, "key_revoked", "This API key has been revoked.") };
   }
   if (key.expiresAt !== null && key.expiresAt <= now) {
-    return { response: await authFailure(deps, headers, clientAddress(), now, "key_expired", "This API key has expired.") };
+    return { response: yield* authFailure(deps, headers, clientAddress(), now, "key_expired", "This API key has expired.") };
   }
 
   // 3. scope
   if (!key.scopes.has(scope)) {
-    return { key, response: await withRate(deps, key, headers, now, () => problemResponse(403, "insufficient_scope", `This key lacks the scope "${scope}" this endpoint needs.`, { requiredScope: scope })) };
+    return { key, response: yield* withRate(deps, key, headers, now, () => problemResponse(403, "insufficient_scope", `This key lacks the scope "${scope}" this endpoint needs.`, { requiredScope: scope })) };
   }
 
   // 4. IP allowlist
   const ip = key.allow === null ? undefined : clientAddress();
   if (key.allow !== null && (ip === undefined || !ipAllowed(key.allow, ip))) {
-    return { key, response: await withRate(deps, key, headers, now, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key.")) };
+    return { key, response: yield* withRate(deps, key, headers, now, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key.")) };
   }
 
   // 5. rate limit
-  const decision = await deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
+  const decision = (yield deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now)) as RateDecision;
   setRateHeaders(headers, decision, now);
   if (!decision.allowed) {
     return { key, response: problemResponse(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`, {}, { "retry-after": headers["retry-after"] as string }) };
@@ -151,7 +186,7 @@ export async function runChain(
   // 6. quota
   if (key.monthlyQuota !== null && opts.quota) {
     const month = currentMonth(now);
-    const used = await deps.state.consume(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000);
+    const used = (yield deps.state.consume(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000)) as CappedIncrement;
     if (!used.ok) {
       const retry = String(Math.ceil(month.msLeft / 1000));
       headers["retry-after"] = retry;
@@ -170,8 +205,8 @@ export async function runChain(
  * A 403 after authentication: the request still counts against the key's rate limit (it
  * used the key), so the headers stay truthful; the 403 is the answer either way.
  */
-async function withRate(deps: ChainDeps, key: CachedKey, headers: Record<string, string | number>, now: number, answer: () => Response): Promise<Response> {
-  const decision = await deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
+function* withRate(deps: ChainDeps, key: CachedKey, headers: Record<string, string | number>, now: number, answer: () => Response): Generator<unknown, Response, unknown> {
+  const decision = (yield deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now)) as RateDecision;
   setRateHeaders(headers, decision, now);
   delete headers["retry-after"];
   return answer();
@@ -181,17 +216,17 @@ async function withRate(deps: ChainDeps, key: CachedKey, headers: Record<string,
  * Failed authentication spends from the client IP's failure budget; past it the answer is
  * 429, so guessing keys from one address is slow. The headers describe that budget.
  */
-async function authFailure(
+function* authFailure(
   deps: ChainDeps,
   headers: Record<string, string | number>,
   ip: string | undefined,
   now: number,
   code: string,
   detail: string,
-): Promise<Response> {
+): Generator<unknown, Response, unknown> {
   let decision: RateDecision;
   try {
-    decision = await deps.state.rateLimit(`authfail:${ip ?? "unknown"}`, AUTH_FAILURE_LIMIT, MINUTE, now);
+    decision = (yield deps.state.rateLimit(`authfail:${ip ?? "unknown"}`, AUTH_FAILURE_LIMIT, MINUTE, now)) as RateDecision;
   } catch {
     decision = { allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 };
   }

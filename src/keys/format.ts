@@ -52,7 +52,12 @@ export function parseKey(raw: string, prefix: string): ParsedKey {
 
 /** SHA-256 hex of the whole key: what the database stores and the cache is keyed by. */
 export function hashKey(raw: string): string {
-  return new Bun.CryptoHasher("sha256").update(raw).digest("hex");
+  return Bun.SHA256.hash(raw, "hex");
+}
+
+/** The length every well-formed key with this prefix has. */
+export function keyLength(prefix: string): number {
+  return prefix.length + 6 + BODY_LENGTH;
 }
 
 /** `kp_live_AbCd…wxyz`: enough to recognise a key, far too little to use it. */

@@ -30,6 +30,12 @@ export const errorsPlugin = (log: Logger) =>
     return response;
   });
 
+/** The problem+json answer for an error a data-API handler threw (the same as the global hook gives). */
+export function apiErrorResponse(error: unknown, request: Request, headers: Record<string, string | number>, log: Logger): Response {
+  const code = (error as { code?: unknown })?.code;
+  return problemAnswer({ code: typeof code === "string" ? code : "UNKNOWN", error, request, set: { headers } }, log);
+}
+
 function sqlState(error: unknown): string | undefined {
   const e = error as { code?: unknown; cause?: { code?: unknown } };
   const code = typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;

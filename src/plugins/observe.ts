@@ -18,33 +18,39 @@ export function newRequestId(): string {
   return `req_${instanceTag}${(++sequence).toString(36).padStart(7, "0")}`;
 }
 
+/** Records one answered request: the counter and latency histogram by route template, and the access log line. */
+export type RequestRecorder = (method: string, route: string, status: number, ms: number, requestId: string | undefined) => void;
+
+export function requestRecorder(log: Logger, metrics: Metrics): RequestRecorder {
+  return (method, route, status, ms, requestId) => {
+    metrics.recordRequest(method, route, status, ms / 1000);
+    log.info("request", { requestId, method, route, status, ms: Math.round(ms * 100) / 100 });
+  };
+}
+
 /**
  * X-Request-Id on every answer, one JSON log line per request, and the request counter and
  * latency histogram by route template (the template, not the path: bounded label values).
+ * The data API's routes (src/gateway/route.ts) do the same in their own handler, without
+ * Elysia's per-request hooks; they are registered before this plugin, so it skips them.
  */
-export const observePlugin = (log: Logger, metrics: Metrics, inflight: InFlight) =>
+export const observePlugin = (record: RequestRecorder, inflight: InFlight) =>
   new Elysia({ name: "observe" })
-    .onRequest(() => void inflight.n++)
+    // Counted from the route's first hook, not onRequest: onRequest runs for every request,
+    // also the data API's, whose handlers count themselves.
     .derive({ as: "global" }, ({ set }) => {
+      inflight.n++;
       const requestId = newRequestId();
       set.headers["x-request-id"] = requestId;
       return { requestId, startedAt: performance.now() };
     })
     .onAfterResponse({ as: "global" }, (ctx) => {
-      inflight.n--;
       const { request, set, route } = ctx;
       const startedAt = (ctx as { startedAt?: number }).startedAt;
+      // A request refused before the derive ran (an unparsable body, no route) was not counted.
+      if (startedAt !== undefined) inflight.n--;
       const ms = startedAt === undefined ? 0 : performance.now() - startedAt;
       const answered = (ctx as { responseValue?: unknown }).responseValue;
       const status = answered instanceof Response ? answered.status : typeof set.status === "number" ? set.status : 200;
-      const template = route || "unmatched";
-      metrics.httpRequests.inc({ method: request.method, route: template, status: String(status) });
-      metrics.httpDuration.observe({ method: request.method, route: template }, ms / 1000);
-      log.info("request", {
-        requestId: (ctx as { requestId?: string }).requestId,
-        method: request.method,
-        route: template,
-        status,
-        ms: Math.round(ms * 100) / 100,
-      });
+      record(request.method, route || "unmatched", status, ms, (ctx as { requestId?: string }).requestId);
     });

@@ -1,4 +1,4 @@
-import type { CappedIncrement, RateDecision } from "./types.ts";
+import type { CappedIncrement, MaybePromise, RateDecision } from "./types.ts";
 
 /**
  * Leases: the in-process half of the shared limits in service mode. An instance takes a
@@ -83,27 +83,42 @@ export class RateLeases {
     return this.leases.size;
   }
 
-  async decide(key: string, limit: number, windowMs: number, nowMs: number, cost = 1): Promise<RateDecision> {
+  /** Decides in process (no promise) while the lease lasts or a refusal holds; otherwise after a new lease. */
+  decide(key: string, limit: number, windowMs: number, nowMs: number, cost = 1): MaybePromise<RateDecision> {
     const now = Math.round(nowMs * 1000);
+    const lease = this.lease(key, limit, windowMs, now);
+    return this.local(lease, now, cost) ?? this.decideAfterRefill(key, limit, windowMs, now, cost, lease);
+  }
+
+  private lease(key: string, limit: number, windowMs: number, now: number): RateLease {
+    let lease = this.leases.get(key);
+    if (lease !== undefined && (lease.limit !== limit || lease.windowMs !== windowMs)) {
+      // The key's limit changed: its cells were cut for another interval; they expire unused.
+      this.leases.delete(key);
+      lease = undefined;
+    }
+    if (lease === undefined) {
+      lease = emptyLease(limit, windowMs);
+      this.leases.set(key, lease);
+    }
+    lease.usedAt = performance.now();
+    lease.lastNow = now;
+    return lease;
+  }
+
+  private local(lease: RateLease, now: number, cost: number): RateDecision | undefined {
+    if (now < lease.blockedUntil) return refused(lease, now);
+    return spend(lease, now, cost);
+  }
+
+  private async decideAfterRefill(key: string, limit: number, windowMs: number, now: number, cost: number, lease: RateLease): Promise<RateDecision> {
     for (;;) {
-      let lease = this.leases.get(key);
-      if (lease !== undefined && (lease.limit !== limit || lease.windowMs !== windowMs)) {
-        // The key's limit changed: its cells were cut for another interval; they expire unused.
-        this.leases.delete(key);
-        lease = undefined;
-      }
-      if (lease === undefined) {
-        lease = emptyLease(limit, windowMs);
-        this.leases.set(key, lease);
-      }
-      lease.usedAt = performance.now();
-      lease.lastNow = now;
-      if (now < lease.blockedUntil) return refused(lease, now);
-      const decision = spend(lease, now, cost);
-      if (decision !== undefined) return decision;
       // One lease request per key at a time; concurrent requests wait for it and decide again.
       lease.pending ??= this.refill(key, lease, now, cost);
       await lease.pending;
+      lease = this.lease(key, limit, windowMs, now);
+      const decision = this.local(lease, now, cost);
+      if (decision !== undefined) return decision;
     }
   }
 
@@ -292,7 +307,17 @@ export class CountLeases {
     return this.leases.size;
   }
 
-  async consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+  /** Spends from the local block when it holds enough (no promise), otherwise after a new lease. */
+  consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement> {
+    const lease = this.leases.get(key);
+    if (lease !== undefined && lease.cap === cap) {
+      const answer = spendUnits(lease, cost);
+      if (answer !== undefined) return answer;
+    }
+    return this.consumeAfterRefill(key, cost, cap, ttlMs);
+  }
+
+  private async consumeAfterRefill(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
     for (;;) {
       let lease = this.leases.get(key);
       if (lease !== undefined && lease.cap !== cap) {
@@ -304,13 +329,8 @@ export class CountLeases {
         lease = { cap, ttlMs, left: 0, value: 0, size: 1, leasedAt: 0, fullUntil: 0, refusedCost: 0, pending: undefined, usedAt: 0 };
         this.leases.set(key, lease);
       }
-      const real = performance.now();
-      lease.usedAt = real;
-      if (lease.left >= cost) {
-        lease.left -= cost;
-        return { ok: true, value: lease.value - lease.left };
-      }
-      if (real < lease.fullUntil && cost >= lease.refusedCost) return { ok: false, value: lease.value - lease.left };
+      const answer = spendUnits(lease, cost);
+      if (answer !== undefined) return answer;
       lease.pending ??= this.refill(key, lease, cost);
       await lease.pending;
     }
@@ -361,4 +381,16 @@ export class CountLeases {
     this.leases.clear();
     await Promise.allSettled(leases.filter(([, l]) => l.left > 0).map(([key, l]) => this.store.release(key, l.left)));
   }
+}
+
+/** Spends `cost` units of a counter lease, or refuses while the cap is known reached; undefined: Redis must be asked. */
+function spendUnits(lease: CountLease, cost: number): CappedIncrement | undefined {
+  const real = performance.now();
+  lease.usedAt = real;
+  if (lease.left >= cost) {
+    lease.left -= cost;
+    return { ok: true, value: lease.value - lease.left };
+  }
+  if (real < lease.fullUntil && cost >= lease.refusedCost) return { ok: false, value: lease.value - lease.left };
+  return undefined;
 }

@@ -32,7 +32,7 @@ export class MemoryState implements SharedState {
     for (const [k, l] of this.locks) if (l.expiresAt <= now) this.locks.delete(k);
   }
 
-  async rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): Promise<RateDecision> {
+  rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): RateDecision {
     const result = gcra(this.tats.get(key), limit, windowMs, now, cost);
     if (result.tat !== undefined) this.tats.set(key, result.tat);
     return result.decision;
@@ -55,6 +55,10 @@ export class MemoryState implements SharedState {
   }
 
   async incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+    return this.incrCappedNow(key, by, cap, ttlMs);
+  }
+
+  private incrCappedNow(key: string, by: number, cap: number, ttlMs: number): CappedIncrement {
     const c = this.live(key);
     const current = c?.value ?? 0;
     if (current + by > cap) return { ok: false, value: current };
@@ -64,8 +68,8 @@ export class MemoryState implements SharedState {
   }
 
   /** In one process there is nothing to lease: exactly incrCapped. */
-  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
-    return this.incrCapped(key, cost, cap, ttlMs);
+  consume(key: string, cost: number, cap: number, ttlMs: number): CappedIncrement {
+    return this.incrCappedNow(key, cost, cap, ttlMs);
   }
 
   async get(key: string): Promise<number> {

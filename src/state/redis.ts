@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import { CountLeases, RateLeases, type CountGrant, type RateGrant } from "./lease.ts";
-import type { CappedIncrement, Lock, RateDecision, SharedState, Unsubscribe } from "./types.ts";
+import type { CappedIncrement, Lock, MaybePromise, RateDecision, SharedState, Unsubscribe } from "./types.ts";
 
 // Rate leases (lease.ts): GCRA's arithmetic (gcra.ts) in whole microseconds, taking n cells
 // at once. %.17g writes the integer TAT exactly (Lua's tostring keeps 14 digits, and a µs
@@ -205,12 +205,12 @@ export class RedisState implements SharedState {
   }
 
   /** Leased GCRA (lease.ts): Redis is reached for a new lease, not for every decision. */
-  rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): Promise<RateDecision> {
+  rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): MaybePromise<RateDecision> {
     return this.rates.decide(key, limit, windowMs, now, cost);
   }
 
   /** Leased capped counter (lease.ts): blocks of units, sized to the key's traffic. */
-  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+  consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement> {
     return this.counts.consume(key, cost, cap, ttlMs);
   }
 

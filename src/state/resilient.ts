@@ -1,7 +1,7 @@
 import type { Logger } from "../ops/log.ts";
 import { MemoryState } from "./memory.ts";
 import type { RedisState } from "./redis.ts";
-import type { CappedIncrement, Lock, RateDecision, SharedState, Unsubscribe } from "./types.ts";
+import type { CappedIncrement, Lock, MaybePromise, RateDecision, SharedState, Unsubscribe } from "./types.ts";
 
 export type RedisErrorPolicy = "local" | "allow" | "deny";
 
@@ -79,6 +79,29 @@ export class ResilientState implements SharedState {
     }
   }
 
+  /** As guarded, for calls that may answer without I/O: a synchronous answer stays synchronous. */
+  private guardedNow<T>(call: () => MaybePromise<T>, fallback: () => MaybePromise<T>): MaybePromise<T> {
+    if (!this.available()) return fallback();
+    let result: MaybePromise<T>;
+    try {
+      result = call();
+    } catch (err) {
+      this.failed(err);
+      return fallback();
+    }
+    if (!(result instanceof Promise)) return result;
+    return result.then(
+      (value) => {
+        this.succeeded();
+        return value;
+      },
+      (err: unknown) => {
+        this.failed(err);
+        return fallback();
+      },
+    );
+  }
+
   /** For calls without a fallback: fail fast while the breaker is open. */
   private async direct<T>(call: () => Promise<T>): Promise<T> {
     if (!this.available()) throw new Error("redis unavailable (circuit open)");
@@ -92,10 +115,10 @@ export class ResilientState implements SharedState {
     }
   }
 
-  rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): Promise<RateDecision> {
-    return this.guarded(
+  rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): MaybePromise<RateDecision> {
+    return this.guardedNow(
       () => this.inner.rateLimit(key, limit, windowMs, now, cost),
-      async () => {
+      () => {
         switch (this.opts.policy) {
           case "allow":
             return { allowed: true, limit, remaining: limit, resetMs: 0, retryAfterMs: 0 };
@@ -103,7 +126,7 @@ export class ResilientState implements SharedState {
             return { allowed: false, limit, remaining: 0, resetMs: windowMs, retryAfterMs: this.retryAfterMs };
           default: {
             const share = Math.max(1, Math.floor(limit / this.opts.instanceCount));
-            const d = await this.local.rateLimit(key, share, windowMs, now, cost);
+            const d = this.local.rateLimit(key, share, windowMs, now, cost);
             return { ...d, limit };
           }
         }
@@ -114,20 +137,20 @@ export class ResilientState implements SharedState {
   incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
     return this.guarded(
       () => this.inner.incrCapped(key, by, cap, ttlMs),
-      () => this.cappedFallback(cap, (share) => this.local.incrCapped(key, by, share, ttlMs)),
+      async () => this.cappedFallback(cap, (share) => this.local.incrCapped(key, by, share, ttlMs)),
     );
   }
 
   /** Quotas spent through leases (RedisState.consume), with the same outage policy as incrCapped. */
-  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
-    return this.guarded(
+  consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement> {
+    return this.guardedNow(
       () => this.inner.consume(key, cost, cap, ttlMs),
       () => this.cappedFallback(cap, (share) => this.local.consume(key, cost, share, ttlMs)),
     );
   }
 
   /** A capped counter while Redis is away: the policy, or this instance's share of the cap counted locally. */
-  private async cappedFallback(cap: number, local: (share: number) => Promise<CappedIncrement>): Promise<CappedIncrement> {
+  private cappedFallback(cap: number, local: (share: number) => MaybePromise<CappedIncrement>): MaybePromise<CappedIncrement> {
     if (this.opts.policy === "allow") return { ok: true, value: 0 };
     if (this.opts.policy === "deny") return { ok: false, value: cap };
     return local(Math.max(1, Math.floor(cap / this.opts.instanceCount)));

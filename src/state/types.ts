@@ -3,6 +3,13 @@
  * cache evictions, once-per-cluster timers). In-process for one instance, Redis for many.
  * Both implementations pass the same contract suite (test/state/contract.test.ts).
  */
+/**
+ * A value now, or later. The request path's two shared-state calls answer synchronously when
+ * they can decide in process (always in memory; from a lease in service mode), so a request
+ * that needs no I/O never waits on a promise.
+ */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface RateDecision {
   allowed: boolean;
   limit: number;
@@ -35,7 +42,7 @@ export interface SharedState {
    * (lease.ts): never more admitted than one instance's GCRA would, Redis reached rarely far
    * from the limit and never for a key answered "over the limit" until its retry time.
    */
-  rateLimit(key: string, limit: number, windowMs: number, now: number, cost?: number): Promise<RateDecision>;
+  rateLimit(key: string, limit: number, windowMs: number, now: number, cost?: number): MaybePromise<RateDecision>;
   /** Adds `by` to a counter that expires `ttlMs` after its creation; returns the new value. */
   incr(key: string, by: number, ttlMs: number): Promise<number>;
   /** Adds `by` only if the result stays ≤ cap; atomic across instances. */
@@ -47,7 +54,7 @@ export interface SharedState {
    * what was spent until they are given back (when idle, at close); `value` is this
    * instance's view of what was spent.
    */
-  consume(key: string, cost: number, cap: number, ttlMs: number): Promise<CappedIncrement>;
+  consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement>;
   get(key: string): Promise<number>;
   del(key: string): Promise<void>;
   publish(channel: string, message: string): Promise<void>;

@@ -10,7 +10,7 @@ function heapBytes(): number {
  * Bytes per rate-limited key held in process: `keys` distinct keys each given one decision
  * at limit 10,000/min, measured as the heap's growth after full collections.
  */
-export async function bytesPerKeyInProcess(make: () => { rateLimit(key: string, limit: number, windowMs: number, now: number): Promise<unknown>; close(): Promise<void> }, keys = 100_000): Promise<number> {
+export async function bytesPerKeyInProcess(make: () => { rateLimit(key: string, limit: number, windowMs: number, now: number): unknown; close(): Promise<void> }, keys = 100_000): Promise<number> {
   const state = make();
   const before = heapBytes();
   const now = Date.now();

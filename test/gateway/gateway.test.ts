@@ -251,3 +251,30 @@ describe("quota warning", () => {
     }
   });
 });
+
+describe("requests in flight", () => {
+  it("returns to zero after answers of every kind (the shutdown drain waits for it)", async () => {
+    const h = await startHarness(backends[0]!);
+    try {
+      const account = await newAccount(h);
+      const { secret } = await newKey(h, account.id, { rateLimit: 1000 });
+      const answers = await Promise.all([
+        h.req(EMAIL, { headers: bearer(secret) }),
+        h.req(EMAIL),
+        h.req("/v1/ip/not-an-ip", { headers: bearer(secret) }),
+        h.req("/v1/batch", { method: "POST", headers: { ...bearer(secret), "content-type": "application/json" }, body: "{not json" }),
+        h.req("/v1/batch", { method: "POST", headers: bearer(secret), json: { items: [{ type: "email", value: "a@example.com" }] } }),
+        h.req("/healthz"),
+        h.req("/api/keys", { headers: bearer(secret) }),
+        h.req("/no/such/route"),
+        h.req("/login"),
+      ]);
+      expect(answers.map((r) => r.status)).toEqual([200, 401, 400, 400, 200, 200, 403, 404, 200]);
+      // After-response hooks run on a later turn of the event loop.
+      for (let i = 0; i < 50 && h.app.inflight.n !== 0; i++) await new Promise((r) => setImmediate(r));
+      expect(h.app.inflight.n).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+});

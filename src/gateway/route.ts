@@ -1,0 +1,127 @@
+import type { Server } from "bun";
+import type { Deps } from "../deps.ts";
+import type { Scope } from "../keys/scopes.ts";
+import { emit } from "../notify/service.ts";
+import { apiErrorResponse } from "../plugins/errors.ts";
+import { newRequestId, type InFlight, type RequestRecorder } from "../plugins/observe.ts";
+import { runChain, type GatewayPass, type Rejection } from "./chain.ts";
+
+/** The once-a-month marker outlives any month. */
+const QUOTA_WARNING_MARK_MS = 32 * 86_400_000;
+
+/** What the data API's routes share: the services, the request recorder, the in-flight count and the listening server. */
+export interface GatewayEnv {
+  deps: Deps;
+  record: RequestRecorder;
+  inflight: InFlight;
+  /** The server the app listens on, for the client's socket address (null under app.handle). */
+  server: () => Server<unknown> | null;
+}
+
+export interface GatewayRoute {
+  scope: Scope;
+  /** Units of quota and metering the request uses (a batch: its item count). */
+  cost?: (body: unknown) => number;
+}
+
+/** The parts of Elysia's context a gateway route reads. */
+interface GatewayContext {
+  request: Request;
+  set: { headers: Record<string, string | number> };
+}
+
+/**
+ * Off the request path (after the answer is built): the notification and its webhook delivery.
+ * Once per key and month across instances: in service mode quotas are spent from leases
+ * (src/state/lease.ts), and a block given back can let two instances each see the crossing,
+ * so the first to take the shared marker sends it.
+ */
+async function warnQuota(deps: Deps, key: GatewayPass["key"], w: NonNullable<GatewayPass["quotaWarning"]>): Promise<void> {
+  try {
+    if (!(await deps.state.tryLock(`quota-warning:${key.id}:${w.month}`, QUOTA_WARNING_MARK_MS))) return;
+    await deps.db.transaction((tx) =>
+      emit(tx, { accountId: key.accountId, event: "usage.quota_warning", keyId: key.id, data: { used: w.used, quota: w.quota, month: w.month } }, new Date(deps.clock.now())),
+    );
+  } catch (err) {
+    deps.log.warn("quota warning not recorded", { keyId: key.id, error: (err as Error).message });
+  }
+}
+
+/**
+ * A data-API route: one handler that runs the gateway chain (key-auth → status → scope → IP →
+ * rate limit → quota, src/gateway/chain.ts), then `handle`, then meters and records the answer.
+ *
+ * It is one function rather than Elysia hooks on purpose: per-request hooks (a derive for the
+ * request id, beforeHandle for the chain, afterResponse for the meter) made Elysia build
+ * extra context, await each hook and schedule a task after every answer, which cost more
+ * than the chain itself (test/bench/README.md). Here a request whose key is cached and whose
+ * limits are decided in memory or from a lease runs start to end without a promise. The
+ * meter records before the answer leaves, so an answered request is always counted, even
+ * when the process stops right after.
+ *
+ * `input` is what the handler reads from the request (path params, or the body).
+ */
+export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string, opts: GatewayRoute, handle: (input: I, pass: GatewayPass) => unknown) {
+  const { deps, record, inflight } = env;
+  const endpoint = `${method} ${route}`;
+  const socketIp = (request: Request) => () => env.server()?.requestIP(request)?.address;
+
+  const finish = (request: Request, headers: Record<string, string | number>, input: I, cost: number, startedAt: number, requestId: string, result: GatewayPass | Rejection): unknown => {
+    let answer: unknown;
+    let status = 200;
+    if ("response" in result) {
+      answer = result.response;
+      status = result.response.status;
+    } else {
+      try {
+        answer = handle(input, result);
+      } catch (err) {
+        const response = apiErrorResponse(err, request, headers, deps.log);
+        answer = response;
+        status = response.status;
+      }
+    }
+    const ms = performance.now() - startedAt;
+    const key = result.key;
+    if (key !== undefined) deps.meter.record(key.id, key.accountId, key.environment, endpoint, status, ms, status < 400 ? cost : 1);
+    record(method, route, status, ms, requestId);
+    inflight.n--;
+    if ("quotaWarning" in result && result.quotaWarning !== undefined) void warnQuota(deps, result.key, result.quotaWarning);
+    return answer;
+  };
+
+  const failed = (request: Request, headers: Record<string, string | number>, startedAt: number, requestId: string, err: unknown): Response => {
+    const response = apiErrorResponse(err, request, headers, deps.log);
+    record(method, route, response.status, performance.now() - startedAt, requestId);
+    inflight.n--;
+    return response;
+  };
+
+  const serve = (request: Request, headers: Record<string, string | number>, input: I, cost: number): unknown => {
+    const startedAt = performance.now();
+    const requestId = newRequestId();
+    headers["x-request-id"] = requestId;
+    inflight.n++;
+    let result: ReturnType<typeof runChain>;
+    try {
+      result = runChain(deps, request, headers, socketIp(request), opts.scope, cost);
+    } catch (err) {
+      return failed(request, headers, startedAt, requestId, err);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (r) => finish(request, headers, input, cost, startedAt, requestId, r),
+        (err: unknown) => failed(request, headers, startedAt, requestId, err),
+      );
+    }
+    return finish(request, headers, input, cost, startedAt, requestId, result);
+  };
+
+  // Elysia reads a handler's parameters to decide what each request must prepare: only a
+  // route that mentions the body gets one parsed.
+  const cost = opts.cost;
+  if (cost !== undefined) {
+    return ({ request, set, body }: GatewayContext & { body: unknown }) => serve(request, set.headers, body as I, cost(body));
+  }
+  return ({ request, set, params }: GatewayContext & { params: unknown }) => serve(request, set.headers, params as I, 1);
+}
