@@ -8,7 +8,7 @@ import { Shutdown } from "./ops/shutdown.ts";
 import { openState } from "./state/index.ts";
 import type { SharedState } from "./state/types.ts";
 import { KeyCache, type KeyCacheOptions } from "./keys/cache.ts";
-import { UsageMeter } from "./usage/meter.ts";
+import { UsageMeter, flushConnections } from "./usage/meter.ts";
 
 export type OwnedDeps = Deps & {
   /** Starts the timers a serving process runs (usage flush); tests drive them by hand. */
@@ -29,7 +29,7 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
   const shutdown = new Shutdown();
   const keyCache = new KeyCache(database.db, state, clock, log, opts.keyCache);
   await keyCache.start();
-  const meter = new UsageMeter(database.db, clock, log, config.usageFlushMs);
+  const meter = new UsageMeter(database.db, clock, log, config.usageFlushMs, flushConnections(database.kind));
   // Registered first so it runs first: the last flush needs the database still open.
   shutdown.register("usage flushed", async () => {
     meter.stop();

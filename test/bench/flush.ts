@@ -6,7 +6,7 @@ import { accounts } from "../../src/accounts/accounts.sql.ts";
 import { apiKeys } from "../../src/keys/keys.sql.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { systemClock } from "../../src/ops/clock.ts";
-import { UsageMeter } from "../../src/usage/meter.ts";
+import { UsageMeter, flushConnections } from "../../src/usage/meter.ts";
 
 export interface FlushResult {
   backend: "postgres" | "pglite";
@@ -63,7 +63,7 @@ export async function benchFlush(opts: { databaseUrl?: string; keys?: number; re
         ids.slice(i, i + 1000).map((id) => ({ id, accountId, name: id, environment: "live" as const, hash: id, start: "abcd", end: "wxyz", scopes: ["email:read"] })),
       );
     }
-    const meter = new UsageMeter(db, systemClock, createLogger("silent"), 3_600_000);
+    const meter = new UsageMeter(db, systemClock, createLogger("silent"), 3_600_000, flushConnections(database.kind));
     const record = () => {
       const started = Bun.nanoseconds();
       for (let i = 0; i < requests; i++) {

@@ -106,6 +106,36 @@ for (const backend of backends) {
       expect(ledger.length).toBeGreaterThan(0);
     });
 
+    it("splits a large batch over connections, and a retry applies only the parts that did not commit", async () => {
+      const account = await newAccount(h);
+      const { key } = await newKey(h, account.id);
+      const meter = new UsageMeter(h.deps.db, clock, createLogger("silent"), 60_000, 4);
+      // 8,000 rows (one key, 8,000 endpoint names): four parts of 2,000.
+      for (let i = 0; i < 8000; i++) meter.record(key.id, account.id, "live", `GET /e/${String(i).padStart(4, "0")}`, i % 4 === 0 ? 500 : 200, 3, 2);
+      const realTransaction = h.deps.db.transaction.bind(h.deps.db);
+      let calls = 0;
+      (h.deps.db as { transaction: unknown }).transaction = async (fn: (tx: never) => Promise<unknown>) => {
+        const call = calls++;
+        const result = await realTransaction(fn as never);
+        // The second part commits, then its answer is lost.
+        if (call === 1) throw new Error("answer lost (injected)");
+        return result;
+      };
+      try {
+        await expect(meter.flush()).rejects.toThrow("injected");
+        expect(meter.unflushed()).toBe(16_000);
+        await meter.flush();
+      } finally {
+        (h.deps.db as { transaction: unknown }).transaction = realTransaction;
+      }
+      expect(calls).toBe(8);
+      expect(meter.unflushed()).toBe(0);
+      expect(await counted(key.id)).toEqual({ successes: 6000 * 2, errors: 2000 * 2 });
+      const rows = await h.deps.db.select().from(keyUsage).where(eq(keyUsage.keyId, key.id));
+      expect(rows.length).toBe(8000);
+      expect(rows.every((r) => r.latencyBuckets.reduce((a, b) => a + b, 0) === 2)).toBe(true);
+    });
+
     it("updates last_used_at at most once a minute per key", async () => {
       const account = await newAccount(h);
       const { key, secret } = await newKey(h, account.id, { rateLimit: 1000 });
