@@ -143,7 +143,7 @@ function* chainSteps(
   const malformed = () => authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is malformed or mistyped.");
   if (raw.length !== keyLength(deps.config.keyPrefix)) return { response: yield* malformed() };
   const hash = hashKey(raw);
-  let key = deps.keyCache.peek(hash);
+  let key = deps.keyCache.peek(hash, now);
   if (key === undefined) {
     if (!parseKey(raw, deps.config.keyPrefix).ok) return { response: yield* malformed() };
     try {

@@ -144,10 +144,10 @@ export class KeyCache {
    * when the cache has nothing fresh (call `load`). Synchronous: the hot path awaits nothing
    * on a hit.
    */
-  peek(hash: string): CachedKey | null | undefined {
+  peek(hash: string, now = this.clock.now()): CachedKey | null | undefined {
     const e = this.entries.get(hash);
     if (!e) return undefined;
-    if (e.staleAt <= this.clock.now()) {
+    if (e.staleAt <= now) {
       this.entries.delete(hash);
       return undefined;
     }

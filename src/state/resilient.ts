@@ -47,7 +47,8 @@ export class ResilientState implements SharedState {
   }
 
   private available(): boolean {
-    return this.clock.now() >= this.openUntil;
+    // 0 while closed: the request path reads no clock when Redis is healthy.
+    return this.openUntil === 0 || this.clock.now() >= this.openUntil;
   }
 
   private failed(err: unknown): void {
@@ -60,6 +61,7 @@ export class ResilientState implements SharedState {
   }
 
   private succeeded(): void {
+    this.openUntil = 0;
     if (this.degradedSince !== null) {
       this.opts.log.info("redis is back: shared state restored", { degradedMs: this.clock.now() - this.degradedSince });
       this.degradedSince = null;
