@@ -8,8 +8,8 @@ import { analyzeEmail } from "../../src/data-api/email.ts";
  *   no gateway chain, no access log, no metrics — plus a bare JSON route.
  * - `BENCH_VARIANT=frame`: Keyport's whole app (createApp: every plugin and route, on an
  *   in-memory PGlite and in-process state) with the same handler mounted at
- *   /frame/email/:address without the gateway macro: what the app costs around a /v1
- *   handler before the chain runs, so `keyport − frame` is the chain's cost alone.
+ *   /frame/email/:address where the data API's routes sit, without the chain: what the app
+ *   costs around a /v1 handler, so `keyport − frame` is the chain's cost alone.
  */
 const port = Number(process.env.PORT ?? 3100);
 const variant = process.env.BENCH_VARIANT ?? "bare";
@@ -26,8 +26,13 @@ if (variant === "frame") {
   await database.migrate();
   const config = parseConfig({ LOG_LEVEL: level, SECRET_KEY: process.env.SECRET_KEY });
   const deps = await assembleDeps(config, database, new MemoryState(), { log: createLogger(level) });
-  createApp(deps)
+  const { errorsPlugin } = await import("../../src/plugins/errors.ts");
+  // Mounted where the data API is: after the error hook, before the app's observe and html
+  // hooks (which, as in createApp, do not apply to routes registered before them).
+  new Elysia()
+    .use(errorsPlugin(deps.log))
     .get("/frame/email/:address", ({ params }) => analyzeEmail(params.address))
+    .use(createApp(deps))
     .listen({ port, hostname: "127.0.0.1" });
 } else {
   new Elysia()
