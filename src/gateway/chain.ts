@@ -34,12 +34,27 @@ export function rateHeaders(d: RateDecision, now: number, policy = "default"): R
   return h;
 }
 
+/** The two headers that depend only on the policy and the limit, built once per pair. */
+const fixedHeaders = new Map<string, Map<number, { policy: string; limit: string }>>();
+function policyHeaders(policy: string, limit: number): { policy: string; limit: string } {
+  let byLimit = fixedHeaders.get(policy);
+  if (!byLimit) fixedHeaders.set(policy, (byLimit = new Map()));
+  let h = byLimit.get(limit);
+  if (!h) {
+    // Bounded: a few policies, and limits are whole numbers a key holds (a new limit, a new entry).
+    if (byLimit.size >= 10_000) byLimit.clear();
+    byLimit.set(limit, (h = { policy: `"${policy}";q=${limit};w=60`, limit: String(limit) }));
+  }
+  return h;
+}
+
 /** Writes the rate-limit headers of a decision into `h` (the answer's headers) in place; sets or clears Retry-After. */
 export function setRateHeaders(h: Record<string, string | number>, d: RateDecision, now: number, policy = "default"): void {
   // draft-ietf-httpapi-ratelimit-headers: quota q in window w seconds; r remaining, t seconds to reset.
-  h["ratelimit-policy"] = `"${policy}";q=${d.limit};w=60`;
+  const fixed = policyHeaders(policy, d.limit);
+  h["ratelimit-policy"] = fixed.policy;
   h.ratelimit = `"${policy}";r=${d.remaining};t=${Math.ceil(d.resetMs / 1000)}`;
-  h["x-ratelimit-limit"] = String(d.limit);
+  h["x-ratelimit-limit"] = fixed.limit;
   h["x-ratelimit-remaining"] = String(d.remaining);
   // Unix time in seconds at which the limit is fully replenished (GitHub's convention).
   h["x-ratelimit-reset"] = String(Math.ceil((now + d.resetMs) / 1000));

@@ -15,7 +15,7 @@ const instanceTag = crypto.randomUUID().slice(0, 8);
 
 /** Unique per process and cheap: no entropy needed for a correlation id. */
 export function newRequestId(): string {
-  return `req_${instanceTag}${(++sequence).toString(36).padStart(7, "0")}`;
+  return `req_${instanceTag}${(++sequence).toString(36)}`;
 }
 
 /** Records one answered request: the counter and latency histogram by route template, and the access log line. */
