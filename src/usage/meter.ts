@@ -177,7 +177,18 @@ export class UsageMeter {
       const usedSize = Math.ceil(used.length / usedParts);
       for (let i = 0; i < used.length; i += usedSize) writes.push(this.writeLastUsed(used.slice(i, i + usedSize)));
     }
-    const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === "rejected");
+    // A database that does not answer (a black-holed connection: the driver waits to
+    // reconnect rather than fail) must not hold the batch forever: past the limit the attempt
+    // counts as failed and the batch is kept. Should the abandoned attempt still commit, its
+    // ledger rows make the retry of those parts a no-op.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), this.timeLimitMs())));
+    const outcome = await Promise.race([Promise.allSettled(writes), timedOut]);
+    clearTimeout(timer);
+    const failed =
+      outcome === "timeout"
+        ? ({ status: "rejected", reason: new Error(`the database did not answer within ${this.timeLimitMs()} ms`) } as PromiseRejectedResult)
+        : outcome.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) {
       const err = failed.reason as Error;
       this.log.warn("usage flush failed; the batch is kept and retried", { flushId: batch.flushId, rows: batch.rows.length, error: err?.message });
@@ -186,6 +197,11 @@ export class UsageMeter {
     if (batch.rows.length) {
       this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rows.length, parts, ms: Math.round(performance.now() - started) });
     }
+  }
+
+  /** How long one flush attempt may take: twice the interval, between 1 s and 60 s. */
+  private timeLimitMs(): number {
+    return Math.min(60_000, Math.max(1_000, 2 * this.flushMs));
   }
 
   private writePart(ledgerId: string, rows: UsageRow[]): Promise<void> {

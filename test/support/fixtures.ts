@@ -39,3 +39,18 @@ export async function fails(p: Promise<unknown>): Promise<ApiError> {
   if (!(err instanceof ApiError)) throw err;
   return err;
 }
+
+/**
+ * What `promise` rejected with (fails the test if it resolved), awaited the ordinary way.
+ * Bun's `expect(promise).rejects` waits for the promise in a loop of its own that does not
+ * run the event loop as usual: a flush hanging on a cut connection rejected there but never
+ * under a plain await (found when the time limit on flushes was added).
+ */
+export async function rejection(promise: Promise<unknown>): Promise<Error> {
+  const outcome = await promise.then(
+    () => undefined,
+    (err: unknown) => err as Error,
+  );
+  if (outcome === undefined) throw new Error("expected the promise to reject, and it resolved");
+  return outcome;
+}
