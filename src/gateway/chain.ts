@@ -120,16 +120,8 @@ function drive<T>(steps: Generator<unknown, T, unknown>, next: IteratorResult<un
  * Sets the rate-limit headers on `headers` (every answer carries them). Synchronous when no
  * step has to wait (see drive).
  */
-export function runChain(
-  deps: ChainDeps,
-  request: Request,
-  headers: Record<string, string | number>,
-  socketIp: string | undefined | (() => string | undefined),
-  scope: string,
-  cost: number,
-  opts: { quota: boolean } = { quota: true },
-): MaybePromise<GatewayPass | Rejection> {
-  return drive(chainSteps(deps, request, headers, socketIp, scope, cost, opts));
+export function runChain(...args: Parameters<typeof chainSteps>): MaybePromise<GatewayPass | Rejection> {
+  return drive(chainSteps(...args));
 }
 
 function* chainSteps(
@@ -139,7 +131,7 @@ function* chainSteps(
   socketIp: string | undefined | (() => string | undefined),
   scope: string,
   cost: number,
-  opts: { quota: boolean },
+  opts: { quota: boolean } = { quota: true },
 ): Generator<unknown, GatewayPass | Rejection, unknown> {
   const now = deps.clock.now();
   // The client address is looked up only when a step needs it (a failed authentication, an

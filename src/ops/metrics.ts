@@ -39,7 +39,7 @@ class RequestStats {
  * hands prom-client's registry the series in the shape of prom-client's own histograms
  * (cumulative `_bucket` with `le`, `_sum`, `_count`), and the registry writes the text.
  */
-export class AccumulatedHistogram {
+class AccumulatedHistogram {
   readonly type = "histogram";
   readonly aggregator = "sum";
 
@@ -78,9 +78,7 @@ export class AccumulatedHistogram {
 
 export interface Metrics {
   registry: Registry;
-  httpRequests: Counter<"method" | "route" | "status">;
-  httpDuration: AccumulatedHistogram;
-  /** One answered request into httpRequests and httpDuration. */
+  /** One answered request: keyport_http_requests_total and keyport_http_request_duration_seconds. */
   recordRequest(method: string, route: string, status: number, seconds: number): void;
 }
 
@@ -118,7 +116,7 @@ export function createMetrics(sources: MetricSources = {}): Metrics {
   if (sources.keyLookups) readCounter(registry, "keyport_key_lookups_total", "Key verifications that missed the cache and queried the database", sources.keyLookups);
   if (sources.redisCommands) readCounter(registry, "keyport_redis_commands_total", "Commands sent to Redis (a script call counts once)", sources.redisCommands);
   const stats = new RequestStats();
-  const httpRequests = new Counter({
+  new Counter({
     name: "keyport_http_requests_total",
     help: "HTTP requests answered, by route template and status",
     labelNames: ["method", "route", "status"] as const,
@@ -137,8 +135,6 @@ export function createMetrics(sources: MetricSources = {}): Metrics {
   registry.registerMetric(httpDuration as unknown as Metric);
   return {
     registry,
-    httpRequests,
-    httpDuration,
     recordRequest(method, route, status, seconds) {
       stats.record(method, route, status, seconds, httpDuration.bucketOf(seconds));
     },

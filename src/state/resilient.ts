@@ -68,21 +68,11 @@ export class ResilientState implements SharedState {
     }
   }
 
-  /** Runs `call` on Redis unless the breaker is open; `fallback` answers when it cannot. */
-  private async guarded<T>(call: () => Promise<T>, fallback: () => Promise<T>): Promise<T> {
-    if (!this.available()) return fallback();
-    try {
-      const result = await call();
-      this.succeeded();
-      return result;
-    } catch (err) {
-      this.failed(err);
-      return fallback();
-    }
-  }
-
-  /** As guarded, for calls that may answer without I/O: a synchronous answer stays synchronous. */
-  private guardedNow<T>(call: () => MaybePromise<T>, fallback: () => MaybePromise<T>): MaybePromise<T> {
+  /**
+   * Runs `call` on Redis unless the breaker is open; `fallback` answers when it cannot. A call
+   * that answers without I/O (a lease) stays synchronous.
+   */
+  private guarded<T>(call: () => MaybePromise<T>, fallback: () => MaybePromise<T>): MaybePromise<T> {
     if (!this.available()) return fallback();
     let result: MaybePromise<T>;
     try {
@@ -118,7 +108,7 @@ export class ResilientState implements SharedState {
   }
 
   rateLimit(key: string, limit: number, windowMs: number, now: number, cost = 1): MaybePromise<RateDecision> {
-    return this.guardedNow(
+    return this.guarded(
       () => this.inner.rateLimit(key, limit, windowMs, now, cost),
       () => {
         switch (this.opts.policy) {
@@ -136,16 +126,16 @@ export class ResilientState implements SharedState {
     );
   }
 
-  incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
+  async incrCapped(key: string, by: number, cap: number, ttlMs: number): Promise<CappedIncrement> {
     return this.guarded(
       () => this.inner.incrCapped(key, by, cap, ttlMs),
-      async () => this.cappedFallback(cap, (share) => this.local.incrCapped(key, by, share, ttlMs)),
+      () => this.cappedFallback(cap, (share) => this.local.incrCapped(key, by, share, ttlMs)),
     );
   }
 
   /** Quotas spent through leases (RedisState.consume), with the same outage policy as incrCapped. */
   consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement> {
-    return this.guardedNow(
+    return this.guarded(
       () => this.inner.consume(key, cost, cap, ttlMs),
       () => this.cappedFallback(cap, (share) => this.local.consume(key, cost, share, ttlMs)),
     );

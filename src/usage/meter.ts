@@ -46,10 +46,10 @@ export function flushConnections(kind: "postgres" | "pglite"): number {
 
 /**
  * Usage metering. The request path only adds to an in-memory map keyed by
- * (key, UTC day, endpoint template); a timer swaps the map and writes it in one transaction:
- * a `usage_flushes` ledger row with the batch's flush id, then multi-row upserts that add to
- * the stored counts. A failed flush keeps its batch and flush id and is retried first on the
- * next tick, and the ledger makes a retry of an already-committed batch a no-op: every
+ * (key, UTC day, endpoint template); a timer swaps the map and writes it in parts (see
+ * write): each part one transaction with a `usage_flushes` ledger row, then upserts that add
+ * to the stored counts. A failed flush keeps its batch and flush id and is retried first on
+ * the next tick, and the ledger makes a retry of an already-committed part a no-op: every
  * answered request is counted exactly once.
  */
 export class UsageMeter {
@@ -167,16 +167,9 @@ export class UsageMeter {
    */
   private async write(batch: PendingFlush): Promise<void> {
     const started = performance.now();
-    const parts = Math.max(1, Math.min(this.parallel, Math.floor(batch.rows.length / MIN_ROWS_PER_PART)));
-    const size = Math.ceil(batch.rows.length / parts);
-    const writes: Promise<void>[] = [];
-    for (let i = 0; i * size < batch.rows.length; i++) writes.push(this.writePart(`${batch.flushId}.${i}`, batch.rows.slice(i * size, (i + 1) * size)));
-    if (batch.lastUsed.size > 0) {
-      const used = [...batch.lastUsed].sort(([a], [b]) => (a < b ? -1 : 1));
-      const usedParts = Math.max(1, Math.min(this.parallel, Math.floor(used.length / MIN_ROWS_PER_PART)));
-      const usedSize = Math.ceil(used.length / usedParts);
-      for (let i = 0; i < used.length; i += usedSize) writes.push(this.writeLastUsed(used.slice(i, i + usedSize)));
-    }
+    const parts = this.split(batch.rows);
+    const used = this.split([...batch.lastUsed].sort(([a], [b]) => (a < b ? -1 : 1)));
+    const writes = [...parts.map((rows, i) => this.writePart(`${batch.flushId}.${i}`, rows)), ...used.map((marks) => this.writeLastUsed(marks))];
     // A database that does not answer (a black-holed connection: the driver waits to
     // reconnect rather than fail) must not hold the batch forever: past the limit the attempt
     // counts as failed and the batch is kept. Should the abandoned attempt still commit, its
@@ -185,18 +178,26 @@ export class UsageMeter {
     const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), this.timeLimitMs())));
     const outcome = await Promise.race([Promise.allSettled(writes), timedOut]);
     clearTimeout(timer);
-    const failed =
+    const err =
       outcome === "timeout"
-        ? ({ status: "rejected", reason: new Error(`the database did not answer within ${this.timeLimitMs()} ms`) } as PromiseRejectedResult)
-        : outcome.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) {
-      const err = failed.reason as Error;
+        ? new Error(`the database did not answer within ${this.timeLimitMs()} ms`)
+        : (outcome.find((r): r is PromiseRejectedResult => r.status === "rejected")?.reason as Error | undefined);
+    if (err) {
       this.log.warn("usage flush failed; the batch is kept and retried", { flushId: batch.flushId, rows: batch.rows.length, error: err?.message });
       throw err;
     }
     if (batch.rows.length) {
-      this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rows.length, parts, ms: Math.round(performance.now() - started) });
+      this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rows.length, parts: parts.length, ms: Math.round(performance.now() - started) });
     }
+  }
+
+  /** Sorted items in contiguous parts of at least MIN_ROWS_PER_PART, at most `parallel` of them (none for none). */
+  private split<T>(items: T[]): T[][] {
+    const count = Math.max(1, Math.min(this.parallel, Math.floor(items.length / MIN_ROWS_PER_PART)));
+    const size = Math.ceil(items.length / count);
+    const parts: T[][] = [];
+    for (let i = 0; i < items.length; i += size) parts.push(items.slice(i, i + size));
+    return parts;
   }
 
   /** How long one flush attempt may take: twice the interval, between 1 s and 60 s. */
