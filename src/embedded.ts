@@ -1,16 +1,16 @@
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { PgliteAssetPaths } from "./db/pglite-protocol.ts";
 
 /**
  * Files the single binary carries inside itself. From source they are read from the
  * project's folders; `bun run build` generates an entry that imports each one
  * `with { type: "file" }` and registers the embedded paths here before main runs.
  */
-export interface EmbeddedFiles {
-  pgliteWasm: string;
-  initdbWasm: string;
-  pgliteData: string;
+export interface EmbeddedFiles extends PgliteAssetPaths {
+  /** How the compiled binary names the worker entry point (src/db/pglite-worker.ts). */
+  pgliteWorker: string;
   /** `<tag>.sql` and `meta/_journal.json` relative names → embedded path. */
   migrations: Record<string, string>;
   /** static/ file name → embedded path. */
@@ -35,18 +35,24 @@ export interface PgliteAssets {
   fsBundle: Blob;
 }
 
-let pgliteAssets: Promise<PgliteAssets> | undefined;
+/** PGlite's own files inside the binary; undefined from source (PGlite finds them in node_modules). */
+export function pgliteAssetPaths(): PgliteAssetPaths | undefined {
+  if (!embedded) return undefined;
+  return { pgliteWasm: embedded.pgliteWasm, initdbWasm: embedded.initdbWasm, pgliteData: embedded.pgliteData };
+}
 
-/** PGlite's own files when running as the binary; undefined lets PGlite find them in node_modules. */
-export function embeddedPgliteAssets(): Promise<PgliteAssets | undefined> {
-  if (!embedded) return Promise.resolve(undefined);
-  const files = embedded;
-  pgliteAssets ??= (async () => ({
-    pgliteWasmModule: await WebAssembly.compile(await Bun.file(files.pgliteWasm).arrayBuffer()),
-    initdbWasmModule: await WebAssembly.compile(await Bun.file(files.initdbWasm).arrayBuffer()),
-    fsBundle: new Blob([await Bun.file(files.pgliteData).arrayBuffer()]),
-  }))();
-  return pgliteAssets;
+/** Compiles PGlite's files for PGlite.create (in the database's worker thread). */
+export async function loadPgliteAssets(paths: PgliteAssetPaths): Promise<PgliteAssets> {
+  return {
+    pgliteWasmModule: await WebAssembly.compile(await Bun.file(paths.pgliteWasm).arrayBuffer()),
+    initdbWasmModule: await WebAssembly.compile(await Bun.file(paths.initdbWasm).arrayBuffer()),
+    fsBundle: new Blob([await Bun.file(paths.pgliteData).arrayBuffer()]),
+  };
+}
+
+/** The embedded database's worker: an entry point of its own in the binary (see tasks/build.ts). */
+export function pgliteWorkerUrl(): string | URL {
+  return embedded ? embedded.pgliteWorker : new URL("./db/pglite-worker.ts", import.meta.url);
 }
 
 let migrationsDir: string | undefined;

@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
@@ -9,7 +9,8 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import * as schema from "./schema.ts";
-import { embeddedPgliteAssets, migrationsFolder } from "../embedded.ts";
+import { migrationsFolder } from "../embedded.ts";
+import { PgliteWorkerClient } from "./pglite-client.ts";
 
 export type Schema = typeof schema;
 /** One type for both drivers: services never know which one they run on. */
@@ -89,7 +90,8 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
 /**
  * PGlite is single-process: a lock file in DATA_DIR holds the owner's pid, and a second
  * process gets DataDirLocked naming it instead of opening (and damaging) the same files.
- * `dataDir: undefined` gives an in-memory database (tests).
+ * The database itself runs in a worker thread (pglite-client.ts). `dataDir: undefined`
+ * gives an in-memory database (tests).
  */
 export async function openPglite(dataDir: string | undefined): Promise<Database> {
   let releaseLock = () => {};
@@ -99,16 +101,17 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     releaseLock = lockDataDir(dataDir);
     pgDir = join(dataDir, "pgdata");
   }
-  let client: PGlite;
+  let client: PgliteWorkerClient;
   try {
-    const options: PGliteOptions = { dataDir: pgDir, ...(await embeddedPgliteAssets()) };
-    client = await PGlite.create(options);
+    client = await PgliteWorkerClient.open(pgDir);
   } catch (err) {
     releaseLock();
     throw new DatabaseUnavailable(`cannot open the embedded database in ${pgDir ?? "memory"} (${describe(err)})`);
   }
   const count = counter();
-  const db = drizzlePglite(client, { schema, logger: count.logger }) as unknown as Db;
+  // drizzle's PGlite driver calls only `query` and `transaction`, which the worker's client has.
+  const asPglite = client as unknown as PGlite;
+  const db = drizzlePglite(asPglite, { schema, logger: count.logger }) as unknown as Db;
   return {
     db,
     kind: "pglite",
@@ -116,7 +119,7 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
       await client.query("select 1");
     },
     async migrate() {
-      await migratePglite(drizzlePglite(client), { migrationsFolder: migrationsFolder() });
+      await migratePglite(drizzlePglite(asPglite), { migrationsFolder: migrationsFolder() });
     },
     async close() {
       try {

@@ -6,7 +6,8 @@ import { projectRoot } from "../embedded.ts";
  * `bun run build` → dist/keyport: one file that starts from an empty folder. A generated
  * entry imports every file the process reads at run time `with { type: "file" }` (PGlite's
  * wasm and data bundle, the migrations, static/), registers their embedded paths, then
- * runs the CLI.
+ * runs the CLI. The embedded database's worker is a second entry point beside it (Bun
+ * bundles each entry point of a compiled binary separately; `new Worker` finds it by name).
  */
 const dist = join(projectRoot, "dist");
 const work = join(dist, ".entry");
@@ -40,6 +41,9 @@ for (const f of readdirSync(staticDir).sort()) {
   statics.push(`${JSON.stringify(f)}: ${fileImport(join(staticDir, f))}`);
 }
 
+const worker = join(work, "pglite-worker.ts");
+writeFileSync(worker, `import ${rel(join(projectRoot, "src", "db", "pglite-worker.ts"))};\n`);
+
 const entry = join(work, "entry.ts");
 writeFileSync(
   entry,
@@ -49,6 +53,7 @@ registerEmbedded({
   pgliteWasm: ${pgliteWasm},
   initdbWasm: ${initdbWasm},
   pgliteData: ${pgliteData},
+  pgliteWorker: new URL("./pglite-worker.ts", import.meta.url).href,
   migrations: { ${migrations.join(", ")} },
   static: { ${statics.join(", ")} },
 });
@@ -58,7 +63,7 @@ await main();
 );
 
 const outfile = join(dist, "keyport");
-const proc = Bun.spawnSync(["bun", "build", "--compile", entry, "--outfile", outfile], {
+const proc = Bun.spawnSync(["bun", "build", "--compile", entry, worker, "--outfile", outfile], {
   cwd: projectRoot,
   stdout: "inherit",
   stderr: "inherit",

@@ -8,7 +8,7 @@ import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "../.
 import { ManualClock } from "../../src/ops/clock.ts";
 import { ApiError } from "../../src/plugins/problem.ts";
 import { backends } from "../support/backends.ts";
-import { fails, newAccount, newKey } from "../support/fixtures.ts";
+import { fails, newAccount, newKey, rejection } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 for (const backend of backends) {
@@ -143,7 +143,7 @@ for (const backend of backends) {
     it("keeps the key and its audit event together: a failed audit write leaves no key", async () => {
       const account = await newAccount(h);
       const badActor = { actor: null as unknown as string };
-      await expect(createKey(h.deps, account.id, { name: "x", scopes: ["email:read"] }, badActor)).rejects.toThrow();
+      await rejection(createKey(h.deps, account.id, { name: "x", scopes: ["email:read"] }, badActor));
       expect(await listKeys(h.deps, account.id)).toEqual([]);
     });
   });

@@ -44,7 +44,8 @@ export async function fails(p: Promise<unknown>): Promise<ApiError> {
  * What `promise` rejected with (fails the test if it resolved), awaited the ordinary way.
  * Bun's `expect(promise).rejects` waits for the promise in a loop of its own that does not
  * run the event loop as usual: a flush hanging on a cut connection rejected there but never
- * under a plain await (found when the time limit on flushes was added).
+ * under a plain await (found when the time limit on flushes was added), and a promise that
+ * waits for a worker's message (the embedded database) never settles there. Tests use this.
  */
 export async function rejection(promise: Promise<unknown>): Promise<Error> {
   const outcome = await promise.then(

@@ -1,0 +1,148 @@
+import type { QueryOptions, Results } from "@electric-sql/pglite";
+import { pgliteAssetPaths, pgliteWorkerUrl } from "../embedded.ts";
+import type { WorkerReply, WorkerRequest } from "./pglite-protocol.ts";
+
+/** What drizzle's PGlite driver calls on its client, and on a transaction's. */
+export interface PgliteQueryable {
+  query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>>;
+}
+
+type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
+/** A request before `send` numbers it. */
+type Unnumbered<R> = R extends unknown ? Omit<R, "id"> : never;
+/** Bun's Worker has Node's ref/unref; the DOM typing of the global does not. */
+type BunWorker = Worker & { ref(): void; unref(): void };
+
+/**
+ * The embedded database in a worker thread. PGlite in the serving thread cost the gateway
+ * 17-73% more CPU a request even while idle, and its p99: its ~450 MB of WebAssembly memory
+ * counts toward the thread's garbage-collected heap, so collections grew rarer and far
+ * longer (test/bench/README.md). In a worker it has a heap of its own.
+ *
+ * `@electric-sql/pglite/worker` needs `navigator.locks`, which Bun lacks, so this is the
+ * small part drizzle's PGlite driver uses — `query` and `transaction` — with PGlite's own
+ * semantics: one thing at a time, a transaction holding the database until it ends (a query
+ * outside it waits).
+ */
+export class PgliteWorkerClient implements PgliteQueryable {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  /** The tail of the queue of exclusive operations. */
+  private tail: Promise<unknown> = Promise.resolve();
+  private failure: Error | undefined;
+
+  private constructor(private readonly worker: BunWorker) {
+    worker.addEventListener("message", (event: MessageEvent<WorkerReply>) => this.settle(event.data));
+    worker.addEventListener("error", (event: ErrorEvent) => this.fail(new Error(`the embedded database's worker failed: ${event.message}`)));
+    worker.addEventListener("close", () => this.fail(new Error("the embedded database is closed")));
+    // An idle database does not keep the process alive; a question in flight does (see send).
+    worker.unref();
+  }
+
+  /** Starts the worker and opens the database in `dataDir` (in memory when undefined). */
+  static async open(dataDir: string | undefined): Promise<PgliteWorkerClient> {
+    const client = new PgliteWorkerClient(new Worker(pgliteWorkerUrl()) as BunWorker);
+    try {
+      await client.send({ op: "open", dataDir, assets: pgliteAssetPaths() });
+    } catch (err) {
+      client.worker.terminate();
+      throw err;
+    }
+    return client;
+  }
+
+  query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
+    return this.exclusive(() => this.run<T>(sql, params, options));
+  }
+
+  /**
+   * BEGIN, the callback with a client of its own, COMMIT — or ROLLBACK when it throws.
+   * Postgres answers COMMIT of a transaction in which a statement failed with ROLLBACK: that
+   * throws too, as in PGlite.
+   */
+  transaction<T>(fn: (tx: PgliteQueryable) => Promise<T>): Promise<T> {
+    return this.exclusive(async () => {
+      await this.run("BEGIN");
+      let open = true;
+      const tx: PgliteQueryable = {
+        query: <R>(sql: string, params?: unknown[], options?: QueryOptions) => {
+          if (!open) return Promise.reject(new Error("Transaction is closed"));
+          return this.run<R>(sql, params, options);
+        },
+      };
+      try {
+        const result = await fn(tx);
+        open = false;
+        const commit = await this.run("COMMIT");
+        if (commit.command === "ROLLBACK") throw new Error("the transaction was rolled back: a statement in it failed");
+        return result;
+      } catch (err) {
+        if (open) {
+          open = false;
+          await this.run("ROLLBACK").catch(() => {});
+        }
+        throw err;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.exclusive(() => this.send({ op: "close" }));
+    } finally {
+      this.worker.terminate();
+      this.fail(new Error("the embedded database is closed"));
+    }
+  }
+
+  private exclusive<T>(op: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(op, op);
+    this.tail = result.catch(() => {});
+    return result;
+  }
+
+  private run<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
+    return this.send({
+      op: "query",
+      sql,
+      params,
+      rowMode: options?.rowMode,
+      // drizzle's parsers keep dates, timestamps and intervals as Postgres' text: the same
+      // types are kept as text in the worker.
+      textTypes: options?.parsers ? Object.keys(options.parsers).map(Number) : [],
+    }) as Promise<Results<T>>;
+  }
+
+  private send(req: Unnumbered<WorkerRequest>): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id } as WorkerRequest);
+    });
+  }
+
+  private settle(reply: WorkerReply): void {
+    const waiting = this.pending.get(reply.id);
+    if (!waiting) return;
+    this.pending.delete(reply.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if ("error" in reply) waiting.reject(rebuildError(reply.error));
+    else waiting.resolve(reply.result);
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const waiting of this.pending.values()) waiting.reject(err);
+    this.pending.clear();
+    this.worker.unref();
+  }
+}
+
+/** An Error carrying the database error's fields (`code`, `constraint`, `detail` …), thrown from the caller's stack. */
+function rebuildError(fields: Record<string, unknown>): Error {
+  const err = new Error(String(fields.message));
+  Object.assign(err, fields);
+  return err;
+}
