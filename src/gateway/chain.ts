@@ -95,151 +95,168 @@ function currentMonth(now: number): { id: string; msLeft: number } {
 }
 
 /**
- * Runs a chain of steps written as a generator: each `yield` hands over a value the step may
- * have to wait for. Values already there are handed back at once, so a request that needs no
- * I/O (a cached key, a decision from memory or a lease) goes through without a promise, a
- * microtask or an await; the first real promise switches the rest of the chain to async.
+ * One request going through the chain. The steps below are plain functions continuing one
+ * another: a step whose value is already there (a cached key, a decision from memory or a
+ * lease) calls the next at once, and only a real promise defers the rest, so a cached key
+ * goes through without a promise, a microtask or an allocation beyond its answer. (A
+ * generator-driven chain cost 1.6 µs more a request over HTTP, measured here.)
  */
-function drive<T>(steps: Generator<unknown, T, unknown>, next: IteratorResult<unknown, T> = steps.next()): MaybePromise<T> {
-  for (;;) {
-    if (next.done) return next.value;
-    const value = next.value;
-    if (value instanceof Promise) {
-      return value.then(
-        (resolved) => drive(steps, steps.next(resolved)),
-        (err: unknown) => drive(steps, steps.throw(err)),
-      );
-    }
-    next = steps.next(value);
+interface ChainRequest {
+  deps: ChainDeps;
+  request: Request;
+  /** The answer's headers, written in place. */
+  headers: Record<string, string | number>;
+  /** The socket's address, or how to ask for it (a native call, made only when needed). */
+  socketIp: string | undefined | (() => string | undefined);
+  /** The client's address once asked (null: not yet). */
+  address: string | undefined | null;
+  scope: string;
+  cost: number;
+  /** Whether the request spends monthly quota (the management API does not). */
+  quota: boolean;
+  now: number;
+}
+
+const SPEND_QUOTA = { quota: true };
+
+/** The client address: looked up only when a step needs it (a failed authentication, an allowlist). */
+function clientAddress(c: ChainRequest): string | undefined {
+  if (c.address === null) {
+    c.address = clientIp(c.request.headers, typeof c.socketIp === "function" ? c.socketIp() : c.socketIp, c.deps.config.trustProxy);
   }
+  return c.address;
 }
 
 /**
  * The gateway chain, in order: key-auth → status/expiry → scope → IP allowlist → rate limit
  * → quota. Answers the first failing step's problem+json, or the pass for the handler.
  * Sets the rate-limit headers on `headers` (every answer carries them). Synchronous when no
- * step has to wait (see drive).
+ * step has to wait.
  */
-export function runChain(...args: Parameters<typeof chainSteps>): MaybePromise<GatewayPass | Rejection> {
-  return drive(chainSteps(...args));
-}
-
-function* chainSteps(
+export function runChain(
   deps: ChainDeps,
   request: Request,
   headers: Record<string, string | number>,
   socketIp: string | undefined | (() => string | undefined),
   scope: string,
   cost: number,
-  opts: { quota: boolean } = { quota: true },
-): Generator<unknown, GatewayPass | Rejection, unknown> {
-  const now = deps.clock.now();
-  // The client address is looked up only when a step needs it (a failed authentication, an
-  // allowlist): asking the server for the socket's address is a native call per request.
-  let address: string | undefined | null = null;
-  const clientAddress = () =>
-    address === null ? (address = clientIp(request.headers, typeof socketIp === "function" ? socketIp() : socketIp, deps.config.trustProxy)) : address;
+  opts: { quota: boolean } = SPEND_QUOTA,
+): MaybePromise<GatewayPass | Rejection> {
+  const c: ChainRequest = { deps, request, headers, socketIp, address: null, scope, cost, quota: opts.quota, now: deps.clock.now() };
 
   // 1. key-auth
   const raw = extractKey(request.headers);
   if (raw === null || raw === "") {
-    return { response: yield* authFailure(deps, headers, clientAddress(), now, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.") };
+    return authFailure(c, "missing_api_key", "Send your key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.");
   }
   // A cached hash is a key already checked: the shape and checksum are checked on a miss,
   // before the lookup, so a typo or a made-up key never reaches the database.
-  const malformed = () => authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is malformed or mistyped.");
-  if (raw.length !== keyLength(deps.config.keyPrefix)) return { response: yield* malformed() };
+  if (raw.length !== keyLength(deps.config.keyPrefix)) return authFailure(c, "invalid_api_key", "The API key is malformed or mistyped.");
   const hash = hashKey(raw);
-  let key = deps.keyCache.peek(hash, now);
-  if (key === undefined) {
-    if (!parseKey(raw, deps.config.keyPrefix).ok) return { response: yield* malformed() };
-    try {
-      key = (yield deps.keyCache.load(hash)) as CachedKey | null;
-    } catch (err) {
+  const cached = deps.keyCache.peek(hash, c.now);
+  if (cached !== undefined) return authorize(c, cached);
+  if (!parseKey(raw, deps.config.keyPrefix).ok) return authFailure(c, "invalid_api_key", "The API key is malformed or mistyped.");
+  return deps.keyCache.load(hash).then(
+    (key) => authorize(c, key),
+    (err: unknown) => {
       if (err instanceof KeyStoreUnavailable) {
         return { response: problemResponse(503, "temporarily_unavailable", "Keys cannot be verified right now; retry shortly.", {}, { "retry-after": "5" }) };
       }
       throw err;
-    }
-  }
-  if (key === null) return { response: yield* authFailure(deps, headers, clientAddress(), now, "invalid_api_key", "The API key is not valid.") };
+    },
+  );
+}
+
+/** Steps 2-5 for a looked-up key (null: no such key). */
+function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<GatewayPass | Rejection> {
+  const now = c.now;
+  if (key === null) return authFailure(c, "invalid_api_key", "The API key is not valid.");
 
   // 2. status and expiry
   if ((key.revokedAt !== null && key.revokedAt <= now) || (key.graceEndsAt !== null && key.graceEndsAt <= now)) {
-    return { response: yield* authFailure(deps, headers, clientAddress(), now, "key_revoked", "This API key has been revoked.") };
+    return authFailure(c, "key_revoked", "This API key has been revoked.");
   }
-  if (key.expiresAt !== null && key.expiresAt <= now) {
-    return { response: yield* authFailure(deps, headers, clientAddress(), now, "key_expired", "This API key has expired.") };
-  }
+  if (key.expiresAt !== null && key.expiresAt <= now) return authFailure(c, "key_expired", "This API key has expired.");
 
   // 3. scope
-  if (!key.scopes.has(scope)) {
-    return { key, response: yield* withRate(deps, key, headers, now, () => problemResponse(403, "insufficient_scope", `This key lacks the scope "${scope}" this endpoint needs.`, { requiredScope: scope })) };
+  if (!key.scopes.has(c.scope)) {
+    return withRate(c, key, () => problemResponse(403, "insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
   }
 
   // 4. IP allowlist
-  const ip = key.allow === null ? undefined : clientAddress();
-  if (key.allow !== null && (ip === undefined || !ipAllowed(key.allow, ip))) {
-    return { key, response: yield* withRate(deps, key, headers, now, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key.")) };
+  if (key.allow !== null) {
+    const ip = clientAddress(c);
+    if (ip === undefined || !ipAllowed(key.allow, ip)) {
+      return withRate(c, key, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key."));
+    }
   }
 
   // 5. rate limit
-  const decision = (yield deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now)) as RateDecision;
-  setRateHeaders(headers, decision, now);
-  if (!decision.allowed) {
-    return { key, response: problemResponse(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`, {}, { "retry-after": headers["retry-after"] as string }) };
-  }
+  const decision = c.deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
+  return decision instanceof Promise ? decision.then((d) => limit(c, key, d)) : limit(c, key, decision);
+}
 
-  // 6. quota
-  if (key.monthlyQuota !== null && opts.quota) {
-    const month = currentMonth(now);
-    const used = (yield deps.state.consume(`quota:${key.id}:${month.id}`, cost, key.monthlyQuota, month.msLeft + 86_400_000)) as CappedIncrement;
-    if (!used.ok) {
-      const retry = String(Math.ceil(month.msLeft / 1000));
-      headers["retry-after"] = retry;
-      return { key, response: problemResponse(429, "quota_exceeded", `The monthly quota of ${key.monthlyQuota} requests is used up; it renews at the start of the next UTC month.`, {}, { "retry-after": retry }) };
-    }
-    // The counter is atomic across instances, so exactly one request sees the crossing.
-    const threshold = Math.ceil(key.monthlyQuota * QUOTA_WARNING_SHARE);
-    if (used.value >= threshold && used.value - cost < threshold) {
-      return { key, cost, quotaWarning: { used: used.value, quota: key.monthlyQuota, month: month.id } };
-    }
+/** Step 5's answer, then step 6. */
+function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
+  setRateHeaders(c.headers, decision, c.now);
+  if (!decision.allowed) {
+    return { key, response: problemResponse(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`, {}, { "retry-after": c.headers["retry-after"] as string }) };
   }
-  return { key, cost };
+  // 6. quota
+  if (key.monthlyQuota === null || !c.quota) return { key, cost: c.cost };
+  const month = currentMonth(c.now);
+  const used = c.deps.state.consume(`quota:${key.id}:${month.id}`, c.cost, key.monthlyQuota, month.msLeft + 86_400_000);
+  return used instanceof Promise ? used.then((u) => quota(c, key, key.monthlyQuota!, month, u)) : quota(c, key, key.monthlyQuota, month, used);
+}
+
+/** Step 6's answer. */
+function quota(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: { id: string; msLeft: number }, used: CappedIncrement): GatewayPass | Rejection {
+  if (!used.ok) {
+    const retry = String(Math.ceil(month.msLeft / 1000));
+    c.headers["retry-after"] = retry;
+    return { key, response: problemResponse(429, "quota_exceeded", `The monthly quota of ${monthlyQuota} requests is used up; it renews at the start of the next UTC month.`, {}, { "retry-after": retry }) };
+  }
+  // The counter is atomic across instances, so exactly one request sees the crossing.
+  const threshold = Math.ceil(monthlyQuota * QUOTA_WARNING_SHARE);
+  if (used.value >= threshold && used.value - c.cost < threshold) {
+    return { key, cost: c.cost, quotaWarning: { used: used.value, quota: monthlyQuota, month: month.id } };
+  }
+  return { key, cost: c.cost };
 }
 
 /**
  * A 403 after authentication: the request still counts against the key's rate limit (it
  * used the key), so the headers stay truthful; the 403 is the answer either way.
  */
-function* withRate(deps: ChainDeps, key: CachedKey, headers: Record<string, string | number>, now: number, answer: () => Response): Generator<unknown, Response, unknown> {
-  const decision = (yield deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now)) as RateDecision;
-  setRateHeaders(headers, decision, now);
-  delete headers["retry-after"];
-  return answer();
+function withRate(c: ChainRequest, key: CachedKey, answer: () => Response): MaybePromise<Rejection> {
+  const refuse = (decision: RateDecision): Rejection => {
+    setRateHeaders(c.headers, decision, c.now);
+    delete c.headers["retry-after"];
+    return { key, response: answer() };
+  };
+  const decision = c.deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, c.now);
+  return decision instanceof Promise ? decision.then(refuse) : refuse(decision);
 }
 
 /**
  * Failed authentication spends from the client IP's failure budget; past it the answer is
  * 429, so guessing keys from one address is slow. The headers describe that budget.
  */
-function* authFailure(
-  deps: ChainDeps,
-  headers: Record<string, string | number>,
-  ip: string | undefined,
-  now: number,
-  code: string,
-  detail: string,
-): Generator<unknown, Response, unknown> {
-  let decision: RateDecision;
+function authFailure(c: ChainRequest, code: string, detail: string): MaybePromise<Rejection> {
+  const refuse = (decision: RateDecision): Rejection => {
+    setRateHeaders(c.headers, decision, c.now, "auth-failures");
+    if (!decision.allowed) {
+      return { response: problemResponse(429, "rate_limited", "Too many failed authentications from this address; retry later.", {}, { "retry-after": c.headers["retry-after"] as string }) };
+    }
+    return { response: problemResponse(401, code, detail) };
+  };
+  // A state store that cannot answer does not turn a 401 into a 500: the budget is skipped.
+  const open = (): RateDecision => ({ allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 });
+  let decision: MaybePromise<RateDecision>;
   try {
-    decision = (yield deps.state.rateLimit(`authfail:${ip ?? "unknown"}`, AUTH_FAILURE_LIMIT, MINUTE, now)) as RateDecision;
+    decision = c.deps.state.rateLimit(`authfail:${clientAddress(c) ?? "unknown"}`, AUTH_FAILURE_LIMIT, MINUTE, c.now);
   } catch {
-    decision = { allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 };
+    return refuse(open());
   }
-  setRateHeaders(headers, decision, now, "auth-failures");
-  if (!decision.allowed) {
-    return problemResponse(429, "rate_limited", "Too many failed authentications from this address; retry later.", {}, { "retry-after": headers["retry-after"] as string });
-  }
-  return problemResponse(401, code, detail);
+  return decision instanceof Promise ? decision.then(refuse, () => refuse(open())) : refuse(decision);
 }
