@@ -23,6 +23,10 @@ export const apiKeys = pgTable(
     /** Set by a roll: the key keeps answering until then, and counts as revoked after. */
     graceEndsAt: timestamp("grace_ends_at", { withTimezone: true, mode: "date" }),
     replacedBy: text("replaced_by"),
+    /**
+     * Last use as written before usage rows carried it (migration 0004); since then read as
+     * a floor under the usage rows' latest (keys/service.ts withLastUsed), no longer written.
+     */
     lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),

@@ -1,12 +1,13 @@
-import { and, desc, eq, gt, isNull, ne, or, sql } from "drizzle-orm";
+import { and, desc, eq, gt, inArray, isNull, max, ne, or, sql } from "drizzle-orm";
 import type { z } from "zod";
 import type { Deps } from "../deps.ts";
-import type { Tx } from "../db/client.ts";
+import type { Db, Tx } from "../db/client.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
 import { zodFieldErrors } from "../accounts/service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
 import { emit } from "../notify/service.ts";
+import { keyUsage } from "../usage/usage.sql.ts";
 import { ApiError, notFound } from "../plugins/problem.ts";
 import { displayKey, generateKey, hashKey, keyParts, type Environment } from "./format.ts";
 import { apiKeys } from "./keys.sql.ts";
@@ -30,6 +31,25 @@ export function keyStatus(k: { revokedAt: Date | null; graceEndsAt: Date | null;
   if (k.graceEndsAt) return k.graceEndsAt.getTime() > now ? "expiring" : "revoked";
   if (k.expiresAt && k.expiresAt.getTime() <= now) return "expired";
   return "active";
+}
+
+/**
+ * The rows with their last use: the latest request their usage rows hold (the usage flush
+ * writes it with the counts), or the key row's own mark where that is later (written by
+ * versions before migration 0004). One grouped lookup on the usage table's primary key.
+ */
+async function withLastUsed(db: Pick<Db, "select">, rows: KeyRow[]): Promise<KeyRow[]> {
+  if (rows.length === 0) return rows;
+  const used = await db
+    .select({ keyId: keyUsage.keyId, at: max(keyUsage.lastUsedAt) })
+    .from(keyUsage)
+    .where(inArray(keyUsage.keyId, rows.map((r) => r.id)))
+    .groupBy(keyUsage.keyId);
+  const latest = new Map(used.map((u) => [u.keyId, u.at]));
+  return rows.map((r) => {
+    const at = latest.get(r.id);
+    return at && (!r.lastUsedAt || at > r.lastUsedAt) ? { ...r, lastUsedAt: at } : r;
+  });
 }
 
 export function toView(row: KeyRow, prefix: string, now: number): KeyView {
@@ -130,7 +150,7 @@ export async function createKey(deps: KeyDeps, accountId: string, input: CreateK
 export async function listKeys(deps: KeyDeps, accountId: string): Promise<KeyView[]> {
   const rows = await deps.db.select().from(apiKeys).where(eq(apiKeys.accountId, accountId)).orderBy(desc(apiKeys.createdAt), desc(apiKeys.id));
   const now = deps.clock.now();
-  return rows.map((r) => toView(r, deps.config.keyPrefix, now));
+  return (await withLastUsed(deps.db, rows)).map((r) => toView(r, deps.config.keyPrefix, now));
 }
 
 async function findOwned(tx: Pick<Deps["db"], "select">, accountId: string, id: string): Promise<KeyRow> {
@@ -144,7 +164,8 @@ async function findOwned(tx: Pick<Deps["db"], "select">, accountId: string, id: 
 }
 
 export async function getKey(deps: KeyDeps, accountId: string, id: string): Promise<KeyView> {
-  return toView(await findOwned(deps.db, accountId, id), deps.config.keyPrefix, deps.clock.now());
+  const [row] = await withLastUsed(deps.db, [await findOwned(deps.db, accountId, id)]);
+  return toView(row!, deps.config.keyPrefix, deps.clock.now());
 }
 
 export async function getKeyRow(deps: KeyDeps, accountId: string, id: string): Promise<KeyRow> {
@@ -180,7 +201,8 @@ export async function updateKey(deps: KeyDeps, accountId: string, id: string, in
     return after!;
   });
   await deps.keyCache.announce(row.hash);
-  return toView(row, deps.config.keyPrefix, nowMs);
+  const [shown] = await withLastUsed(deps.db, [row]);
+  return toView(shown!, deps.config.keyPrefix, nowMs);
 }
 
 export async function revokeKey(deps: KeyDeps, accountId: string, id: string, who: Actor): Promise<KeyView> {
@@ -199,7 +221,8 @@ export async function revokeKey(deps: KeyDeps, accountId: string, id: string, wh
     return after!;
   });
   await deps.keyCache.announce(row.hash);
-  return toView(row, deps.config.keyPrefix, nowMs);
+  const [shown] = await withLastUsed(deps.db, [row]);
+  return toView(shown!, deps.config.keyPrefix, nowMs);
 }
 
 /**
@@ -263,10 +286,11 @@ export async function rollKey(
     return replaced;
   });
   await deps.keyCache.announce(result.previous.hash);
+  const [previous] = await withLastUsed(deps.db, [result.previous]);
   return {
     key: toView(result.created.row, deps.config.keyPrefix, nowMs),
     secret: result.created.secret,
-    previous: toView(result.previous, deps.config.keyPrefix, nowMs),
+    previous: toView(previous!, deps.config.keyPrefix, nowMs),
   };
 }
 

@@ -14,6 +14,8 @@ export const keyUsage = pgTable(
     latencySumMs: doublePrecision("latency_sum_ms").notNull().default(0),
     /** Counts per latency bucket; bounds in src/usage/histogram.ts. */
     latencyBuckets: bigint("latency_buckets", { mode: "number" }).array().notNull(),
+    /** The latest request counted in the row: a key's last use is the latest of its rows'. */
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),
   },
   (t) => [primaryKey({ columns: [t.keyId, t.day, t.endpoint] })],
 );

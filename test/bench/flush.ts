@@ -57,7 +57,7 @@ export async function benchFlush(opts: { databaseUrl?: string; keys?: number; re
     const accountId = "acct_bench";
     await db.insert(accounts).values({ id: accountId, email: "flush@bench.example", passwordHash: "-" });
     const ids = Array.from({ length: keys }, (_, i) => `key_bench${String(i).padStart(6, "0")}`);
-    // Real key rows, so the flush's last_used_at update has rows to write.
+    // Real key rows, as a server would have (the usage rows refer to them).
     for (let i = 0; i < keys; i += 1000) {
       await db.insert(apiKeys).values(
         ids.slice(i, i + 1000).map((id) => ({ id, accountId, name: id, environment: "live" as const, hash: id, start: "abcd", end: "wxyz", scopes: ["email:read"] })),

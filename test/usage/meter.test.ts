@@ -4,6 +4,7 @@ import { apiKeys, keyUsage, usageFlushes } from "../../src/db/schema.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { UsageMeter } from "../../src/usage/meter.ts";
 import { keyUsageReport } from "../../src/usage/queries.ts";
+import { getKey, listKeys } from "../../src/keys/service.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { backends } from "../support/backends.ts";
 import { afterResponse, bearer, newAccount, newKey, rejection } from "../support/fixtures.ts";
@@ -136,24 +137,43 @@ for (const backend of backends) {
       expect(rows.every((r) => r.latencyBuckets.reduce((a, b) => a + b, 0) === 2)).toBe(true);
     });
 
-    it("updates last_used_at at most once a minute per key", async () => {
+    it("shows a key's last use as its latest metered request, across endpoints, days and flushes", async () => {
       const account = await newAccount(h);
-      const { key, secret } = await newKey(h, account.id, { rateLimit: 1000 });
+      const { key, secret } = await newKey(h, account.id, { rateLimit: 1000, scopes: ["email:read", "ip:read"] });
+      const lastUsed = async () => (await getKey(h.deps, account.id, key.id)).lastUsedAt;
+      const start = clock.now();
+      expect(await lastUsed()).toBeNull();
       await h.req("/v1/email/a@example.com", { headers: bearer(secret) });
       await afterResponse();
       await h.deps.meter.flush();
-      const first = (await h.deps.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt;
-      expect(first?.getTime()).toBe(clock.now());
+      const first = clock.now();
+      expect(await lastUsed()).toBe(new Date(first).toISOString());
+      // A later request on another endpoint, then one refused (429s and 403s use the key too).
       clock.advance(30_000);
-      await h.req("/v1/email/a@example.com", { headers: bearer(secret) });
+      await h.req("/v1/ip/8.8.8.8", { headers: bearer(secret) });
       await afterResponse();
       await h.deps.meter.flush();
-      expect((await h.deps.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt?.getTime()).toBe(first!.getTime());
-      clock.advance(30_000);
-      await h.req("/v1/email/a@example.com", { headers: bearer(secret) });
+      expect(await lastUsed()).toBe(new Date(first + 30_000).toISOString());
+      // The next UTC day: a new row; the list and the detail agree.
+      clock.advance(86_400_000);
+      await h.req("/v1/email/b@example.com", { headers: bearer(secret) });
       await afterResponse();
       await h.deps.meter.flush();
-      expect((await h.deps.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt?.getTime()).toBe(clock.now());
+      const latest = new Date(clock.now()).toISOString();
+      expect(await lastUsed()).toBe(latest);
+      expect((await listKeys(h.deps, account.id)).find((k) => k.id === key.id)?.lastUsedAt).toBe(latest);
+      // A flush of rows recorded earlier (another instance's, say) does not move it back.
+      h.deps.meter.record(key.id, account.id, "live", "GET /v1/email/:address", 200, 1);
+      clock.set(clock.now() - 3_600_000);
+      h.deps.meter.record(key.id, account.id, "live", "GET /v1/email/:address", 200, 1);
+      clock.advance(3_600_000);
+      await h.deps.meter.flush();
+      expect(await lastUsed()).toBe(latest);
+      // The key row's own mark (written by versions before usage rows carried it) is a floor.
+      const later = new Date(clock.now() + 60_000);
+      await h.deps.db.update(apiKeys).set({ lastUsedAt: later }).where(eq(apiKeys.id, key.id));
+      expect(await lastUsed()).toBe(later.toISOString());
+      clock.set(start + 30_000); // the tests below share the clock and expect today
     });
 
     it("reports daily rows, top endpoints, avg and p95 latency computed from the histogram", async () => {
