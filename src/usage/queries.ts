@@ -56,40 +56,48 @@ export async function keyUsageReport(db: Db, keyId: string, days: number, now: n
   const to = new Date(now).toISOString().slice(0, 10);
   const from = new Date(now - (days - 1) * 86_400_000).toISOString().slice(0, 10);
 
-  const daily = rows<{ day: string; successes: string; errors: string; latency_sum: number; p95: number | null }>(
-    await db.execute(sql`
-      with d as (select generate_series(${from}::date, ${to}::date, interval '1 day')::date as day),
-      u as (
-        select day, sum(successes) as successes, sum(errors) as errors, sum(latency_sum_ms) as latency_sum
-        from key_usage where key_id = ${keyId} and day between ${from}::date and ${to}::date group by day
-      ),
-      p as (${p95Sql(sql`
-        select k.day as grp, t.i, sum(t.c)::float8 as c
-        from key_usage k, unnest(k.latency_buckets) with ordinality as t(c, i)
-        where k.key_id = ${keyId} and k.day between ${from}::date and ${to}::date
-        group by k.day, t.i`)})
-      select to_char(d.day, 'YYYY-MM-DD') as day, coalesce(u.successes, 0) as successes, coalesce(u.errors, 0) as errors,
-             u.latency_sum, p.p95
-      from d left join u on u.day = d.day left join p on p.grp = d.day
-      order by d.day`),
-  );
+  // One snapshot for the three queries: a flush committing between them made a page whose
+  // chart, totals and endpoint table disagreed (seen in the browser test).
+  const { daily, top, summary } = await db.transaction(
+    async (tx) => {
+      const daily = rows<{ day: string; successes: string; errors: string; latency_sum: number; p95: number | null }>(
+        await tx.execute(sql`
+          with d as (select generate_series(${from}::date, ${to}::date, interval '1 day')::date as day),
+          u as (
+            select day, sum(successes) as successes, sum(errors) as errors, sum(latency_sum_ms) as latency_sum
+            from key_usage where key_id = ${keyId} and day between ${from}::date and ${to}::date group by day
+          ),
+          p as (${p95Sql(sql`
+            select k.day as grp, t.i, sum(t.c)::float8 as c
+            from key_usage k, unnest(k.latency_buckets) with ordinality as t(c, i)
+            where k.key_id = ${keyId} and k.day between ${from}::date and ${to}::date
+            group by k.day, t.i`)})
+          select to_char(d.day, 'YYYY-MM-DD') as day, coalesce(u.successes, 0) as successes, coalesce(u.errors, 0) as errors,
+                 u.latency_sum, p.p95
+          from d left join u on u.day = d.day left join p on p.grp = d.day
+          order by d.day`),
+      );
 
-  const top = rows<{ endpoint: string; requests: string; errors: string }>(
-    await db.execute(sql`
-      select endpoint, sum(successes + errors) as requests, sum(errors) as errors
-      from key_usage where key_id = ${keyId} and day between ${from}::date and ${to}::date
-      group by endpoint order by requests desc, endpoint limit 10`),
-  );
+      const top = rows<{ endpoint: string; requests: string; errors: string }>(
+        await tx.execute(sql`
+          select endpoint, sum(successes + errors) as requests, sum(errors) as errors
+          from key_usage where key_id = ${keyId} and day between ${from}::date and ${to}::date
+          group by endpoint order by requests desc, endpoint limit 10`),
+      );
 
-  const [summary] = rows<{ successes: string | null; errors: string | null; latency_sum: number | null; p95: number | null }>(
-    await db.execute(sql`
-      with p as (${p95Sql(sql`
-        select 1 as grp, t.i, sum(t.c)::float8 as c
-        from key_usage k, unnest(k.latency_buckets) with ordinality as t(c, i)
-        where k.key_id = ${keyId} and k.day between ${from}::date and ${to}::date
-        group by t.i`)})
-      select sum(successes) as successes, sum(errors) as errors, sum(latency_sum_ms) as latency_sum, (select p95 from p) as p95
-      from key_usage where key_id = ${keyId} and day between ${from}::date and ${to}::date`),
+      const [summary] = rows<{ successes: string | null; errors: string | null; latency_sum: number | null; p95: number | null }>(
+        await tx.execute(sql`
+          with p as (${p95Sql(sql`
+            select 1 as grp, t.i, sum(t.c)::float8 as c
+            from key_usage k, unnest(k.latency_buckets) with ordinality as t(c, i)
+            where k.key_id = ${keyId} and k.day between ${from}::date and ${to}::date
+            group by t.i`)})
+          select sum(successes) as successes, sum(errors) as errors, sum(latency_sum_ms) as latency_sum, (select p95 from p) as p95
+          from key_usage where key_id = ${keyId} and day between ${from}::date and ${to}::date`),
+      );
+      return { daily, top, summary };
+    },
+    { isolationLevel: "repeatable read", accessMode: "read only" },
   );
 
   const round = (n: number | null) => (n === null || Number.isNaN(n) ? null : Math.round(n * 100) / 100);
