@@ -123,8 +123,7 @@ export class UsageMeter {
    */
   private sortedRows(): UsageRow[] {
     const days = [...this.current.keys()].sort();
-    const keyIds = days.length === 1 ? [...this.current.get(days[0]!)!.keys()] : [...new Set(days.flatMap((d) => [...this.current.get(d)!.keys()]))];
-    keyIds.sort();
+    const keyIds = [...new Set(days.flatMap((d) => [...this.current.get(d)!.keys()]))].sort();
     const rows: UsageRow[] = [];
     for (const keyId of keyIds) {
       for (const day of days) {
