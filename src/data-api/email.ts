@@ -150,28 +150,41 @@ function suggestDomain(domain: string): string | null {
   return best ?? (fixedTld === undefined ? null : candidate);
 }
 
+/** osaDistance's three rows, reused from call to call (each address is compared with ~30 domains). */
+let rows = new Int32Array(3 * 64);
+
 /**
  * Damerau-Levenshtein distance in its optimal-string-alignment form (adjacent transpositions
  * count 1: "gmial" → "gmail"). Stops early and answers `limit` once every cell of a row
- * reaches it, so a far-off domain costs one or two rows.
+ * reaches it, so a far-off domain costs one or two rows. Compares UTF-16 code units and
+ * allocates nothing: the rows live in one buffer, at offsets that rotate.
  */
 export function osaDistance(a: string, b: string, limit = Infinity): number {
   if (Math.abs(a.length - b.length) >= limit) return limit;
-  let prev2 = new Array<number>(b.length + 1).fill(0);
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  let row = new Array<number>(b.length + 1).fill(0);
+  const width = b.length + 1;
+  if (rows.length < 3 * width) rows = new Int32Array(3 * width);
+  const r = rows;
+  // Offsets of the rows i-2, i-1 and i.
+  let prev2 = 0;
+  let prev = width;
+  let row = 2 * width;
+  for (let j = 0; j < width; j++) r[prev + j] = j;
   for (let i = 1; i <= a.length; i++) {
-    row[0] = i;
+    const ai = a.charCodeAt(i - 1);
+    r[row] = i;
     let rowMin = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let d = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, prev2[j - 2]! + 1);
-      row[j] = d;
+    for (let j = 1; j < width; j++) {
+      const bj = b.charCodeAt(j - 1);
+      let d = Math.min(r[prev + j]! + 1, r[row + j - 1]! + 1, r[prev + j - 1]! + (ai === bj ? 0 : 1));
+      if (i > 1 && j > 1 && ai === b.charCodeAt(j - 2) && a.charCodeAt(i - 2) === bj) d = Math.min(d, r[prev2 + j - 2]! + 1);
+      r[row + j] = d;
       if (d < rowMin) rowMin = d;
     }
     if (rowMin >= limit) return limit;
-    [prev2, prev, row] = [prev, row, prev2];
+    const oldest = prev2;
+    prev2 = prev;
+    prev = row;
+    row = oldest;
   }
-  return Math.min(prev[b.length]!, limit);
+  return Math.min(r[prev + b.length]!, limit);
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { analyzeEmail, osaDistance } from "../../src/data-api/email.ts";
+import { seeded } from "../support/prng.ts";
 import { emailAnalysisSchema } from "../../src/data-api/model.ts";
 
 const local64 = "l".repeat(64);
@@ -166,6 +167,31 @@ describe("analyzeEmail", () => {
       expect(osaDistance("kitten", "sitting")).toBe(3);
       expect(osaDistance("", "abc")).toBe(3);
       expect(osaDistance("example.org", "gmail.com", 3)).toBe(3);
+    });
+
+    it("agrees with the textbook definition on random strings, whatever their lengths in turn", () => {
+      // The full table, no early stop, no reuse: the definition osaDistance optimizes.
+      const reference = (a: string, b: string): number => {
+        const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+        for (let i = 1; i <= a.length; i++) {
+          for (let j = 1; j <= b.length; j++) {
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+            if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+          }
+        }
+        return d[a.length]![b.length]!;
+      };
+      const random = seeded(20261127);
+      // A small alphabet makes matches and transpositions common; lengths up to 80 make the
+      // reused rows grow, and shorter strings after longer ones read rows left by earlier calls.
+      const word = () => Array.from({ length: Math.floor(random() ** 2 * 80) }, () => "abc.é"[Math.floor(random() * 5)]).join("");
+      for (let n = 0; n < 2_000; n++) {
+        const a = word();
+        const b = word();
+        const limit = n % 3 === 0 ? Infinity : 1 + Math.floor(random() * 4);
+        expect([a, b, limit, osaDistance(a, b, limit)]).toEqual([a, b, limit, Math.min(reference(a, b), limit)]);
+      }
     });
   });
 });
