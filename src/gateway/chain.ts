@@ -205,7 +205,10 @@ function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePr
   // 6. quota
   if (key.monthlyQuota === null || !c.quota) return { key, cost: c.cost };
   const month = currentMonth(c.now);
-  const used = c.deps.state.consume(`quota:${key.id}:${month.id}`, c.cost, key.monthlyQuota, month.msLeft + 86_400_000);
+  // The counter's name is built once a month per key, not per request: a new string is
+  // hashed again at every lookup.
+  if (key.quotaKey.month !== month.id) key.quotaKey = { month: month.id, name: `quota:${key.id}:${month.id}` };
+  const used = c.deps.state.consume(key.quotaKey.name, c.cost, key.monthlyQuota, month.msLeft + 86_400_000);
   return used instanceof Promise ? used.then((u) => quota(c, key, key.monthlyQuota!, month, u)) : quota(c, key, key.monthlyQuota, month, used);
 }
 

@@ -12,6 +12,8 @@ export interface CachedKey {
   id: string;
   /** The key's rate limiter state name (`rl:<id>`), built once. */
   rateKey: string;
+  /** The key's quota counter name for one month (`quota:<id>:<YYYY-MM>`), rebuilt when the month turns. */
+  quotaKey: { month: string; name: string };
   accountId: string;
   environment: "live" | "test";
   scopes: ReadonlySet<string>;
@@ -192,6 +194,7 @@ export class KeyCache {
       ? {
           id: row.id,
           rateKey: `rl:${row.id}`,
+          quotaKey: { month: "", name: "" },
           accountId: row.accountId,
           environment: row.environment,
           scopes: new Set(row.scopes),

@@ -9,6 +9,8 @@ export interface Logger {
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
   error(msg: string, fields?: LogFields): void;
+  /** Whether lines of this level are written: a caller can skip building their fields. */
+  enabled(level: Exclude<LogLevel, "silent">): boolean;
 }
 
 /** One JSON object per line on stdout (or `write`), never a secret: callers log ids, not keys. */
@@ -23,5 +25,6 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
+    enabled: (lvl) => rank[lvl] >= min,
   };
 }

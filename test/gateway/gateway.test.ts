@@ -171,6 +171,20 @@ for (const backend of backends) {
       expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
     });
 
+    it("starts a new quota when the month turns while the key stays cached", async () => {
+      const d = new Date(clock.now());
+      const monthEnd = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+      clock.set(monthEnd - 2_000);
+      const account = await newAccount(h);
+      const { secret } = await newKey(h, account.id, { monthlyQuota: 2, rateLimit: 1000 });
+      for (let i = 0; i < 2; i++) expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+      expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(429);
+      // Well inside the cache's lifetime: the cached key turns to the new month's counter.
+      clock.advance(3_000);
+      for (let i = 0; i < 2; i++) expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+      expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(429);
+    });
+
     it("rate-limits failed authentications per client address", async () => {
       const ip = { "x-forwarded-for": "192.0.2.250" };
       let last: Response | undefined;

@@ -1,6 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { backends } from "../support/backends.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
+import { createLogger } from "../../src/ops/log.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
+import { requestRecorder } from "../../src/plugins/observe.ts";
+
+describe("access log", () => {
+  it("writes request lines at info and none at warn, and says which levels it writes", () => {
+    for (const [level, written] of [["info", 1], ["warn", 0]] as const) {
+      const lines: string[] = [];
+      const log = createLogger(level, (l) => lines.push(l));
+      expect([log.enabled("debug"), log.enabled("info"), log.enabled("warn"), log.enabled("error")]).toEqual([false, level === "info", true, true]);
+      requestRecorder(log, createMetrics())("GET", "/v1/email/:address", 200, 1.234, "req_x1");
+      expect(lines.length).toBe(written);
+      if (written) expect(JSON.parse(lines[0]!)).toMatchObject({ level: "info", msg: "request", requestId: "req_x1", route: "/v1/email/:address", status: 200, ms: 1.23 });
+    }
+  });
+});
 
 for (const backend of backends) {
   describe(`operations endpoints [${backend.name}]`, () => {
