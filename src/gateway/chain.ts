@@ -2,7 +2,7 @@ import type { Deps } from "../deps.ts";
 import { KeyStoreUnavailable, type CachedKey } from "../keys/cache.ts";
 import { hashKey, keyLength, parseKey } from "../keys/format.ts";
 import { ipAllowed } from "../keys/ips.ts";
-import { problemResponse } from "../plugins/problem.ts";
+import { problemBody, type Problem } from "../plugins/problem.ts";
 import type { CappedIncrement, MaybePromise, RateDecision } from "../state/types.ts";
 
 /** What a request that passed the chain carries into the handler and the meter. */
@@ -16,9 +16,15 @@ export interface GatewayPass {
 /** `usage.quota_warning` fires once a month per key, on the request that crosses 80%. */
 export const QUOTA_WARNING_SHARE = 0.8;
 
-/** A request the chain refused; `key` is set when it was refused after authentication (it is metered). */
+/**
+ * A request the chain refused: the problem+json body to answer (its `status` is the answer's);
+ * every header of the answer, Retry-After included, is already in the request's `headers`.
+ * `key` is set when it was refused after authentication (it is metered). A body rather than
+ * a Response: the data API answers it through Elysia's JSON path like a 200, where a Response
+ * would be copied by Elysia into a new one, its body streamed, to add those headers.
+ */
 export interface Rejection {
-  response: Response;
+  problem: Problem;
   key?: CachedKey;
 }
 
@@ -160,7 +166,8 @@ export function runChain(
     (key) => authorize(c, key),
     (err: unknown) => {
       if (err instanceof KeyStoreUnavailable) {
-        return { response: problemResponse(503, "temporarily_unavailable", "Keys cannot be verified right now; retry shortly.", {}, { "retry-after": "5" }) };
+        c.headers["retry-after"] = "5";
+        return { problem: problemBody(503, "temporarily_unavailable", "Keys cannot be verified right now; retry shortly.") };
       }
       throw err;
     },
@@ -180,14 +187,14 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
 
   // 3. scope
   if (!key.scopes.has(c.scope)) {
-    return withRate(c, key, () => problemResponse(403, "insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
+    return withRate(c, key, () => problemBody(403, "insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
   }
 
   // 4. IP allowlist
   if (key.allow !== null) {
     const ip = clientAddress(c);
     if (ip === undefined || !ipAllowed(key.allow, ip)) {
-      return withRate(c, key, () => problemResponse(403, "ip_not_allowed", "Requests from this address are not allowed for this key."));
+      return withRate(c, key, () => problemBody(403, "ip_not_allowed", "Requests from this address are not allowed for this key."));
     }
   }
 
@@ -200,7 +207,7 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
 function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
   setRateHeaders(c.headers, decision, c.now);
   if (!decision.allowed) {
-    return { key, response: problemResponse(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`, {}, { "retry-after": c.headers["retry-after"] as string }) };
+    return { key, problem: problemBody(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`) };
   }
   // 6. quota
   if (key.monthlyQuota === null || !c.quota) return { key, cost: c.cost };
@@ -215,9 +222,8 @@ function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePr
 /** Step 6's answer. */
 function quota(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: { id: string; msLeft: number }, used: CappedIncrement): GatewayPass | Rejection {
   if (!used.ok) {
-    const retry = String(Math.ceil(month.msLeft / 1000));
-    c.headers["retry-after"] = retry;
-    return { key, response: problemResponse(429, "quota_exceeded", `The monthly quota of ${monthlyQuota} requests is used up; it renews at the start of the next UTC month.`, {}, { "retry-after": retry }) };
+    c.headers["retry-after"] = String(Math.ceil(month.msLeft / 1000));
+    return { key, problem: problemBody(429, "quota_exceeded", `The monthly quota of ${monthlyQuota} requests is used up; it renews at the start of the next UTC month.`) };
   }
   // The counter is atomic across instances, so exactly one request sees the crossing.
   const threshold = Math.ceil(monthlyQuota * QUOTA_WARNING_SHARE);
@@ -231,11 +237,11 @@ function quota(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: { i
  * A 403 after authentication: the request still counts against the key's rate limit (it
  * used the key), so the headers stay truthful; the 403 is the answer either way.
  */
-function withRate(c: ChainRequest, key: CachedKey, answer: () => Response): MaybePromise<Rejection> {
+function withRate(c: ChainRequest, key: CachedKey, answer: () => Problem): MaybePromise<Rejection> {
   const refuse = (decision: RateDecision): Rejection => {
     setRateHeaders(c.headers, decision, c.now);
     delete c.headers["retry-after"];
-    return { key, response: answer() };
+    return { key, problem: answer() };
   };
   const decision = c.deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, c.now);
   return decision instanceof Promise ? decision.then(refuse) : refuse(decision);
@@ -249,9 +255,9 @@ function authFailure(c: ChainRequest, code: string, detail: string): MaybePromis
   const refuse = (decision: RateDecision): Rejection => {
     setRateHeaders(c.headers, decision, c.now, "auth-failures");
     if (!decision.allowed) {
-      return { response: problemResponse(429, "rate_limited", "Too many failed authentications from this address; retry later.", {}, { "retry-after": c.headers["retry-after"] as string }) };
+      return { problem: problemBody(429, "rate_limited", "Too many failed authentications from this address; retry later.") };
     }
-    return { response: problemResponse(401, code, detail) };
+    return { problem: problemBody(401, code, detail) };
   };
   // A state store that cannot answer does not turn a 401 into a 500: the budget is skipped.
   const open = (): RateDecision => ({ allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 });

@@ -3,6 +3,7 @@ import type { Deps } from "../deps.ts";
 import type { Scope } from "../keys/scopes.ts";
 import { emit } from "../notify/service.ts";
 import { apiErrorResponse } from "../plugins/errors.ts";
+import { PROBLEM_CONTENT_TYPE } from "../plugins/problem.ts";
 import { newRequestId, type InFlight, type RequestRecorder } from "../plugins/observe.ts";
 import { runChain, type GatewayPass, type Rejection } from "./chain.ts";
 
@@ -24,10 +25,14 @@ export interface GatewayRoute {
   cost?: (body: unknown) => number;
 }
 
-/** The parts of Elysia's context a gateway route reads. */
+/** The parts of Elysia's context a gateway route reads and writes. */
+interface GatewaySet {
+  headers: Record<string, string | number>;
+  status?: number | string;
+}
 interface GatewayContext {
   request: Request;
-  set: { headers: Record<string, string | number> };
+  set: GatewaySet;
 }
 
 /**
@@ -66,17 +71,19 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
   const endpoint = `${method} ${route}`;
   const socketIp = (request: Request) => () => env.server()?.requestIP(request)?.address;
 
-  const finish = (request: Request, headers: Record<string, string | number>, input: I, cost: number, startedAt: number, requestId: string, result: GatewayPass | Rejection): unknown => {
+  const finish = (request: Request, set: GatewaySet, input: I, cost: number, startedAt: number, requestId: string, result: GatewayPass | Rejection): unknown => {
     let answer: unknown;
     let status = 200;
-    if ("response" in result) {
-      answer = result.response;
-      status = result.response.status;
+    if ("problem" in result) {
+      // Through Elysia's JSON path, like a 200: the chain wrote every header in place.
+      answer = result.problem;
+      status = set.status = result.problem.status;
+      set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
     } else {
       try {
         answer = handle(input, result);
       } catch (err) {
-        const response = apiErrorResponse(err, request, headers, deps.log);
+        const response = apiErrorResponse(err, request, set.headers, deps.log);
         answer = response;
         status = response.status;
       }
@@ -97,9 +104,10 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
     return response;
   };
 
-  const serve = (request: Request, headers: Record<string, string | number>, input: I, cost: number): unknown => {
+  const serve = (request: Request, set: GatewaySet, input: I, cost: number): unknown => {
     const startedAt = performance.now();
     const requestId = newRequestId();
+    const headers = set.headers;
     headers["x-request-id"] = requestId;
     inflight.n++;
     let result: ReturnType<typeof runChain>;
@@ -110,18 +118,18 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
     }
     if (result instanceof Promise) {
       return result.then(
-        (r) => finish(request, headers, input, cost, startedAt, requestId, r),
+        (r) => finish(request, set, input, cost, startedAt, requestId, r),
         (err: unknown) => failed(request, headers, startedAt, requestId, err),
       );
     }
-    return finish(request, headers, input, cost, startedAt, requestId, result);
+    return finish(request, set, input, cost, startedAt, requestId, result);
   };
 
   // Elysia reads a handler's parameters to decide what each request must prepare: only a
   // route that mentions the body gets one parsed.
   const cost = opts.cost;
   if (cost !== undefined) {
-    return ({ request, set, body }: GatewayContext & { body: unknown }) => serve(request, set.headers, body as I, cost(body));
+    return ({ request, set, body }: GatewayContext & { body: unknown }) => serve(request, set, body as I, cost(body));
   }
-  return ({ request, set, params }: GatewayContext & { params: unknown }) => serve(request, set.headers, params as I, 1);
+  return ({ request, set, params }: GatewayContext & { params: unknown }) => serve(request, set, params as I, 1);
 }

@@ -4,7 +4,7 @@ import type { Deps } from "../deps.ts";
 import { runChain } from "../gateway/chain.ts";
 import { sameOrigin, sessionToken } from "../portal/http.ts";
 import { csrfMatches, validateSession } from "../portal/sessions.ts";
-import { problemResponse } from "./problem.ts";
+import { problemJson, problemResponse } from "./problem.ts";
 
 /** Who is calling /api: the account whose data every query is filtered by, and the audit actor. */
 export interface Caller {
@@ -45,7 +45,7 @@ export const apiAuthPlugin = (deps: Deps) =>
           return;
         }
         const result = await runChain(deps, ctx.request, ctx.set.headers as Record<string, string>, socketIp, "keys:manage", 0, { quota: false });
-        if ("response" in result) return result.response;
+        if ("problem" in result) return problemJson(result.problem);
         // Test keys exercise the data API; changing an account's keys is a live operation.
         if (result.key.environment === "test") {
           return problemResponse(403, "test_key_not_allowed", "A test key cannot use the management API; use a live key with keys:manage.");

@@ -42,11 +42,15 @@ export function problemBody(status: number, code: string, detail: string, extra:
   };
 }
 
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+
 export function problemResponse(status: number, code: string, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(problemBody(status, code, detail, extra)), {
-    status,
-    headers: { "content-type": "application/problem+json", ...headers },
-  });
+  return problemJson(problemBody(status, code, detail, extra), headers);
+}
+
+/** The answer for a problem body: its status, problem+json. */
+export function problemJson(problem: Problem, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(problem), { status: problem.status, headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers } });
 }
 
 /** Thrown by routes and services for expected failures; the errors plugin renders it. */
