@@ -15,10 +15,26 @@ function batchCost(body: unknown): number {
   return Array.isArray(items) && items.length >= 1 && items.length <= MAX_BATCH ? items.length : 1;
 }
 
-/** Elysia hands a path segment it cannot percent-decode (`%%`, `%ff`) over as null. */
-function pathParam(value: unknown): string {
-  if (typeof value !== "string") throw invalidRequest("The address is not validly percent-encoded.", [{ field: "address", message: "is not valid percent-encoding" }]);
+/**
+ * A path segment that is not valid percent-encoding (`%%`, `%ff`) is a 400. Elysia's own
+ * router hands it over as null; Bun's router, which serves the listening socket, decodes the
+ * bad escape to U+FFFD instead, so a U+FFFD is checked against the raw path (the client may
+ * also have sent one, as `%EF%BF%BD`).
+ */
+function pathParam(value: unknown, request: Request): string {
+  if (typeof value !== "string" || (value.includes("\uFFFD") && !validPercentEncoding(request.url))) {
+    throw invalidRequest("The address is not validly percent-encoded.", [{ field: "address", message: "is not valid percent-encoding" }]);
+  }
   return value;
+}
+
+function validPercentEncoding(url: string): boolean {
+  try {
+    decodeURIComponent(new URL(url).pathname);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -29,12 +45,12 @@ export const dataApiRoutes = (env: GatewayEnv) =>
   new Elysia({ name: "data-api" })
     .get(
       "/v1/email/:address",
-      gatewayHandler(env, "GET", "/v1/email/:address", { scope: "email:read" }, (params: { address?: unknown }) => analyzeEmail(pathParam(params.address))),
+      gatewayHandler(env, "GET", "/v1/email/:address", { scope: "email:read" }, (params: { address?: unknown }, _pass, request) => analyzeEmail(pathParam(params.address, request))),
     )
     .get(
       "/v1/ip/:address",
-      gatewayHandler(env, "GET", "/v1/ip/:address", { scope: "ip:read" }, (params: { address?: unknown }) => {
-        const result = analyzeIp(pathParam(params.address));
+      gatewayHandler(env, "GET", "/v1/ip/:address", { scope: "ip:read" }, (params: { address?: unknown }, _pass, request) => {
+        const result = analyzeIp(pathParam(params.address, request));
         if (!result) throw invalidRequest("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
         return result;
       }),

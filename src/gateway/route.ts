@@ -3,7 +3,7 @@ import type { Deps } from "../deps.ts";
 import type { Scope } from "../keys/scopes.ts";
 import { emit } from "../notify/service.ts";
 import { apiErrorResponse } from "../plugins/errors.ts";
-import { PROBLEM_CONTENT_TYPE } from "../plugins/problem.ts";
+import { ApiError, PROBLEM_CONTENT_TYPE, type Problem } from "../plugins/problem.ts";
 import { newRequestId, type InFlight, type RequestRecorder } from "../plugins/observe.ts";
 import { runChain, type GatewayPass, type Rejection } from "./chain.ts";
 
@@ -53,6 +53,16 @@ async function warnQuota(deps: Deps, key: GatewayPass["key"], w: NonNullable<Gat
 }
 
 /**
+ * A problem+json answer through Elysia's JSON path, like a 200: its headers are already in
+ * `set`. (A Response here would be copied by Elysia into a new one, body streamed, to add them.)
+ */
+function problemAnswer(set: GatewaySet, problem: Problem): Problem {
+  set.status = problem.status;
+  set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
+  return problem;
+}
+
+/**
  * A data-API route: one handler that runs the gateway chain (key-auth → status → scope → IP →
  * rate limit → quota, src/gateway/chain.ts), then `handle`, then meters and records the answer.
  *
@@ -64,9 +74,10 @@ async function warnQuota(deps: Deps, key: GatewayPass["key"], w: NonNullable<Gat
  * meter records before the answer leaves, so an answered request is always counted, even
  * when the process stops right after.
  *
- * `input` is what the handler reads from the request (path params, or the body).
+ * `input` is what the handler reads from the request (path params, or the body); `handle` also
+ * gets the request itself.
  */
-export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string, opts: GatewayRoute, handle: (input: I, pass: GatewayPass) => unknown) {
+export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string, opts: GatewayRoute, handle: (input: I, pass: GatewayPass, request: Request) => unknown) {
   const { deps, record, inflight } = env;
   const endpoint = `${method} ${route}`;
   const socketIp = (request: Request) => () => env.server()?.requestIP(request)?.address;
@@ -75,17 +86,22 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
     let answer: unknown;
     let status = 200;
     if ("problem" in result) {
-      // Through Elysia's JSON path, like a 200: the chain wrote every header in place.
-      answer = result.problem;
-      status = set.status = result.problem.status;
-      set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
+      answer = problemAnswer(set, result.problem);
+      status = result.problem.status;
     } else {
       try {
-        answer = handle(input, result);
+        answer = handle(input, result, request);
       } catch (err) {
-        const response = apiErrorResponse(err, request, set.headers, deps.log);
-        answer = response;
-        status = response.status;
+        if (err instanceof ApiError) {
+          // The handler's expected refusals (a bad address, an invalid batch).
+          Object.assign(set.headers, err.headers);
+          answer = problemAnswer(set, err.problem());
+          status = err.status;
+        } else {
+          const response = apiErrorResponse(err, request, set.headers, deps.log);
+          answer = response;
+          status = response.status;
+        }
       }
     }
     const ms = performance.now() - startedAt;

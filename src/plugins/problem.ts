@@ -65,8 +65,12 @@ export class ApiError extends Error {
   ) {
     super(detail);
   }
+  /** The problem+json body this error answers (its headers are `headers`). */
+  problem(): Problem {
+    return problemBody(this.status, this.code, this.detail, this.errors ? { errors: this.errors } : {});
+  }
   toResponse(extraHeaders: Record<string, string> = {}): Response {
-    return problemResponse(this.status, this.code, this.detail, this.errors ? { errors: this.errors } : {}, { ...this.headers, ...extraHeaders });
+    return problemJson(this.problem(), { ...this.headers, ...extraHeaders });
   }
 }
 

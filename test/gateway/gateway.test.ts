@@ -292,3 +292,30 @@ describe("requests in flight", () => {
     }
   });
 });
+
+describe("percent-encoding in the path", () => {
+  // app.handle routes with Elysia's router; a listening server with Bun's, which decodes a
+  // bad escape differently: both must refuse it.
+  it("refuses a path segment that is not valid percent-encoding, through the socket as through app.handle", async () => {
+    const h = await startHarness(backends[0]!);
+    try {
+      const account = await newAccount(h);
+      const { secret } = await newKey(h, account.id, { rateLimit: 1000 });
+      h.app.listen({ port: 0, hostname: "127.0.0.1" });
+      const origin = `http://127.0.0.1:${h.app.server!.port}`;
+      for (const path of ["/v1/email/%ff", "/v1/email/a%%40b.com", "/v1/email/%e2%82", "/v1/ip/%ff"]) {
+        for (const res of [await h.req(path, { headers: bearer(secret) }), await fetch(origin + path, { headers: bearer(secret) })]) {
+          expect([path, res.status]).toEqual([path, 400]);
+          expect(await problem(res)).toMatchObject({ code: "invalid_request", detail: "The address is not validly percent-encoded." });
+        }
+      }
+      // A U+FFFD the client sent, encoded, is an address like any other (an invalid one).
+      const sent = await fetch(`${origin}/v1/email/%EF%BF%BD`, { headers: bearer(secret) });
+      expect(sent.status).toBe(200);
+      expect(await sent.json()).toMatchObject({ input: "\uFFFD", valid: false });
+    } finally {
+      await h.app.stop();
+      await h.close();
+    }
+  });
+});
