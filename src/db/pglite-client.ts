@@ -13,6 +13,9 @@ type Unnumbered<R> = R extends unknown ? Omit<R, "id"> : never;
 /** Bun's Worker has Node's ref/unref; the DOM typing of the global does not. */
 type BunWorker = Worker & { ref(): void; unref(): void };
 
+/** Workers are not started more often than this after failures. */
+const RESTART_INTERVAL_MS = 1000;
+
 /**
  * The embedded database in a worker thread. PGlite in the serving thread cost the gateway
  * 17-73% more CPU a request even while idle, and its p99: its ~450 MB of WebAssembly memory
@@ -29,26 +32,61 @@ export class PgliteWorkerClient implements PgliteQueryable {
   private nextId = 1;
   /** The tail of the queue of exclusive operations. */
   private tail: Promise<unknown> = Promise.resolve();
+  private worker!: BunWorker;
+  /** Why the current worker cannot answer (it failed or stopped), until a new one is open. */
   private failure: Error | undefined;
+  /** Set by close(): nothing is answered or restarted after it (`closing` from its start). */
+  private closed: Error | undefined;
+  private closing = false;
+  /** No new worker is started before this time (performance.now()): at most one a second. */
+  private retryAt = 0;
+  /** Workers started after one failed (for tests and diagnostics). */
+  restarts = 0;
 
-  private constructor(private readonly worker: BunWorker) {
-    worker.addEventListener("message", (event: MessageEvent<WorkerReply>) => this.settle(event.data));
-    worker.addEventListener("error", (event: ErrorEvent) => this.fail(new Error(`the embedded database's worker failed: ${event.message}`)));
-    worker.addEventListener("close", () => this.fail(new Error("the embedded database is closed")));
-    // An idle database does not keep the process alive; a question in flight does (see send).
-    worker.unref();
-  }
+  private constructor(private readonly dataDir: string | undefined) {}
 
   /** Starts the worker and opens the database in `dataDir` (in memory when undefined). */
   static async open(dataDir: string | undefined): Promise<PgliteWorkerClient> {
-    const client = new PgliteWorkerClient(new Worker(pgliteWorkerUrl()) as BunWorker);
+    const client = new PgliteWorkerClient(dataDir);
+    await client.start();
+    return client;
+  }
+
+  /** A new worker with the database open in it; on failure it is stopped and the error thrown. */
+  private async start(): Promise<void> {
+    const worker = new Worker(pgliteWorkerUrl()) as BunWorker;
+    // Events of a worker that has been replaced are not this client's any more.
+    worker.addEventListener("message", (event: MessageEvent<WorkerReply>) => worker === this.worker && this.settle(event.data));
+    worker.addEventListener("error", (event: ErrorEvent) => worker === this.worker && this.fail(new Error(`the embedded database's worker failed: ${event.message}`)));
+    worker.addEventListener("close", () => worker === this.worker && this.fail(new Error("the embedded database's worker stopped")));
+    // An idle database does not keep the process alive; a question in flight does (see send).
+    worker.unref();
+    this.worker = worker;
+    this.failure = undefined;
     try {
-      await client.send({ op: "open", dataDir, assets: pgliteAssetPaths() });
+      await this.send({ op: "open", dataDir: this.dataDir, assets: pgliteAssetPaths() });
     } catch (err) {
-      client.worker.terminate();
+      this.failure = err as Error;
+      worker.terminate();
       throw err;
     }
-    return client;
+  }
+
+  /**
+   * After the worker failed (a WebAssembly abort, say), the next operation starts a new one on
+   * the same data directory — Postgres recovers it as after a crash — so the process keeps
+   * serving instead of failing every query until it is restarted. The operations in flight
+   * when it failed have failed. A new worker is started at most once a second (until then
+   * operations fail with the last error); an in-memory database is gone with its worker and
+   * is not restarted.
+   */
+  private async revive(): Promise<void> {
+    if (this.failure === undefined || this.closing || this.dataDir === undefined) return;
+    if (performance.now() < this.retryAt) return;
+    this.retryAt = performance.now() + RESTART_INTERVAL_MS;
+    this.worker.terminate();
+    await this.start();
+    this.restarts++;
   }
 
   query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
@@ -87,16 +125,19 @@ export class PgliteWorkerClient implements PgliteQueryable {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     try {
       await this.exclusive(() => this.send({ op: "close" }));
     } finally {
+      this.closed = new Error("the embedded database is closed");
+      this.fail(this.closed);
       this.worker.terminate();
-      this.fail(new Error("the embedded database is closed"));
     }
   }
 
   private exclusive<T>(op: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(op, op);
+    const run = () => this.revive().then(op);
+    const result = this.tail.then(run, run);
     this.tail = result.catch(() => {});
     return result;
   }
@@ -114,7 +155,8 @@ export class PgliteWorkerClient implements PgliteQueryable {
   }
 
   private send(req: Unnumbered<WorkerRequest>): Promise<unknown> {
-    if (this.failure) return Promise.reject(this.failure);
+    const failure = this.closed ?? this.failure;
+    if (failure) return Promise.reject(failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();

@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PgliteWorkerClient } from "../../src/db/pglite-client.ts";
 import { rejection } from "../support/fixtures.ts";
 
@@ -79,5 +82,48 @@ describe("PGlite in a worker thread", () => {
     const other = await PgliteWorkerClient.open(undefined);
     await other.close();
     expect((await rejection(other.query("select 1"))).message).toBe("the embedded database is closed");
+  });
+
+  /** Stops the client's worker the way a crash would: not through close(). */
+  const crash = async (client: PgliteWorkerClient) => {
+    (client as unknown as { worker: Worker }).worker.terminate();
+    await Bun.sleep(50);
+  };
+
+  it("replaces a worker that stopped: the next query opens the data directory in a new one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kp-pglite-restart-"));
+    const client = await PgliteWorkerClient.open(join(dir, "pgdata"));
+    try {
+      await client.query("create table kept (id int primary key)");
+      await client.query("insert into kept values (1), (2)");
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      // A transaction in flight when the worker stops fails; it is not replayed.
+      const inFlight = client.transaction(async (tx) => {
+        await tx.query("insert into kept values (3)");
+        await held;
+        await tx.query("insert into kept values (4)");
+      });
+      await Bun.sleep(50);
+      await crash(client);
+      release();
+      expect((await rejection(inFlight)).message).toBe("the embedded database's worker stopped");
+      const rows = await client.query<{ id: number }>("select id from kept order by id");
+      expect(rows.rows.map((r) => r.id)).toEqual([1, 2]);
+      expect(client.restarts).toBe(1);
+      await client.query("insert into kept values (5)");
+      expect((await client.query("select count(*)::int as n from kept")).rows).toEqual([{ n: 3 }]);
+    } finally {
+      await client.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("does not restart an in-memory database, whose data went with its worker", async () => {
+    const client = await PgliteWorkerClient.open(undefined);
+    await crash(client);
+    expect((await rejection(client.query("select 1"))).message).toBe("the embedded database's worker stopped");
+    expect(client.restarts).toBe(0);
+    await client.close().catch(() => {});
   });
 });
