@@ -35,8 +35,7 @@ export class PgliteWorkerClient implements PgliteQueryable {
   private worker!: BunWorker;
   /** Why the current worker cannot answer (it failed or stopped), until a new one is open. */
   private failure: Error | undefined;
-  /** Set by close(): nothing is answered or restarted after it (`closing` from its start). */
-  private closed: Error | undefined;
+  /** Set when close() starts: no worker is started after it. */
   private closing = false;
   /** No new worker is started before this time (performance.now()): at most one a second. */
   private retryAt = 0;
@@ -129,8 +128,9 @@ export class PgliteWorkerClient implements PgliteQueryable {
     try {
       await this.exclusive(() => this.send({ op: "close" }));
     } finally {
-      this.closed = new Error("the embedded database is closed");
-      this.fail(this.closed);
+      // Replaces any earlier failure: from now on every operation is told the database is closed.
+      this.failure = undefined;
+      this.fail(new Error("the embedded database is closed"));
       this.worker.terminate();
     }
   }
@@ -155,8 +155,7 @@ export class PgliteWorkerClient implements PgliteQueryable {
   }
 
   private send(req: Unnumbered<WorkerRequest>): Promise<unknown> {
-    const failure = this.closed ?? this.failure;
-    if (failure) return Promise.reject(failure);
+    if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();

@@ -34,12 +34,6 @@ const MINUTE = 60_000;
 /** Failed authentications allowed per client IP per minute before 429. */
 export const AUTH_FAILURE_LIMIT = 60;
 
-export function rateHeaders(d: RateDecision, now: number, policy = "default"): Record<string, string> {
-  const h: Record<string, string> = {};
-  setRateHeaders(h, d, now, policy);
-  return h;
-}
-
 /** The two headers that depend only on the policy and the limit, built once per pair. */
 const fixedHeaders = new Map<string, Map<number, { policy: string; limit: string }>>();
 function policyHeaders(policy: string, limit: number): { policy: string; limit: string } {

@@ -52,6 +52,12 @@ async function withLastUsed(db: Pick<Db, "select">, rows: KeyRow[]): Promise<Key
   });
 }
 
+/** One key's view with its last use (withLastUsed). */
+async function viewWithLastUsed(deps: KeyDeps, row: KeyRow, now: number): Promise<KeyView> {
+  const [shown] = await withLastUsed(deps.db, [row]);
+  return toView(shown!, deps.config.keyPrefix, now);
+}
+
 export function toView(row: KeyRow, prefix: string, now: number): KeyView {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   return {
@@ -164,8 +170,7 @@ async function findOwned(tx: Pick<Deps["db"], "select">, accountId: string, id: 
 }
 
 export async function getKey(deps: KeyDeps, accountId: string, id: string): Promise<KeyView> {
-  const [row] = await withLastUsed(deps.db, [await findOwned(deps.db, accountId, id)]);
-  return toView(row!, deps.config.keyPrefix, deps.clock.now());
+  return viewWithLastUsed(deps, await findOwned(deps.db, accountId, id), deps.clock.now());
 }
 
 export async function getKeyRow(deps: KeyDeps, accountId: string, id: string): Promise<KeyRow> {
@@ -201,8 +206,7 @@ export async function updateKey(deps: KeyDeps, accountId: string, id: string, in
     return after!;
   });
   await deps.keyCache.announce(row.hash);
-  const [shown] = await withLastUsed(deps.db, [row]);
-  return toView(shown!, deps.config.keyPrefix, nowMs);
+  return viewWithLastUsed(deps, row, nowMs);
 }
 
 export async function revokeKey(deps: KeyDeps, accountId: string, id: string, who: Actor): Promise<KeyView> {
@@ -221,8 +225,7 @@ export async function revokeKey(deps: KeyDeps, accountId: string, id: string, wh
     return after!;
   });
   await deps.keyCache.announce(row.hash);
-  const [shown] = await withLastUsed(deps.db, [row]);
-  return toView(shown!, deps.config.keyPrefix, nowMs);
+  return viewWithLastUsed(deps, row, nowMs);
 }
 
 /**
@@ -286,11 +289,10 @@ export async function rollKey(
     return replaced;
   });
   await deps.keyCache.announce(result.previous.hash);
-  const [previous] = await withLastUsed(deps.db, [result.previous]);
   return {
     key: toView(result.created.row, deps.config.keyPrefix, nowMs),
     secret: result.created.secret,
-    previous: toView(previous!, deps.config.keyPrefix, nowMs),
+    previous: await viewWithLastUsed(deps, result.previous, nowMs),
   };
 }
 
