@@ -10,7 +10,7 @@ import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import * as schema from "./schema.ts";
 import { migrationsFolder } from "../embedded.ts";
-import { PgliteWorkerClient } from "./pglite-client.ts";
+import { PgliteWorkerClient, type OpenOptions, type PgliteConnection } from "./pglite-client.ts";
 
 export type Schema = typeof schema;
 /** One type for both drivers: services never know which one they run on. */
@@ -91,9 +91,9 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
  * PGlite is single-process: a lock file in DATA_DIR holds the owner's pid, and a second
  * process gets DataDirLocked naming it instead of opening (and damaging) the same files.
  * The database itself runs in a worker thread (pglite-client.ts). `dataDir: undefined`
- * gives an in-memory database (tests).
+ * gives an in-memory database (tests); `loadDataDir` starts an empty one as a copy of a dump.
  */
-export async function openPglite(dataDir: string | undefined): Promise<Database> {
+export async function openPglite(dataDir: string | undefined, opts: OpenOptions = {}): Promise<Database> {
   let releaseLock = () => {};
   let pgDir: string | undefined;
   if (dataDir) {
@@ -103,11 +103,22 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
   }
   let client: PgliteWorkerClient;
   try {
-    client = await PgliteWorkerClient.open(pgDir);
+    client = await PgliteWorkerClient.open(pgDir, opts);
   } catch (err) {
     releaseLock();
     throw new DatabaseUnavailable(`cannot open the embedded database in ${pgDir ?? "memory"} (${describe(err)})`);
   }
+  return pgliteDatabase(client, async () => {
+    try {
+      await client.close();
+    } finally {
+      releaseLock();
+    }
+  });
+}
+
+/** A Database over an open PGlite connection; `close` is what closing it does. */
+export function pgliteDatabase(client: PgliteConnection, close: () => Promise<void>): Database {
   const count = counter();
   // drizzle's PGlite driver calls only `query` and `transaction`, which the worker's client has.
   const asPglite = client as unknown as PGlite;
@@ -121,13 +132,7 @@ export async function openPglite(dataDir: string | undefined): Promise<Database>
     async migrate() {
       await migratePglite(drizzlePglite(asPglite), { migrationsFolder: migrationsFolder() });
     },
-    async close() {
-      try {
-        await client.close();
-      } finally {
-        releaseLock();
-      }
-    },
+    close,
     queryCount: count.read,
   };
 }

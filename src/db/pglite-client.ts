@@ -7,6 +7,18 @@ export interface PgliteQueryable {
   query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>>;
 }
 
+/** What drizzle's PGlite driver calls on its client: the worker's, or a test's lease of one. */
+export interface PgliteConnection extends PgliteQueryable {
+  transaction<T>(fn: (tx: PgliteQueryable) => Promise<T>): Promise<T>;
+}
+
+export interface OpenOptions {
+  /** A `dump()` to start an empty directory from, instead of initdb (seconds). */
+  loadDataDir?: Blob;
+  /** postgresql.conf lines, e.g. `shared_buffers=4MB` for the many small databases of tests. */
+  settings?: string[];
+}
+
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
 /** A request before `send` numbers it. */
 type Unnumbered<R> = R extends unknown ? Omit<R, "id"> : never;
@@ -27,7 +39,7 @@ const RESTART_INTERVAL_MS = 1000;
  * semantics: one thing at a time, a transaction holding the database until it ends (a query
  * outside it waits).
  */
-export class PgliteWorkerClient implements PgliteQueryable {
+export class PgliteWorkerClient implements PgliteConnection {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   /** The tail of the queue of exclusive operations. */
@@ -39,16 +51,26 @@ export class PgliteWorkerClient implements PgliteQueryable {
   private closing = false;
   /** No new worker is started before this time (performance.now()): at most one a second. */
   private retryAt = 0;
+  /** Set once a worker has opened the database: a restart opens what is in the directory. */
+  private opened = false;
   /** Workers started after one failed (for tests and diagnostics). */
   restarts = 0;
 
-  private constructor(private readonly dataDir: string | undefined) {}
+  private constructor(
+    private readonly dataDir: string | undefined,
+    private readonly opts: OpenOptions,
+  ) {}
 
   /** Starts the worker and opens the database in `dataDir` (in memory when undefined). */
-  static async open(dataDir: string | undefined): Promise<PgliteWorkerClient> {
-    const client = new PgliteWorkerClient(dataDir);
+  static async open(dataDir: string | undefined, opts: OpenOptions = {}): Promise<PgliteWorkerClient> {
+    const client = new PgliteWorkerClient(dataDir, opts);
     await client.start();
     return client;
+  }
+
+  /** The whole data directory as an uncompressed tar file, for `open(…, { loadDataDir })`. */
+  dump(): Promise<Blob> {
+    return this.exclusive(() => this.send({ op: "dump" }) as Promise<Blob>);
   }
 
   /** A new worker with the database open in it; on failure it is stopped and the error thrown. */
@@ -63,7 +85,10 @@ export class PgliteWorkerClient implements PgliteQueryable {
     this.worker = worker;
     this.failure = undefined;
     try {
-      await this.send({ op: "open", dataDir: this.dataDir, assets: pgliteAssetPaths() });
+      // After a restart the directory holds the data: it is never loaded over again.
+      const loadDataDir = this.opened ? undefined : this.opts.loadDataDir;
+      await this.send({ op: "open", dataDir: this.dataDir, assets: pgliteAssetPaths(), loadDataDir, settings: this.opts.settings });
+      this.opened = true;
     } catch (err) {
       this.failure = err as Error;
       worker.terminate();

@@ -27,8 +27,13 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   switch (req.op) {
     case "open": {
       const assets = req.assets ? await loadPgliteAssets(req.assets) : undefined;
-      pg = await PGlite.create({ dataDir: req.dataDir, ...assets });
+      pg = await PGlite.create({ dataDir: req.dataDir, loadDataDir: req.loadDataDir, postgresqlconf: req.settings, ...assets });
       return null;
+    }
+    case "dump": {
+      if (!pg) throw new Error("the embedded database is not open");
+      // Uncompressed: a copy is loaded far more often than it is made, and gunzip costs more than the bytes.
+      return await pg.dumpDataDir("none");
     }
     case "query": {
       if (!pg) throw new Error("the embedded database is not open");
