@@ -1,3 +1,4 @@
+import type { Passwords } from "./accounts/passwords.ts";
 import type { Config } from "./config.ts";
 import type { Database, Db } from "./db/client.ts";
 import type { Clock } from "./ops/clock.ts";
@@ -15,6 +16,7 @@ export interface Deps {
   db: Db;
   state: SharedState;
   clock: Clock;
+  passwords: Passwords;
   log: Logger;
   metrics: Metrics;
   shutdown: Shutdown;

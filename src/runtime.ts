@@ -1,3 +1,4 @@
+import { argon2id, type Passwords } from "./accounts/passwords.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import type { Deps } from "./deps.ts";
@@ -20,6 +21,7 @@ export interface AssembleOptions {
   clock?: Clock;
   log?: Logger;
   keyCache?: KeyCacheOptions;
+  passwords?: Passwords;
 }
 
 /** Deps over an open database and state; `close` runs the shutdown hooks, then closes both. */
@@ -42,6 +44,7 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
     db: database.db,
     state,
     clock,
+    passwords: opts.passwords ?? argon2id(),
     log,
     metrics: createMetrics({
       dbQueries: () => database.queryCount(),
@@ -71,23 +74,26 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
 }
 
 /**
- * Opens the database (migrating it) and the shared state for a config. The CLI and the
- * server start here.
+ * Opens the shared state, then the database (migrating it), for a config. The CLI and the
+ * server start here. Redis answers or refuses in milliseconds; opening the embedded database
+ * takes about a second: an unreachable REDIS_URL is reported before that is spent.
  */
 export async function buildDeps(config: Config, opts: AssembleOptions = {}): Promise<OwnedDeps> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const state = await openState({
+    redisUrl: config.redisUrl,
+    clock: opts.clock,
+    policy: config.rateLimitOnRedisError,
+    instanceCount: config.instanceCount,
+    log: opts.log,
+  });
+  let database: Database | undefined;
   try {
+    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     await database.migrate();
-    const state = await openState({
-      redisUrl: config.redisUrl,
-      clock: opts.clock,
-      policy: config.rateLimitOnRedisError,
-      instanceCount: config.instanceCount,
-      log: opts.log,
-    });
     return await assembleDeps(config, database, state, opts);
   } catch (err) {
-    await database.close().catch(() => {});
+    await database?.close().catch(() => {});
+    await state.close().catch(() => {});
     throw err;
   }
 }

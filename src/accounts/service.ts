@@ -26,19 +26,24 @@ export function zodFieldErrors(error: z.ZodError): FieldError[] {
   return error.issues.map((i) => ({ field: i.path.join(".") || "body", message: i.message }));
 }
 
+/** A new account's email and password checked as createAccount checks them, with no database. */
+export function parseNewAccount(input: { email: string; password: string }): z.output<typeof newAccountSchema> {
+  const parsed = newAccountSchema.safeParse(input);
+  if (!parsed.success) throw new ApiError(400, "invalid_request", "The account details are not valid.", zodFieldErrors(parsed.error));
+  return parsed.data;
+}
+
 /**
  * Creates an account. The first account of an empty database becomes an operator, as does
  * one created with `operator: true`.
  */
 export async function createAccount(
-  deps: Pick<Deps, "db" | "clock">,
+  deps: Pick<Deps, "db" | "clock" | "passwords">,
   input: { email: string; password: string; operator?: boolean },
   who: Actor,
 ): Promise<Account> {
-  const parsed = newAccountSchema.safeParse(input);
-  if (!parsed.success) throw new ApiError(400, "invalid_request", "The account details are not valid.", zodFieldErrors(parsed.error));
-  const { email, password } = parsed.data;
-  const passwordHash = await Bun.password.hash(password, { algorithm: "argon2id" });
+  const { email, password } = parseNewAccount(input);
+  const passwordHash = await deps.passwords.hash(password);
   const now = new Date(deps.clock.now());
   return deps.db.transaction(async (tx) => {
     const existing = await tx.select({ id: accounts.id }).from(accounts).where(eq(accounts.email, email));

@@ -17,7 +17,7 @@ export function passwordProblem(password: string, email: string): string | null 
   return null;
 }
 
-export async function signUp(deps: Pick<Deps, "db" | "clock">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
+export async function signUp(deps: Pick<Deps, "db" | "clock" | "passwords">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
   const problem = passwordProblem(input.password ?? "", input.email ?? "");
   if (problem) throw new ApiError(400, "invalid_request", "The account details are not valid.", [{ field: "password", message: problem }]);
   return createAccount(deps, input, { actor: "signup", ...who });
@@ -48,16 +48,12 @@ export class LoginThrottled extends ApiError {
   }
 }
 
-// Verifying against this when the email is unknown makes both failures cost one argon2id
-// verification, so timing does not tell which emails have accounts.
-const DUMMY_HASH = Bun.password.hashSync(crypto.randomUUID(), { algorithm: "argon2id" });
-
 /**
  * Checks an email and password. Both kinds of failure give the same error and the same
  * cost; failures count per email and per client address in the shared state.
  */
 export async function logIn(
-  deps: Pick<Deps, "db" | "state" | "clock">,
+  deps: Pick<Deps, "db" | "state" | "clock" | "passwords">,
   input: { email: string; password: string },
   who: Omit<Actor, "actor">,
 ): Promise<Account> {
@@ -68,7 +64,7 @@ export async function logIn(
   if (e15 >= LOGIN_LIMITS.perEmail15m || e60 >= LOGIN_LIMITS.perEmailHour || ip15 >= LOGIN_LIMITS.perIp15m) throw new LoginThrottled();
 
   const account = email && email.length <= 254 ? await findAccountByEmail(deps, email) : undefined;
-  const ok = await Bun.password.verify(password.slice(0, 256), account?.passwordHash ?? DUMMY_HASH);
+  const ok = await deps.passwords.verify(password.slice(0, 256), account?.passwordHash ?? (await deps.passwords.dummyHash()));
   if (!account || !ok) {
     await Promise.all([
       deps.state.incr(keys.email15, 1, 15 * MINUTE),
@@ -84,21 +80,21 @@ export async function logIn(
 }
 
 export async function changePassword(
-  deps: Pick<Deps, "db" | "clock">,
+  deps: Pick<Deps, "db" | "clock" | "passwords">,
   account: { id: string; email: string },
   input: { current: string; next: string },
   who: Actor,
 ): Promise<void> {
   const [row] = await deps.db.select().from(accounts).where(eq(accounts.id, account.id));
   const errors: FieldError[] = [];
-  if (!row || !(await Bun.password.verify(String(input.current ?? "").slice(0, 256), row.passwordHash))) {
+  if (!row || !(await deps.passwords.verify(String(input.current ?? "").slice(0, 256), row.passwordHash))) {
     errors.push({ field: "current", message: "is not your current password" });
   }
   const problem = passwordProblem(String(input.next ?? ""), account.email);
   if (problem) errors.push({ field: "next", message: problem });
   if (errors.length) throw new ApiError(400, "invalid_request", "The password was not changed.", errors);
   const now = new Date(deps.clock.now());
-  const passwordHash = await Bun.password.hash(String(input.next), { algorithm: "argon2id" });
+  const passwordHash = await deps.passwords.hash(String(input.next));
   await deps.db.transaction(async (tx) => {
     await tx.update(accounts).set({ passwordHash, updatedAt: now }).where(eq(accounts.id, account.id));
     await recordAudit(tx, who, { accountId: account.id, action: "account.password_changed" }, now);
