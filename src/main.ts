@@ -1,10 +1,7 @@
 import { parseArgs } from "node:util";
-import { createApp } from "./app.ts";
 import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
-import { createAccount, findAccountByEmail } from "./accounts/service.ts";
-import { createKey, revokeKeyById } from "./keys/service.ts";
-import { loadIpCountries } from "./data-api/ip.ts";
-import { startJobs } from "./jobs.ts";
+import { createAccount, findAccountByEmail, parseNewAccount } from "./accounts/service.ts";
+import { createKey, parseNewKey, revokeKeyById } from "./keys/service.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
 import { createLogger } from "./ops/log.ts";
@@ -54,6 +51,9 @@ async function serve(config: Config): Promise<void> {
   if (config.databaseUrl && config.secretKeySource === "file") {
     log.warn("SECRET_KEY is not set: using one generated in DATA_DIR; instances that share a database must share SECRET_KEY");
   }
+  // The server's modules (the app, its pages, the data API's tables) are loaded only to
+  // serve: the other commands start in half the time without them.
+  const [{ createApp }, { startJobs }, { loadIpCountries }] = await Promise.all([import("./app.ts"), import("./jobs.ts"), import("./data-api/ip.ts")]);
   const deps = await buildDeps(config, { log });
   // Load the IP-to-country table now rather than on the first /v1/ip request.
   loadIpCountries();
@@ -118,6 +118,8 @@ async function run(argv: string[]): Promise<number> {
       const values = flags(args, { email: { type: "string" }, password: { type: "string" }, admin: { type: "boolean" } });
       const email = required(values, "email");
       const password = required(values, "password");
+      // Bad values are refused before the database is opened.
+      parseNewAccount({ email, password });
       const deps = await buildDeps(config, { log: createLogger("warn") });
       try {
         const account = await createAccount(deps, { email, password, operator: Boolean(values.admin) }, cliActor);
@@ -172,6 +174,8 @@ async function keyCreate(config: Config, args: string[]): Promise<number> {
     ipAllowlist: listFlag(values.ips),
     monthlyQuota: intFlag(values.quota, "quota"),
   };
+  // Bad values are refused before the database is opened.
+  parseNewKey(input, Date.now());
   const deps = await buildDeps(config, { log: createLogger("warn") });
   try {
     const account = await findAccountByEmail(deps, email);

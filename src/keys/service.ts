@@ -127,11 +127,17 @@ async function insertKey(
   return { row: row!, secret };
 }
 
+/** A new key's fields checked as createKey checks them, with no database (the CLI checks its flags first). */
+export function parseNewKey(input: CreateKeyInput | unknown, nowMs: number) {
+  const data = parse(createKeySchema, input, "key");
+  requireFuture(data.expiresAt, nowMs);
+  return data;
+}
+
 /** Creates a key; the secret is in this answer and nowhere else, ever. */
 export async function createKey(deps: KeyDeps, accountId: string, input: CreateKeyInput | unknown, who: Actor): Promise<{ key: KeyView; secret: string }> {
-  const data = parse(createKeySchema, input, "key");
   const nowMs = deps.clock.now();
-  requireFuture(data.expiresAt, nowMs);
+  const data = parseNewKey(input, nowMs);
   const now = new Date(nowMs);
   const { row, secret } = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
