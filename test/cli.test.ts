@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { openPglite } from "../src/db/client.ts";
 import { accounts } from "../src/db/schema.ts";
 import { projectRoot } from "../src/embedded.ts";
+import { seedDataDir } from "./support/embedded.ts";
 
 const main = join(projectRoot, "src", "main.ts");
 const dirs: string[] = [];
@@ -14,6 +15,19 @@ const tempDir = () => {
   return d;
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+/** A DATA_DIR holding a migrated database, as after a first start (initdb alone takes seconds). */
+const seededDir = async () => {
+  const d = tempDir();
+  await seedDataDir(d);
+  return d;
+};
+
+/**
+ * Every command is a new Bun process, and most open the embedded database in a worker of
+ * their own: 0.3-0.5 s, and about 1 s more to open it, on 2 cores (2-3 s each under load). A
+ * test's timeout is this for each process it starts or database it opens.
+ */
+const PER_PROCESS_MS = 10_000;
 
 /** The environment of a clean machine: PATH and the variables under test, nothing else. */
 function cli(args: string[], env: Record<string, string> = {}) {
@@ -60,36 +74,36 @@ describe("keyport CLI", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown command "frobnicate"');
     expect(r.stderr).toContain("usage: keyport");
-  }, 120_000);
+  }, PER_PROCESS_MS);
 
   it("prints usage and exits 2 for an unknown flag", () => {
     const r = cli(["account", "create", "--email", "a@b.co", "--password", "x".repeat(12), "--colour", "red"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("--colour");
-  }, 120_000);
+  }, PER_PROCESS_MS);
 
   it("stops with one line naming a bad variable, exit 1, no stack trace", () => {
     const r = cli(["migrate"], { PORT: "abc" });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('keyport: PORT must be an integer 1-65535, got "abc"');
-  }, 120_000);
+  }, PER_PROCESS_MS);
 
   it("stops with one clear line when DATABASE_URL does not answer", () => {
     const r = cli(["migrate"], { DATABASE_URL: "postgres://postgres@127.0.0.1:1/none", SECRET_KEY: "s".repeat(40) });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n").length).toBe(1);
     expect(r.stderr).toContain("cannot reach DATABASE_URL");
-  }, 120_000);
+  }, PER_PROCESS_MS);
 
   it("stops with one clear line when REDIS_URL does not answer", () => {
     const r = cli(["serve"], { REDIS_URL: "redis://127.0.0.1:1", PORT: String(40000 + Math.floor(Math.random() * 20000)) });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n").length).toBe(1);
     expect(r.stderr).toContain("cannot reach REDIS_URL");
-  }, 120_000);
+  }, PER_PROCESS_MS);
 
   it("refuses an invalid email or a short password with exit 2 and writes nothing", async () => {
-    const dataDir = tempDir();
+    const dataDir = await seededDir();
     const bad = cli(["account", "create", "--email", "nope", "--password", "long enough password"], { DATA_DIR: dataDir });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("email is not a valid email address");
@@ -102,17 +116,17 @@ describe("keyport CLI", () => {
     } finally {
       await db.close();
     }
-  }, 120_000);
+  }, 3 * PER_PROCESS_MS);
 
-  it("creates an account, the first one an operator", () => {
-    const dataDir = tempDir();
+  it("creates an account, the first one an operator", async () => {
+    const dataDir = await seededDir();
     const r = cli(["account", "create", "--email", "Ops@Example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^acct_\w+ ops@example\.com \(operator\)\n$/);
-  }, 120_000);
+  }, PER_PROCESS_MS);
 
   it("lets one process hold DATA_DIR: a second one exits naming the holder's pid", async () => {
-    const dataDir = tempDir();
+    const dataDir = await seededDir();
     const server = await startServer({ DATA_DIR: dataDir });
     const second = cli(["migrate"], { DATA_DIR: dataDir });
     expect(second.code).toBe(1);
@@ -123,12 +137,12 @@ describe("keyport CLI", () => {
     expect(out).toContain('"shutdown complete"');
     // The holder is gone: the data is whole and the next process opens it.
     expect(cli(["migrate"], { DATA_DIR: dataDir }).code).toBe(0);
-  }, 120_000);
+  }, 3 * PER_PROCESS_MS);
 });
 
 describe("keyport key", () => {
   it("creates a key printing the secret alone, and revokes it by id", async () => {
-    const dataDir = tempDir();
+    const dataDir = await seededDir();
     expect(cli(["account", "create", "--email", "k@example.com", "--password", "long enough password"], { DATA_DIR: dataDir }).code).toBe(0);
     const made = cli(["key", "create", "--email", "k@example.com", "--name", "ci", "--scopes", "email:read,ip:read", "--env", "test", "--rate", "100", "--ips", "10.0.0.0/8"], { DATA_DIR: dataDir });
     expect(made.code).toBe(0);
@@ -150,10 +164,10 @@ describe("keyport key", () => {
     const again = cli(["key", "revoke", "key_doesnotexist000"], { DATA_DIR: dataDir });
     expect(again.code).toBe(2);
     expect(again.stderr).toContain("No such key");
-  }, 120_000);
+  }, 5 * PER_PROCESS_MS);
 
-  it("refuses bad values with one readable line and exit 2", () => {
-    const dataDir = tempDir();
+  it("refuses bad values with one readable line and exit 2", async () => {
+    const dataDir = await seededDir();
     cli(["account", "create", "--email", "k@example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
     const cases: [string[], string][] = [
       [["--scopes", "nope:read"], 'scopes unknown scope "nope:read"'],
@@ -171,12 +185,12 @@ describe("keyport key", () => {
     const nobody = cli(["key", "create", "--email", "nobody@example.com", "--name", "x", "--scopes", "email:read"], { DATA_DIR: dataDir });
     expect(nobody.code).toBe(2);
     expect(nobody.stderr).toContain("no account with email");
-  }, 120_000);
+  }, 7 * PER_PROCESS_MS);
 });
 
 describe("keyport serve", () => {
   it("answers requests until SIGTERM, then flushes every counted request before exiting 0", async () => {
-    const dataDir = tempDir();
+    const dataDir = await seededDir();
     cli(["account", "create", "--email", "s@example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
     const secret = cli(["key", "create", "--email", "s@example.com", "--name", "load", "--scopes", "email:read", "--rate", "10000"], { DATA_DIR: dataDir }).stdout.trim();
     // A flush interval far longer than the test: only the shutdown flush can write the counts.
@@ -205,5 +219,5 @@ describe("keyport serve", () => {
     } finally {
       await db.close();
     }
-  }, 120_000);
+  }, 4 * PER_PROCESS_MS);
 });

@@ -17,12 +17,21 @@ function numericRows(file: string): { start: bigint; end: bigint; country: strin
     });
 }
 
-function linearCountry(rows: { start: bigint; end: bigint; country: string }[], ip: bigint): string | null {
-  for (const row of rows) {
-    if (row.start > ip) return null;
-    if (ip <= row.end) return row.country;
+/**
+ * The country of each address by one linear pass over the file's rows (sorted, disjoint)
+ * with the addresses in ascending order: the same answer as scanning the rows for each
+ * address, and independent of the range table under test. (A scan per address was 2.5 s.)
+ */
+function linearCountries(rows: { start: bigint; end: bigint; country: string }[], ips: bigint[]): (string | null)[] {
+  const order = ips.map((_, i) => i).sort((a, b) => (ips[a]! < ips[b]! ? -1 : ips[a]! > ips[b]! ? 1 : 0));
+  const countries: (string | null)[] = new Array(ips.length).fill(null);
+  let r = 0;
+  for (const i of order) {
+    const ip = ips[i]!;
+    while (r < rows.length && rows[r]!.end < ip) r++;
+    if (r < rows.length && rows[r]!.start <= ip) countries[i] = rows[r]!.country;
   }
-  return null;
+  return countries;
 }
 
 const v4Text = (n: bigint) => [24n, 16n, 8n, 0n].map((s) => (n >> s) & 255n).join(".");
@@ -210,19 +219,18 @@ describe("analyzeIp", () => {
       const rows = numericRows("asn-country-ipv4-num.csv");
       expect(rows.length).toBe(ipTableSize().v4);
       const rand = seeded(42);
+      const samples = Array.from({ length: 3_000 }, (_, i) => {
+        if (i % 2 === 0) return BigInt(Math.floor(rand() * 2 ** 32));
+        // Half the samples fall inside a row, a third of those on its first or last address.
+        const row = rows[Math.floor(rand() * rows.length)]!;
+        const pick = rand();
+        return pick < 0.17 ? row.start : pick < 0.34 ? row.end : row.start + BigInt(Math.floor(rand() * Number(row.end - row.start + 1n)));
+      });
+      const scanned = linearCountries(rows, samples);
       let found = 0;
-      for (let i = 0; i < 3_000; i++) {
-        let n: bigint;
-        if (i % 2 === 0) {
-          n = BigInt(Math.floor(rand() * 2 ** 32));
-        } else {
-          // Half the samples fall inside a row, a third of those on its first or last address.
-          const row = rows[Math.floor(rand() * rows.length)]!;
-          const pick = rand();
-          n = pick < 0.17 ? row.start : pick < 0.34 ? row.end : row.start + BigInt(Math.floor(rand() * Number(row.end - row.start + 1n)));
-        }
+      for (const [i, n] of samples.entries()) {
         const result = analyzeIp(v4Text(n))!;
-        const expected = result.reserved ? null : linearCountry(rows, n);
+        const expected = result.reserved ? null : scanned[i]!;
         if (expected !== null) found++;
         expect({ ip: result.ip, country: result.country }).toEqual({ ip: v4Text(n), country: expected });
       }
@@ -234,19 +242,18 @@ describe("analyzeIp", () => {
       expect(rows.length).toBe(ipTableSize().v6);
       const rand = seeded(43);
       const random64 = () => (BigInt(Math.floor(rand() * 2 ** 32)) << 32n) | BigInt(Math.floor(rand() * 2 ** 32));
+      const samples = Array.from({ length: 2_000 }, (_, i) => {
+        // Anywhere in 2000::/3, where every allocated range lies.
+        if (i % 2 === 0) return (1n << 125n) | (((random64() << 64n) | random64()) & ((1n << 125n) - 1n));
+        const row = rows[Math.floor(rand() * rows.length)]!;
+        const pick = rand();
+        return pick < 0.17 ? row.start : pick < 0.34 ? row.end : row.start + ((((random64() << 64n) | random64()) % (row.end - row.start + 1n)));
+      });
+      const scanned = linearCountries(rows, samples);
       let found = 0;
-      for (let i = 0; i < 2_000; i++) {
-        let n: bigint;
-        if (i % 2 === 0) {
-          // Anywhere in 2000::/3, where every allocated range lies.
-          n = (1n << 125n) | (((random64() << 64n) | random64()) & ((1n << 125n) - 1n));
-        } else {
-          const row = rows[Math.floor(rand() * rows.length)]!;
-          const pick = rand();
-          n = pick < 0.17 ? row.start : pick < 0.34 ? row.end : row.start + ((((random64() << 64n) | random64()) % (row.end - row.start + 1n)));
-        }
+      for (const [i, n] of samples.entries()) {
         const result = analyzeIp(v6Text(n))!;
-        const expected = result.reserved ? null : linearCountry(rows, n);
+        const expected = result.reserved ? null : scanned[i]!;
         if (expected !== null) found++;
         expect({ ip: v6Text(n), country: result.country }).toEqual({ ip: v6Text(n), country: expected });
       }

@@ -12,8 +12,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend);
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     it("has every table of the schema after the migrations", async () => {
       const rows = await h.deps.db.execute<{ table_name: string }>(

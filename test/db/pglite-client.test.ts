@@ -3,16 +3,24 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PgliteWorkerClient } from "../../src/db/pglite-client.ts";
+import type { PgliteConnection } from "../../src/db/pglite-client.ts";
+import { leaseConnection, openTemplateCopy as openCopy } from "../support/embedded.ts";
 import { rejection } from "../support/fixtures.ts";
 
 /** The embedded database's worker client keeps PGlite's semantics (src/db/pglite-client.ts). */
 describe("PGlite in a worker thread", () => {
-  let pg: PgliteWorkerClient;
+  // A pooled worker's connection (it passes everything to the worker's client) for the
+  // tests that need no worker of their own.
+  let pg: PgliteConnection;
+  let release: () => Promise<void>;
   beforeAll(async () => {
-    pg = await PgliteWorkerClient.open(undefined);
+    ({ connection: pg, release } = await leaseConnection());
     await pg.query("create table t (id int primary key, at timestamptz, big bigint, note text)");
-  }, 60_000);
-  afterAll(() => pg.close());
+  });
+  afterAll(async () => {
+    await pg.query("drop table t");
+    await release();
+  });
 
   it("answers rows as objects or arrays, with drizzle's text-kept types as text", async () => {
     await pg.query("insert into t values ($1, $2, $3, $4)", [1, "2026-11-27T10:00:00Z", 9_007_199_254_740_993n, "a"]);
@@ -78,11 +86,15 @@ describe("PGlite in a worker thread", () => {
     expect(order).toEqual(["commit", "outside"]);
   });
 
+  // The tests below start workers of their own, each loading the database anew (1-2 s on 2
+  // cores; a leased one from the pool cannot be crashed or closed): 15 s each.
+  const OWN_WORKER_MS = 15_000;
+
   it("refuses queries once closed, with a clear message", async () => {
-    const other = await PgliteWorkerClient.open(undefined);
+    const other = await openCopy();
     await other.close();
     expect((await rejection(other.query("select 1"))).message).toBe("the embedded database is closed");
-  });
+  }, OWN_WORKER_MS);
 
   /** Stops the client's worker the way a crash would: not through close(). */
   const crash = async (client: PgliteWorkerClient) => {
@@ -92,7 +104,7 @@ describe("PGlite in a worker thread", () => {
 
   it("replaces a worker that stopped: the next query opens the data directory in a new one", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kp-pglite-restart-"));
-    const client = await PgliteWorkerClient.open(join(dir, "pgdata"));
+    const client = await openCopy(join(dir, "pgdata"));
     try {
       await client.query("create table kept (id int primary key)");
       await client.query("insert into kept values (1), (2)");
@@ -117,13 +129,14 @@ describe("PGlite in a worker thread", () => {
       await client.close().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60_000);
+    // Two workers: the first, and the one that replaces it.
+  }, 2 * OWN_WORKER_MS);
 
   it("does not restart an in-memory database, whose data went with its worker", async () => {
-    const client = await PgliteWorkerClient.open(undefined);
+    const client = await openCopy();
     await crash(client);
     expect((await rejection(client.query("select 1"))).message).toBe("the embedded database's worker stopped");
     expect(client.restarts).toBe(0);
     await client.close().catch(() => {});
-  });
+  }, OWN_WORKER_MS);
 });

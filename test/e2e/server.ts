@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { projectRoot } from "../../src/embedded.ts";
+import { seedDataDir } from "../support/embedded.ts";
 
 export interface ServerProcess {
   origin: string;
@@ -44,6 +45,8 @@ function drain(stream: ReadableStream<Uint8Array>, into: string[]): void {
  */
 export async function startServer(env: Record<string, string> = {}): Promise<ServerProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "kp-e2e-data-"));
+  // A migrated database, as after a first start: initdb alone takes seconds.
+  await seedDataDir(dataDir);
   const port = freePort();
   const origin = `http://127.0.0.1:${port}`;
   const proc = Bun.spawn(["bun", "run", join(projectRoot, "src", "main.ts"), "serve"], {
@@ -66,7 +69,6 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
   const output = () => out.join("");
   const cleanUp = () => rmSync(dataDir, { recursive: true, force: true });
 
-  // Start-up applies the migrations to a new PGlite database: seconds, not minutes.
   let ready = false;
   for (let attempt = 0; attempt < 300 && proc.exitCode === null; attempt++) {
     try {

@@ -16,8 +16,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock, config: { trustProxy: true } });
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     /** Each test speaks from its own client address, so auth-failure budgets stay apart. */
     let ipCounter = 0;

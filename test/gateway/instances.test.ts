@@ -15,7 +15,7 @@ describe.skipIf(!service)("two instances sharing Postgres and Redis [service]", 
   beforeAll(async () => {
     a = await startHarness(service!);
     b = await startHarness(service!, { share: a });
-  }, 60_000);
+  });
   afterAll(async () => {
     await b.close();
     await a.close();

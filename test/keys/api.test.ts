@@ -10,8 +10,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     const admin = async () => {
       const account = await newAccount(h);

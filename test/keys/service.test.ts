@@ -17,8 +17,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     it("creates a key, stores only its hash, and shows the secret once", async () => {
       const account = await newAccount(h);

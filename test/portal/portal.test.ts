@@ -19,8 +19,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     describe("accounts and sessions", () => {
       it("signs up, sets an HttpOnly SameSite=Lax session cookie and stores only its hash", async () => {

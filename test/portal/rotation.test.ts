@@ -21,8 +21,8 @@ for (const backend of backends) {
       h = await startHarness(backend, { clock });
       // The first account of a database is an operator; take that place here.
       await createAccount(h.deps, { email: `first-${randomBytes(3).toString("hex")}@example.com`, password: "operator passphrase 1" }, cliActor);
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     async function withKey() {
       const b = new Browser(h);

@@ -18,8 +18,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     const events = async (accountId: string) =>
       (await h.deps.db.select().from(notifications).where(eq(notifications.accountId, accountId))).map((n) => n.event);

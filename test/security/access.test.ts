@@ -31,8 +31,8 @@ for (const backend of backends) {
       await ib.signUp(`intruder-${randomBytes(3).toString("hex")}@example.com`);
       const iacct = (await h.deps.db.query.accounts.findFirst({ where: (a, { like }) => like(a.email, "intruder-%") }))!;
       intruder = { browser: ib, apiKey: (await newKey(h, iacct.id, { scopes: ["keys:manage"], rateLimit: 10_000 })).secret };
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     const apiRoutes = () =>
       [

@@ -17,7 +17,7 @@ for (const backend of backends) {
       state = await freshState(backend, clock, prefix);
       // A second client on the same prefix stands for a second instance (Redis only).
       if (backend.redisUrl) other = await RedisState.connect(backend.redisUrl, { prefix });
-    }, 60_000);
+    });
     afterAll(async () => {
       await other?.close();
       await state.close();

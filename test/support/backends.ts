@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { parseConfig, type Config } from "../../src/config.ts";
-import { openPglite, openPostgres, type Database } from "../../src/db/client.ts";
+import { openPostgres, type Database } from "../../src/db/client.ts";
+import { embeddedDatabase } from "./embedded.ts";
 import { MemoryState } from "../../src/state/memory.ts";
 import { RedisState } from "../../src/state/redis.ts";
 import type { SharedState } from "../../src/state/types.ts";
@@ -36,13 +37,9 @@ function withDatabase(url: string, name: string): string {
   return u.toString();
 }
 
-/** A fresh database with the real migrations applied: Postgres (dropped at close) or PGlite in memory. */
+/** A fresh database with the real migrations applied: Postgres (dropped at close) or PGlite in memory (a copy of the migrated template). */
 export async function freshDatabase(backend: Backend): Promise<Database & { url?: string }> {
-  if (!backend.databaseUrl) {
-    const db = await openPglite(undefined);
-    await db.migrate();
-    return db;
-  }
+  if (!backend.databaseUrl) return embeddedDatabase();
   const name = `kp_t_${randomBytes(6).toString("hex")}`;
   const admin = postgres(backend.databaseUrl, { max: 1, onnotice: () => {} });
   try {

@@ -3,12 +3,19 @@ import type { Config } from "../../src/config.ts";
 import type { Clock } from "../../src/ops/clock.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { assembleDeps, type OwnedDeps } from "../../src/runtime.ts";
+import { argon2id } from "../../src/accounts/passwords.ts";
 import { randomBytes } from "node:crypto";
 import { openPostgres, type Database } from "../../src/db/client.ts";
 import type { KeyCacheOptions } from "../../src/keys/cache.ts";
 import { RedisState } from "../../src/state/redis.ts";
 import type { SharedState } from "../../src/state/types.ts";
 import { freshDatabase, freshState, testConfig, type Backend } from "./backends.ts";
+
+/**
+ * Real argon2id at the least cost: tests create hundreds of accounts, and at the server's
+ * cost each hash took 0.1-0.2 s of CPU. What the cost is does not change what is tested.
+ */
+export const TEST_PASSWORDS = argon2id({ memoryCost: 256, timeCost: 1 });
 
 export interface Harness {
   deps: OwnedDeps;
@@ -51,7 +58,7 @@ export async function startHarness(backend: Backend, opts: HarnessOptions = {}):
   }
   const logs: string[] = [];
   const log = createLogger("debug", (line) => void logs.push(line));
-  const deps = await assembleDeps(config, database, state, { clock: opts.clock, log, keyCache: opts.keyCache });
+  const deps = await assembleDeps(config, database, state, { clock: opts.clock, log, keyCache: opts.keyCache, passwords: TEST_PASSWORDS });
   const app = createApp(deps);
   return {
     deps,

@@ -16,8 +16,8 @@ for (const backend of backends) {
     let h: Harness;
     beforeAll(async () => {
       h = await startHarness(backend, { clock });
-    }, 60_000);
-    afterAll(() => h.close(), 60_000);
+    });
+    afterAll(() => h.close());
 
     const counted = async (keyId: string) => {
       const [row] = await h.deps.db
