@@ -3,6 +3,7 @@ import { Elysia } from "elysia";
 import { html } from "@elysiajs/html";
 import type { Deps } from "./deps.ts";
 import { errorsPlugin } from "./plugins/errors.ts";
+import { messagePage } from "./portal/respond.ts";
 import { observePlugin, requestRecorder, type InFlight } from "./plugins/observe.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
@@ -20,7 +21,7 @@ export function createApp(deps: Deps) {
   // record requests themselves, src/gateway/route.ts); the error hook covers every route.
   let server: () => Server<unknown> | null = () => null;
   const app = new Elysia()
-    .use(errorsPlugin(deps.log))
+    .use(errorsPlugin(deps.log, messagePage))
     .use(dataApiRoutes({ deps, record, inflight, server: () => server() }))
     .use(observePlugin(record, inflight))
     .use(html())

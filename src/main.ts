@@ -5,7 +5,8 @@ import { createKey, parseNewKey, revokeKeyById } from "./keys/service.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
 import { createLogger } from "./ops/log.ts";
-import { ApiError } from "./plugins/problem.ts";
+import { DomainError } from "./errors.ts";
+import { STATUS } from "./plugins/problem.ts";
 import { buildDeps } from "./runtime.ts";
 import { RedisUnavailable } from "./state/redis.ts";
 
@@ -218,10 +219,10 @@ async function main() {
       console.error(`keyport: ${err.message}\n\n${USAGE}`);
       process.exit(2);
     }
-    if (err instanceof ApiError) {
+    if (err instanceof DomainError) {
       const fields = err.errors?.map((e) => `${e.field} ${e.message}`).join("; ");
       console.error(`keyport: ${fields || err.detail}`);
-      process.exit(err.status >= 500 ? 1 : 2);
+      process.exit(STATUS[err.code] >= 500 ? 1 : 2);
     }
     if (err instanceof ConfigError || err instanceof DatabaseUnavailable || err instanceof RedisUnavailable || err instanceof DataDirLocked) {
       console.error(`keyport: ${err.message}`);

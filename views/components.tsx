@@ -1,6 +1,6 @@
 /** @jsxImportSource @kitajs/html */
 import Html, { type Children } from "@kitajs/html";
-import type { FieldError } from "../src/plugins/problem.ts";
+import type { FieldError } from "../src/errors.ts";
 
 /** Every portal path in one place: views build links from these, never from user text. */
 export const paths = {

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
-import { ApiError, type FieldError } from "../plugins/problem.ts";
+import { DomainError, zodFieldErrors } from "../errors.ts";
 import { accounts } from "./accounts.sql.ts";
 
 export const emailSchema = z
@@ -22,14 +22,10 @@ export const newAccountSchema = z.object({ email: emailSchema, password: passwor
 
 export type Account = typeof accounts.$inferSelect;
 
-export function zodFieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((i) => ({ field: i.path.join(".") || "body", message: i.message }));
-}
-
 /** A new account's email and password checked as createAccount checks them, with no database. */
 export function parseNewAccount(input: { email: string; password: string }): z.output<typeof newAccountSchema> {
   const parsed = newAccountSchema.safeParse(input);
-  if (!parsed.success) throw new ApiError(400, "invalid_request", "The account details are not valid.", zodFieldErrors(parsed.error));
+  if (!parsed.success) throw new DomainError("invalid_request", "The account details are not valid.", zodFieldErrors(parsed.error));
   return parsed.data;
 }
 
@@ -47,7 +43,7 @@ export async function createAccount(
   const now = new Date(deps.clock.now());
   return deps.db.transaction(async (tx) => {
     const existing = await tx.select({ id: accounts.id }).from(accounts).where(eq(accounts.email, email));
-    if (existing.length) throw new ApiError(409, "email_taken", "An account with this email already exists.", [{ field: "email", message: "is already registered" }]);
+    if (existing.length) throw new DomainError("email_taken", "An account with this email already exists.", [{ field: "email", message: "is already registered" }]);
     const [{ n } = { n: 0 }] = await tx.select({ n: count() }).from(accounts);
     const [account] = await tx
       .insert(accounts)

@@ -1,7 +1,7 @@
 import { and, desc, eq, lt, or, sql, type SQL } from "drizzle-orm";
 import type { Tx, Db } from "../db/client.ts";
 import { newId } from "../ids.ts";
-import { invalidRequest } from "../plugins/problem.ts";
+import { invalidInput } from "../errors.ts";
 import { auditEvents } from "./audit.sql.ts";
 
 /** Who asked and from where; carried from the route (or CLI) into every audit event. */
@@ -57,7 +57,7 @@ function encodeCursor(createdAt: Date, id: string): string {
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   const [iso, id] = Buffer.from(cursor, "base64url").toString().split("|");
   const createdAt = new Date(iso ?? "");
-  if (!id || Number.isNaN(createdAt.getTime())) throw invalidRequest("The cursor is not valid.", [{ field: "cursor", message: "is not a cursor this API returned" }]);
+  if (!id || Number.isNaN(createdAt.getTime())) throw invalidInput("The cursor is not valid.", [{ field: "cursor", message: "is not a cursor this API returned" }]);
   return { createdAt, id };
 }
 

@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
-import { zodFieldErrors } from "../accounts/service.ts";
+import { zodFieldErrors } from "../errors.ts";
 import { gatewayHandler, type GatewayEnv } from "../gateway/route.ts";
-import { ApiError, invalidRequest } from "../plugins/problem.ts";
+import { DomainError, invalidInput } from "../errors.ts";
 import { runBatchItem } from "./batch.ts";
 import { analyzeEmail } from "./email.ts";
 import { analyzeIp } from "./ip.ts";
@@ -23,7 +23,7 @@ function batchCost(body: unknown): number {
  */
 function pathParam(value: unknown, request: Request): string {
   if (typeof value !== "string" || (value.includes("\uFFFD") && !validPercentEncoding(request.url))) {
-    throw invalidRequest("The address is not validly percent-encoded.", [{ field: "address", message: "is not valid percent-encoding" }]);
+    throw invalidInput("The address is not validly percent-encoded.", [{ field: "address", message: "is not valid percent-encoding" }]);
   }
   return value;
 }
@@ -51,7 +51,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
       "/v1/ip/:address",
       gatewayHandler(env, "GET", "/v1/ip/:address", { scope: "ip:read" }, (params: { address?: unknown }, _pass, request) => {
         const result = analyzeIp(pathParam(params.address, request));
-        if (!result) throw invalidRequest("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
+        if (!result) throw invalidInput("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
         return result;
       }),
     )
@@ -61,7 +61,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
         const parsed = batchRequestSchema.safeParse(body);
         if (!parsed.success) {
           const tooMany = Array.isArray((body as { items?: unknown } | null)?.items) && (body as { items: unknown[] }).items.length > MAX_BATCH;
-          throw new ApiError(400, "invalid_request", tooMany ? `A batch holds at most ${MAX_BATCH} items.` : "The batch is not valid.", zodFieldErrors(parsed.error));
+          throw new DomainError("invalid_request", tooMany ? `A batch holds at most ${MAX_BATCH} items.` : "The batch is not valid.", zodFieldErrors(parsed.error));
         }
         return { results: parsed.data.items.map(runBatchItem) };
       }),

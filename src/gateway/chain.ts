@@ -2,6 +2,7 @@ import type { Deps } from "../deps.ts";
 import { KeyStoreUnavailable, type CachedKey } from "../keys/cache.ts";
 import { hashKey, keyLength, parseKey } from "../keys/format.ts";
 import { ipAllowed } from "../keys/ips.ts";
+import type { ErrorCode } from "../errors.ts";
 import { problemBody, type Problem } from "../plugins/problem.ts";
 import type { CappedIncrement, MaybePromise, RateDecision } from "../state/types.ts";
 
@@ -161,7 +162,7 @@ export function runChain(
     (err: unknown) => {
       if (err instanceof KeyStoreUnavailable) {
         c.headers["retry-after"] = "5";
-        return { problem: problemBody(503, "temporarily_unavailable", "Keys cannot be verified right now; retry shortly.") };
+        return { problem: problemBody("temporarily_unavailable", "Keys cannot be verified right now; retry shortly.") };
       }
       throw err;
     },
@@ -181,14 +182,14 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
 
   // 3. scope
   if (!key.scopes.has(c.scope)) {
-    return withRate(c, key, () => problemBody(403, "insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
+    return withRate(c, key, () => problemBody("insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
   }
 
   // 4. IP allowlist
   if (key.allow !== null) {
     const ip = clientAddress(c);
     if (ip === undefined || !ipAllowed(key.allow, ip)) {
-      return withRate(c, key, () => problemBody(403, "ip_not_allowed", "Requests from this address are not allowed for this key."));
+      return withRate(c, key, () => problemBody("ip_not_allowed", "Requests from this address are not allowed for this key."));
     }
   }
 
@@ -201,7 +202,7 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
 function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
   setRateHeaders(c.headers, decision, c.now);
   if (!decision.allowed) {
-    return { key, problem: problemBody(429, "rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`) };
+    return { key, problem: problemBody("rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`) };
   }
   // 6. quota
   if (key.monthlyQuota === null || !c.quota) return { key, cost: c.cost };
@@ -217,7 +218,7 @@ function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePr
 function quota(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: { id: string; msLeft: number }, used: CappedIncrement): GatewayPass | Rejection {
   if (!used.ok) {
     c.headers["retry-after"] = String(Math.ceil(month.msLeft / 1000));
-    return { key, problem: problemBody(429, "quota_exceeded", `The monthly quota of ${monthlyQuota} requests is used up; it renews at the start of the next UTC month.`) };
+    return { key, problem: problemBody("quota_exceeded", `The monthly quota of ${monthlyQuota} requests is used up; it renews at the start of the next UTC month.`) };
   }
   // The counter is atomic across instances, so exactly one request sees the crossing.
   const threshold = Math.ceil(monthlyQuota * QUOTA_WARNING_SHARE);
@@ -245,13 +246,13 @@ function withRate(c: ChainRequest, key: CachedKey, answer: () => Problem): Maybe
  * Failed authentication spends from the client IP's failure budget; past it the answer is
  * 429, so guessing keys from one address is slow. The headers describe that budget.
  */
-function authFailure(c: ChainRequest, code: string, detail: string): MaybePromise<Rejection> {
+function authFailure(c: ChainRequest, code: ErrorCode, detail: string): MaybePromise<Rejection> {
   const refuse = (decision: RateDecision): Rejection => {
     setRateHeaders(c.headers, decision, c.now, "auth-failures");
     if (!decision.allowed) {
-      return { problem: problemBody(429, "rate_limited", "Too many failed authentications from this address; retry later.") };
+      return { problem: problemBody("rate_limited", "Too many failed authentications from this address; retry later.") };
     }
-    return { problem: problemBody(401, code, detail) };
+    return { problem: problemBody(code, detail) };
   };
   // A state store that cannot answer does not turn a 401 into a 500: the budget is skipped.
   const open = (): RateDecision => ({ allowed: true, limit: AUTH_FAILURE_LIMIT, remaining: AUTH_FAILURE_LIMIT, resetMs: 0, retryAfterMs: 0 });

@@ -3,7 +3,8 @@ import type { Deps } from "../deps.ts";
 import type { Scope } from "../keys/scopes.ts";
 import { emit } from "../notify/service.ts";
 import { apiErrorResponse } from "../plugins/errors.ts";
-import { ApiError, PROBLEM_CONTENT_TYPE, type Problem } from "../plugins/problem.ts";
+import { DomainError } from "../errors.ts";
+import { PROBLEM_CONTENT_TYPE, domainHeaders, domainProblem, type Problem } from "../plugins/problem.ts";
 import { newRequestId, type InFlight, type RequestRecorder } from "../plugins/observe.ts";
 import { runChain, type GatewayPass, type Rejection } from "./chain.ts";
 
@@ -92,11 +93,12 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
       try {
         answer = handle(input, result, request);
       } catch (err) {
-        if (err instanceof ApiError) {
+        if (err instanceof DomainError) {
           // The handler's expected refusals (a bad address, an invalid batch).
-          Object.assign(set.headers, err.headers);
-          answer = problemAnswer(set, err.problem());
-          status = err.status;
+          Object.assign(set.headers, domainHeaders(err));
+          const problem = domainProblem(err);
+          answer = problemAnswer(set, problem);
+          status = problem.status;
         } else {
           const response = apiErrorResponse(err, request, set.headers, deps.log);
           answer = response;

@@ -2,14 +2,14 @@ import { Elysia } from "elysia";
 import type { Deps } from "../deps.ts";
 import { listAuditEvents } from "../audit/service.ts";
 import { apiAuthPlugin, callerOf } from "../plugins/auth.ts";
-import { invalidRequest, jsonObject } from "../plugins/problem.ts";
+import { invalidInput, jsonObject } from "../errors.ts";
 import { keyUsageReport } from "../usage/queries.ts";
 import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "./service.ts";
 
 function intParam(raw: string | undefined, field: string, min: number, max: number, fallback: number): number {
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n < min || n > max) throw invalidRequest(`The query parameter ${field} is not valid.`, [{ field, message: `must be a whole number from ${min} to ${max}` }]);
+  if (!/^\d+$/.test(raw) || n < min || n > max) throw invalidInput(`The query parameter ${field} is not valid.`, [{ field, message: `must be a whole number from ${min} to ${max}` }]);
   return n;
 }
 

@@ -3,12 +3,12 @@ import type { z } from "zod";
 import type { Deps } from "../deps.ts";
 import type { Db, Tx } from "../db/client.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
-import { zodFieldErrors } from "../accounts/service.ts";
+import { zodFieldErrors } from "../errors.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
 import { emit } from "../notify/service.ts";
 import { keyUsage } from "../usage/usage.sql.ts";
-import { ApiError, notFound } from "../plugins/problem.ts";
+import { DomainError, notFound } from "../errors.ts";
 import { displayKey, generateKey, hashKey, keyParts, type Environment } from "./format.ts";
 import { apiKeys } from "./keys.sql.ts";
 import {
@@ -81,13 +81,13 @@ export function toView(row: KeyRow, prefix: string, now: number): KeyView {
 
 function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const r = schema.safeParse(input ?? {});
-  if (!r.success) throw new ApiError(400, "invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
+  if (!r.success) throw new DomainError("invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
   return r.data;
 }
 
 function requireFuture(expiresAt: Date | null | undefined, now: number): void {
   if (expiresAt && expiresAt.getTime() <= now) {
-    throw new ApiError(400, "invalid_request", "The key is not valid.", [{ field: "expiresAt", message: "must be in the future" }]);
+    throw new DomainError("invalid_request", "The key is not valid.", [{ field: "expiresAt", message: "must be in the future" }]);
   }
 }
 
@@ -116,7 +116,7 @@ async function insertKey(
     // A key being replaced stops counting: rolling at the limit must work.
     .where(and(eq(apiKeys.accountId, accountId), activeCondition(now), replacing ? ne(apiKeys.id, replacing) : undefined));
   if (n >= MAX_ACTIVE_KEYS) {
-    throw new ApiError(409, "key_limit_reached", `An account may hold at most ${MAX_ACTIVE_KEYS} active keys; revoke one first.`);
+    throw new DomainError("key_limit_reached", `An account may hold at most ${MAX_ACTIVE_KEYS} active keys; revoke one first.`);
   }
   const secret = generateKey(deps.config.keyPrefix, fields.environment as Environment);
   const { start, end } = keyParts(secret, deps.config.keyPrefix);
@@ -185,7 +185,7 @@ export async function getKeyRow(deps: KeyDeps, accountId: string, id: string): P
 
 function assertChangeable(row: KeyRow, now: number): void {
   const status = keyStatus(row, now);
-  if (status === "revoked") throw new ApiError(409, "key_revoked", "This key is revoked and can no longer change.");
+  if (status === "revoked") throw new DomainError("key_not_active", "This key is revoked and can no longer change.");
 }
 
 export async function updateKey(deps: KeyDeps, accountId: string, id: string, input: UpdateKeyInput | unknown, who: Actor): Promise<KeyView> {
@@ -240,7 +240,7 @@ export async function revokeKey(deps: KeyDeps, accountId: string, id: string, wh
  */
 export async function replaceKey(tx: Tx, deps: KeyDeps, old: KeyRow, graceHours: number, now: Date): Promise<{ created: { row: KeyRow; secret: string }; previous: KeyRow }> {
   const status = keyStatus(old, now.getTime());
-  if (status !== "active") throw new ApiError(409, `key_${status}`, `Only an active key can be replaced; this one is ${status}.`);
+  if (status !== "active") throw new DomainError("key_not_active", `Only an active key can be replaced; this one is ${status}.`);
   const created = await insertKey(
     tx,
     deps,

@@ -7,7 +7,7 @@ import { recordAudit, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { analyzeIp } from "../data-api/ip.ts";
 import { newId, randomBase62 } from "../ids.ts";
-import { ApiError, notFound } from "../plugins/problem.ts";
+import { DomainError, notFound } from "../errors.ts";
 import { notifications, webhookDeliveries, webhookEndpoints } from "./notify.sql.ts";
 
 type HookDeps = Pick<Deps, "db" | "clock" | "config" | "log">;
@@ -30,8 +30,8 @@ export function signPayload(secret: string, body: string, unixSeconds: number): 
 
 const LOCAL_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
 
-function fieldError(message: string): ApiError {
-  return new ApiError(400, "invalid_request", "The webhook URL is not valid.", [{ field: "url", message }]);
+function fieldError(message: string): DomainError {
+  return new DomainError("invalid_request", "The webhook URL is not valid.", [{ field: "url", message }]);
 }
 
 /** https anywhere; plain http only for localhost (development). */
@@ -64,13 +64,13 @@ export async function assertPublicTarget(url: URL, allowPrivate: boolean): Promi
     try {
       addresses = (await lookup(host, { all: true })).map((a) => a.address);
     } catch {
-      throw new ApiError(400, "invalid_request", "The webhook URL is not valid.", [{ field: "url", message: `host ${host} does not resolve` }]);
+      throw new DomainError("invalid_request", "The webhook URL is not valid.", [{ field: "url", message: `host ${host} does not resolve` }]);
     }
   }
   for (const a of addresses) {
     const info = analyzeIp(a);
     if (!info || info.private || info.loopback || info.reserved) {
-      throw new ApiError(400, "webhook_target_refused", `The webhook host resolves to a non-public address (${a}); an operator must allow private targets for it.`, [
+      throw new DomainError("webhook_target_refused", `The webhook host resolves to a non-public address (${a}); an operator must allow private targets for it.`, [
         { field: "url", message: "resolves to a private, loopback, link-local or reserved address" },
       ]);
     }
@@ -138,7 +138,7 @@ export async function resendDelivery(deps: Pick<Deps, "db" | "clock">, accountId
     .where(and(eq(webhookDeliveries.id, deliveryId), eq(webhookDeliveries.accountId, accountId)));
   if (!d) throw notFound("delivery");
   const [endpoint] = await deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
-  if (!endpoint) throw new ApiError(409, "no_webhook", "Set a webhook URL first.");
+  if (!endpoint) throw new DomainError("no_webhook", "Set a webhook URL first.");
   const now = new Date(deps.clock.now());
   const id = newId("dlv");
   await deps.db.insert(webhookDeliveries).values({ id, accountId, notificationId: d.notificationId, event: d.event, url: endpoint.url, state: "pending", nextAttemptAt: now, createdAt: now });
@@ -195,7 +195,7 @@ export async function deliverDue(deps: HookDeps, opts: { fetch?: typeof fetch; l
       await res.body?.cancel().catch(() => {});
       if (res.status < 200 || res.status >= 300) error = `answered ${res.status}`;
     } catch (err) {
-      error = err instanceof ApiError ? err.detail : (err as Error).name === "TimeoutError" ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : (err as Error).message;
+      error = err instanceof DomainError ? err.detail : (err as Error).name === "TimeoutError" ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : (err as Error).message;
     }
     const attempts = d.attempts + 1;
     const at = new Date(deps.clock.now());

@@ -17,7 +17,7 @@ export const staticRoutes = () =>
     const ext = /^[a-z0-9][a-z0-9.-]*\.([a-z0-9]+)$/.exec(name)?.[1];
     const path = ext && types[ext] ? staticFile(name) : undefined;
     const file = path ? Bun.file(path) : undefined;
-    if (!file || !(await file.exists())) return problemResponse(404, "not_found", "No such static file.");
+    if (!file || !(await file.exists())) return problemResponse("not_found", "No such static file.");
     return new Response(file, {
       headers: { "content-type": types[ext!]!, "cache-control": "public, max-age=3600" },
     });

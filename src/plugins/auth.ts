@@ -3,7 +3,7 @@ import type { Actor } from "../audit/service.ts";
 import type { Deps } from "../deps.ts";
 import { runChain } from "../gateway/chain.ts";
 import { sameOrigin, sessionToken } from "../portal/http.ts";
-import { csrfMatches, validateSession } from "../portal/sessions.ts";
+import { csrfMatches, validateSession } from "../accounts/sessions.ts";
 import { problemJson, problemResponse } from "./problem.ts";
 
 /** Who is calling /api: the account whose data every query is filtered by, and the audit actor. */
@@ -34,9 +34,9 @@ export const apiAuthPlugin = (deps: Deps) =>
         const cookieToken = h.has("authorization") || h.has("x-api-key") ? undefined : sessionToken(ctx.request);
         if (cookieToken) {
           const session = await validateSession(deps, cookieToken);
-          if (!session) return problemResponse(401, "invalid_session", "The session has ended; log in again.");
+          if (!session) return problemResponse("invalid_session", "The session has ended; log in again.");
           if (ctx.request.method !== "GET" && ctx.request.method !== "HEAD" && (!sameOrigin(ctx.request) || !csrfMatches(session, h.get("x-csrf-token")))) {
-            return problemResponse(403, "csrf_failed", "A request authenticated by a session cookie needs the session's X-CSRF-Token header.");
+            return problemResponse("csrf_failed", "A request authenticated by a session cookie needs the session's X-CSRF-Token header.");
           }
           (ctx as { caller?: Caller }).caller = {
             accountId: session.accountId,
@@ -48,7 +48,7 @@ export const apiAuthPlugin = (deps: Deps) =>
         if ("problem" in result) return problemJson(result.problem);
         // Test keys exercise the data API; changing an account's keys is a live operation.
         if (result.key.environment === "test") {
-          return problemResponse(403, "test_key_not_allowed", "A test key cannot use the management API; use a live key with keys:manage.");
+          return problemResponse("test_key_not_allowed", "A test key cannot use the management API; use a live key with keys:manage.");
         }
         const caller: Caller = {
           accountId: result.key.accountId,

@@ -1,30 +1,43 @@
-import { Elysia } from "elysia";
+import { Elysia, type ValidationError } from "elysia";
+import { z } from "zod";
+import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import { ApiError, problemResponse, type FieldError } from "./problem.ts";
-import { htmlResponse } from "../portal/http.ts";
-import { MessagePage } from "../../views/message.tsx";
+import { domainResponse, problemResponse } from "./problem.ts";
 
-/** Turns a TypeBox/zod validation failure into `{field, message}` pairs. */
-function fieldErrors(error: unknown): FieldError[] {
-  const all = (error as { all?: Array<{ path?: string; message?: string; summary?: string }> }).all;
-  if (!Array.isArray(all)) return [];
-  return all.slice(0, 20).map((e) => ({
-    field: (e.path ?? "").replace(/^\//, "").replaceAll("/", ".") || "body",
-    message: e.summary ?? e.message ?? "is invalid",
+/** How a browser is answered instead of problem+json (the portal's message page). */
+export type ErrorPage = (status: number, title: string, message: string) => Response;
+
+/**
+ * A route schema's failure as `{field, message}` pairs with the schema's own messages:
+ * Elysia keeps the zod schema and the value it refused, and parsing it again gives every
+ * issue with its path (Elysia's own list joins paths and keeps only zod's summaries).
+ */
+function validationErrors(error: Readonly<ValidationError>): FieldError[] {
+  const schema = (error.validator as { schema?: unknown } | undefined)?.schema;
+  if (schema instanceof z.ZodType) {
+    const r = schema.safeParse(error.value);
+    if (!r.success) return zodFieldErrors(r.error).slice(0, 20);
+  }
+  return error.all.slice(0, 20).map((e) => ({
+    field: ("path" in e ? String(e.path ?? "") : "").replace(/^\//, "").replaceAll("/", ".") || "body",
+    message: String(("summary" in e ? e.summary : undefined) ?? e.message ?? "is invalid"),
   }));
 }
 
+const WHAT: Record<string, string> = { body: "request body", query: "query", params: "path" };
+
 /**
- * One global onError: expected failures (ApiError) become problem+json with their code;
- * parse and validation failures become 400 invalid_request; anything else is logged with
- * its stack and answered with a generic 500 that never echoes the error's message.
+ * One global onError: expected failures (DomainError) become problem+json with their code's
+ * status; parse and validation failures become 400 invalid_request; anything else is logged
+ * with its stack and answered with a generic 500 that never echoes the error's message.
+ * Browsers navigating the portal get `page` instead.
  */
-export const errorsPlugin = (log: Logger) =>
+export const errorsPlugin = (log: Logger, page: ErrorPage) =>
   // Destructured on purpose: Elysia reads which context fields a hook uses from its source,
   // and a hook taking the whole context makes it parse cookies, query and headers on every
   // request of every route (measured: -10% requests/s for the whole app).
   new Elysia({ name: "errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
-    const response = answer({ code, error, request, set }, log);
+    const response = answer({ code, error, request, set }, log, page);
     // The access log and metrics read the status from `set` once the answer is sent.
     set.status = response.status;
     return response;
@@ -38,18 +51,29 @@ export function apiErrorResponse(error: unknown, request: Request, headers: Reco
 
 function sqlState(error: unknown): string | undefined {
   const e = error as { code?: unknown; cause?: { code?: unknown } };
-  const code = typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;
-  return code;
+  return typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;
 }
 
-/** Browsers navigating the portal get a page, programs get problem+json. */
+/**
+ * Browsers navigating the portal get a page, programs get problem+json. The path is read
+ * from the raw URL: `new URL()` throws on a malformed Host header, and an error handler that
+ * throws answers Bun's own error page.
+ */
 function wantsPage(request: Request): boolean {
-  const path = new URL(request.url).pathname;
+  const path = pathOf(request.url);
   if (path.startsWith("/v1/") || path.startsWith("/api/") || path === "/v1" || path === "/api") return false;
   return (request.headers.get("accept") ?? "").includes("text/html");
 }
 
-function answer(ctx: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
+/** The path of a request URL without parsing it (`http://host/path?query` → `/path`). */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const end = url.indexOf("?", start);
+  return end < 0 ? url.slice(start) : url.slice(start, end);
+}
+
+function answer(ctx: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger, page: ErrorPage): Response {
   const response = problemAnswer(ctx, log);
   if (!wantsPage(ctx.request)) return response;
   const titles: Record<number, string> = { 404: "Not found", 400: "Bad request", 500: "Something went wrong" };
@@ -59,37 +83,38 @@ function answer(ctx: { code: string | number; error: unknown; request: Request; 
       : response.status >= 500
         ? "Something went wrong on our side. Try again in a moment."
         : "The request could not be handled.";
-  return htmlResponse(MessagePage({ title: titles[response.status] ?? "Error", message }), response.status);
+  return page(response.status, titles[response.status] ?? "Error", message);
 }
 
 function problemAnswer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
-    if (error instanceof ApiError) return error.toResponse();
-    switch (code) {
-      case "NOT_FOUND":
-        return problemResponse(404, "not_found", "No route matches this method and path.");
-      case "VALIDATION":
-        return problemResponse(400, "invalid_request", "The request is not valid.", { errors: fieldErrors(error) });
-      case "PARSE":
-        return problemResponse(400, "invalid_request", "The request body could not be parsed.");
-      case "INVALID_COOKIE_SIGNATURE":
-        return problemResponse(400, "invalid_request", "A cookie is not valid.");
+  if (error instanceof DomainError) return domainResponse(error);
+  switch (code) {
+    case "NOT_FOUND":
+      return problemResponse("not_found", "No route matches this method and path.");
+    case "VALIDATION": {
+      const v = error as Readonly<ValidationError>;
+      return problemResponse("invalid_request", `The ${WHAT[v.type] ?? "request"} is not valid.`, { errors: validationErrors(v) });
     }
-    // A malformed percent-escape in the path (`/v1/ip/%%`) fails Elysia's decoding.
-    if (error instanceof URIError) return problemResponse(400, "invalid_request", "The URL is not validly percent-encoded.");
-    // SQLSTATE class 22 (data exception: a NUL byte, an invalid encoding, a number out of
-    // range) means the input reached the database malformed; it is the caller's error.
-    if (/^22[0-9A-Z]{3}$/.test(sqlState(error) ?? "")) return problemResponse(400, "invalid_request", "The request holds a value that cannot be stored or searched for.");
-    const status = (error as { status?: number }).status;
-    if (typeof status === "number" && status >= 400 && status < 500) {
-      return problemResponse(status, status === 413 ? "payload_too_large" : "invalid_request", "The request could not be handled.");
-    }
-    const e = error as Error;
-    log.error("unhandled error", {
-      requestId: (set.headers as Record<string, string>)["x-request-id"],
-      path: new URL(request.url).pathname,
-      name: e?.name,
-      message: e?.message,
-      stack: e?.stack,
-    });
-    return problemResponse(500, "internal_error", "Something went wrong on our side; the request id identifies it in our logs.");
+    case "PARSE":
+      return problemResponse("invalid_request", "The request body could not be parsed.");
+    case "INVALID_COOKIE_SIGNATURE":
+      return problemResponse("invalid_request", "A cookie is not valid.");
+  }
+  // A malformed percent-escape in the path (`/v1/ip/%%`) fails Elysia's decoding.
+  if (error instanceof URIError) return problemResponse("invalid_request", "The URL is not validly percent-encoded.");
+  // SQLSTATE class 22 (data exception: a NUL byte, an invalid encoding, a number out of
+  // range) means the input reached the database malformed; it is the caller's error.
+  if (/^22[0-9A-Z]{3}$/.test(sqlState(error) ?? "")) return problemResponse("invalid_request", "The request holds a value that cannot be stored or searched for.");
+  const status = (error as { status?: number }).status;
+  if (status === 413) return problemResponse("payload_too_large", "The request body is too large.");
+  if (typeof status === "number" && status >= 400 && status < 500) return problemResponse("invalid_request", "The request could not be handled.");
+  const e = error as Error;
+  log.error("unhandled error", {
+    requestId: (set.headers as Record<string, string>)["x-request-id"],
+    path: pathOf(request.url),
+    name: e?.name,
+    message: e?.message,
+    stack: e?.stack,
+  });
+  return problemResponse("internal_error", "Something went wrong on our side; the request id identifies it in our logs.");
 }

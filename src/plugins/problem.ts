@@ -1,51 +1,69 @@
-/** RFC 9457 problem details: the one shape of every API error. */
-export interface FieldError {
-  field: string;
-  message: string;
-}
+import { DomainError, type ErrorCode, type FieldError } from "../errors.ts";
 
+/** RFC 9457 problem details: the one shape of every API error. */
 export interface Problem {
   type: string;
   title: string;
   status: number;
   detail: string;
-  code: string;
+  code: ErrorCode;
   errors?: FieldError[];
   [extra: string]: unknown;
 }
 
-const titles: Record<number, string> = {
+/**
+ * The one table from error code to HTTP status. The problem+json renderer answers with it
+ * and the OpenAPI document lists each route's codes under these statuses.
+ */
+export const STATUS: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  invalid_credentials: 400,
+  webhook_target_refused: 400,
+  missing_api_key: 401,
+  invalid_api_key: 401,
+  key_revoked: 401,
+  key_expired: 401,
+  invalid_session: 401,
+  insufficient_scope: 403,
+  ip_not_allowed: 403,
+  csrf_failed: 403,
+  test_key_not_allowed: 403,
+  not_found: 404,
+  email_taken: 409,
+  key_limit_reached: 409,
+  key_not_active: 409,
+  rotation_in_progress: 409,
+  rotation_not_cancellable: 409,
+  rotation_failed: 409,
+  no_webhook: 409,
+  secret_gone: 410,
+  payload_too_large: 413,
+  rate_limited: 429,
+  quota_exceeded: 429,
+  too_many_attempts: 429,
+  internal_error: 500,
+  temporarily_unavailable: 503,
+};
+
+const TITLES: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
-  405: "Method Not Allowed",
   409: "Conflict",
+  410: "Gone",
   413: "Content Too Large",
-  415: "Unsupported Media Type",
-  422: "Unprocessable Content",
   429: "Too Many Requests",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
 
 export const PROBLEM_TYPE_BASE = "https://keyport.dev/problems/";
-
-export function problemBody(status: number, code: string, detail: string, extra: Partial<Problem> = {}): Problem {
-  return {
-    type: PROBLEM_TYPE_BASE + code.replaceAll("_", "-"),
-    title: titles[status] ?? "Error",
-    status,
-    detail,
-    code,
-    ...extra,
-  };
-}
-
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
-export function problemResponse(status: number, code: string, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}): Response {
-  return problemJson(problemBody(status, code, detail, extra), headers);
+export function problemBody(code: ErrorCode, detail: string, extra: Partial<Problem> = {}): Problem {
+  const status = STATUS[code];
+  return { type: PROBLEM_TYPE_BASE + code.replaceAll("_", "-"), title: TITLES[status] ?? "Error", status, detail, code, ...extra };
 }
 
 /** The answer for a problem body: its status, problem+json. */
@@ -53,33 +71,20 @@ export function problemJson(problem: Problem, headers: Record<string, string> = 
   return new Response(JSON.stringify(problem), { status: problem.status, headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers } });
 }
 
-/** Thrown by routes and services for expected failures; the errors plugin renders it. */
-export class ApiError extends Error {
-  override name = "ApiError";
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    readonly detail: string,
-    readonly errors?: FieldError[],
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(detail);
-  }
-  /** The problem+json body this error answers (its headers are `headers`). */
-  problem(): Problem {
-    return problemBody(this.status, this.code, this.detail, this.errors ? { errors: this.errors } : {});
-  }
-  toResponse(extraHeaders: Record<string, string> = {}): Response {
-    return problemJson(this.problem(), { ...this.headers, ...extraHeaders });
-  }
+export function problemResponse(code: ErrorCode, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}): Response {
+  return problemJson(problemBody(code, detail, extra), headers);
 }
 
-export const notFound = (what = "resource") => new ApiError(404, "not_found", `No such ${what}.`);
-export const invalidRequest = (detail: string, errors?: FieldError[]) => new ApiError(400, "invalid_request", detail, errors);
+/** A service's expected failure as problem+json: the code's status, the fields at fault. */
+export function domainProblem(error: DomainError): Problem {
+  return problemBody(error.code, error.detail, error.errors ? { errors: error.errors } : {});
+}
 
-/** A JSON request body as an object: none is `{}`, anything but an object is a 400. */
-export function jsonObject(body: unknown): Record<string, unknown> {
-  if (body === undefined || body === null || body === "") return {};
-  if (typeof body !== "object" || Array.isArray(body)) throw invalidRequest("The body must be a JSON object.");
-  return body as Record<string, unknown>;
+/** The headers a domain error answers with (a throttle's Retry-After). */
+export function domainHeaders(error: DomainError): Record<string, string> {
+  return error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) };
+}
+
+export function domainResponse(error: DomainError): Response {
+  return problemJson(domainProblem(error), domainHeaders(error));
 }

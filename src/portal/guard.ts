@@ -1,7 +1,8 @@
 import { Elysia } from "elysia";
 import type { Deps } from "../deps.ts";
-import { csrfMatches, validateSession, type Session } from "./sessions.ts";
-import { htmlResponse, sameOrigin, sessionToken } from "./http.ts";
+import { csrfMatches, validateSession, type Session } from "../accounts/sessions.ts";
+import { sameOrigin, sessionToken } from "./http.ts";
+import { htmlResponse } from "./respond.ts";
 import { MessagePage } from "../../views/message.tsx";
 
 export function sessionOf(ctx: object): Session {

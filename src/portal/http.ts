@@ -1,16 +1,5 @@
 import type { Config } from "../config.ts";
-import { SESSION_COOKIE, SESSION_TTL_MS } from "./sessions.ts";
-
-/**
- * Headers on every portal page: a CSP with no inline script or style (htmx is configured by
- * a meta tag and needs neither), no framing, no sniffing, no full referrers.
- */
-export const PAGE_HEADERS: Record<string, string> = {
-  "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
-  "referrer-policy": "same-origin",
-  "x-content-type-options": "nosniff",
-  "x-frame-options": "DENY",
-};
+import { SESSION_COOKIE, SESSION_TTL_MS } from "../accounts/sessions.ts";
 
 export function sessionToken(request: Request): string | undefined {
   const header = request.headers.get("cookie");
@@ -61,28 +50,7 @@ export function sameOrigin(request: Request): boolean {
   }
 }
 
-/** An htmx request for a fragment (not a boosted navigation, which wants the whole page). */
-export function wantsFragment(request: Request): boolean {
-  return request.headers.get("hx-request") === "true" && request.headers.get("hx-boosted") !== "true";
-}
-
-/** After a successful POST: 303 for plain forms, HX-Redirect for htmx. */
-export function redirectAfterPost(request: Request, to: string, headers: Record<string, string> = {}): Response {
-  if (request.headers.get("hx-request") === "true") {
-    return new Response(null, { status: 200, headers: { "hx-redirect": to, ...headers } });
-  }
-  return new Response(null, { status: 303, headers: { location: to, ...headers } });
-}
-
 /** `next` after login: only our own portal paths, never another host. */
 export function safeNext(next: unknown): string {
   return typeof next === "string" && /^\/portal(\/[A-Za-z0-9_\-/?=&.%]*)?$/.test(next) && !next.startsWith("//") ? next : "/portal";
-}
-
-/**
- * A page or fragment. A page answered to a POST should name a GET address in `hx-push-url`
- * (htmx would otherwise record the POST-only URL in the history).
- */
-export function htmlResponse(body: JSX.Element | string, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(String(body), { status, headers: { "content-type": "text/html; charset=utf-8", ...PAGE_HEADERS, ...headers } });
 }

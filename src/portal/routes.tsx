@@ -7,29 +7,31 @@ import { clientIp } from "../gateway/chain.ts";
 import { SCOPES, SCOPE_NAMES } from "../keys/scopes.ts";
 import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "../keys/service.ts";
 import type { KeyView } from "../keys/model.ts";
-import { ApiError } from "../plugins/problem.ts";
+import { DomainError } from "../errors.ts";
+import { STATUS } from "../plugins/problem.ts";
 import { accountOverview, keyUsageReport } from "../usage/queries.ts";
-import { LoginForm, LoginPage, SignupForm, SignupPage } from "../../views/auth.tsx";
-import { DashboardPage } from "../../views/dashboard.tsx";
-import { HomePage } from "../../views/home.tsx";
-import { KeyDetailPage, USAGE_RANGES, UsagePanel } from "../../views/key-detail.tsx";
-import { KeysPage, KeysSection, type KeyFormState, type KeyFormValues } from "../../views/keys.tsx";
-import { AuditPage } from "../../views/audit.tsx";
+import { LoginForm, LoginPage, SignupForm, SignupPage } from "../../views/accounts/auth.tsx";
+import { DashboardPage } from "../../views/portal/dashboard.tsx";
+import { HomePage } from "../../views/portal/home.tsx";
+import { KeyDetailPage, USAGE_RANGES, UsagePanel } from "../../views/keys/key-detail.tsx";
+import { KeysPage, KeysSection, type KeyFormState, type KeyFormValues } from "../../views/keys/keys.tsx";
+import { AuditPage } from "../../views/audit/audit.tsx";
 import { MessagePage } from "../../views/message.tsx";
-import { SettingsPage } from "../../views/settings.tsx";
+import { SettingsPage } from "../../views/accounts/settings.tsx";
 import { paths } from "../../views/components.tsx";
-import { CompliancePage } from "../../views/compliance.tsx";
+import { CompliancePage } from "../../views/rotation/compliance.tsx";
 import type { PageSession } from "../../views/layout.tsx";
-import { NotificationsPage } from "../../views/notifications.tsx";
-import { RevealPage } from "../../views/rotations.tsx";
+import { NotificationsPage } from "../../views/notify/notifications.tsx";
+import { RevealPage } from "../../views/rotation/rotations.tsx";
 import { listNotifications, markAllRead, unreadCount } from "../notify/service.ts";
 import { getWebhook, listDeliveries, resendDelivery, setWebhook } from "../notify/webhooks.ts";
 import { COMPLIANCE_CSV_COLUMNS, complianceCsvRows, complianceReport } from "../rotation/compliance.ts";
 import { cancelRotation, emergencyRotation, getPolicy, listRotations, pendingReveals, revealRotationSecret, scheduleRotation, setPolicy } from "../rotation/service.ts";
 import { portalGuard, sessionOf } from "./guard.ts";
-import { clearedSessionCookie, htmlResponse, redirectAfterPost, safeNext, sameOrigin, sessionCookie, sessionToken, wantsFragment } from "./http.ts";
-import { changePassword, logIn, signUp } from "./login.ts";
-import { createSession, deleteOtherSessions, deleteSession, validateSession, type Session } from "./sessions.ts";
+import { clearedSessionCookie, safeNext, sameOrigin, sessionCookie, sessionToken } from "./http.ts";
+import { htmlResponse, redirectAfterPost, wantsFragment } from "./respond.ts";
+import { changePassword, logIn, signUp } from "../accounts/login.ts";
+import { createSession, deleteOtherSessions, deleteSession, validateSession, type Session } from "../accounts/sessions.ts";
 
 const scopeList = SCOPE_NAMES.map((name) => ({ name, description: SCOPES[name] }));
 
@@ -125,7 +127,7 @@ async function owned<T>(fn: () => Promise<T>): Promise<T | Response> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return notFoundPage();
+    if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
     throw err;
   }
 }
@@ -191,8 +193,8 @@ export const portalRoutes = (deps: Deps) => {
           const { token } = await createSession(deps, account.id, meta);
           return redirectAfterPost(request, next, { "set-cookie": sessionCookie(token, request, deps.config) });
         } catch (err) {
-          if (!(err instanceof ApiError)) throw err;
-          if (err.status === 429) return render(429, { message: err.detail });
+          if (!(err instanceof DomainError)) throw err;
+          if (err.code === "too_many_attempts") return render(429, { message: err.detail });
           return render(422, { message: err.detail });
         }
       })
@@ -212,7 +214,7 @@ export const portalRoutes = (deps: Deps) => {
           const { token } = await createSession(deps, account.id, meta);
           return redirectAfterPost(request, paths.dashboard, { "set-cookie": sessionCookie(token, request, deps.config) });
         } catch (err) {
-          if (!(err instanceof ApiError)) throw err;
+          if (!(err instanceof DomainError)) throw err;
           return render(422, { errors: err.errors, message: err.errors?.length ? undefined : err.detail });
         }
       })
@@ -262,7 +264,7 @@ export const portalRoutes = (deps: Deps) => {
           try {
             created = await createKey(deps, s.accountId, keyInput(form, true), who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
-            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            if (!(err instanceof DomainError)) throw err;
             state = { values: formValues(form), errors: err.errors ?? [{ field: "name", message: err.detail }] };
             status = 422;
           }
@@ -324,8 +326,8 @@ export const portalRoutes = (deps: Deps) => {
           try {
             await updateKey(deps, s.accountId, ctx.params.id, keyInput(form, false), who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
-            if (err instanceof ApiError && err.status === 404) return notFoundPage();
-            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+            if (!(err instanceof DomainError)) throw err;
             const data = await keyDetail(s, ctx.params.id, 7, { values: formValues(form), errors: err.errors ?? [{ field: "name", message: err.detail }] });
             return htmlResponse(KeyDetailPage(data), 422, { "hx-push-url": paths.key(ctx.params.id) });
           }
@@ -353,8 +355,8 @@ export const portalRoutes = (deps: Deps) => {
           try {
             rolled = await rollKey(deps, s.accountId, ctx.params.id, { gracePeriodHours: grace }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
-            if (err instanceof ApiError && err.status === 404) return notFoundPage();
-            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+            if (!(err instanceof DomainError)) throw err;
             return htmlResponse(MessagePage({ title: "Not rolled", message: err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail }), 422);
           }
           const data = await keyDetail(s, rolled.key.id, 7, undefined, { secret: rolled.secret });
@@ -374,7 +376,7 @@ export const portalRoutes = (deps: Deps) => {
           try {
             page = await listAuditEvents(deps.db, s.accountId, { ...filters, cursor: q.cursor || undefined });
           } catch (err) {
-            if (!(err instanceof ApiError)) throw err;
+            if (!(err instanceof DomainError)) throw err;
             page = await listAuditEvents(deps.db, s.accountId, filters);
           }
           const [actions, keys] = await Promise.all([auditActions(deps.db, s.accountId), listKeys(deps, s.accountId)]);
@@ -393,7 +395,7 @@ export const portalRoutes = (deps: Deps) => {
           try {
             await changePassword(deps, { id: s.accountId, email: s.email }, { current: text(form.current), next: text(form.next) }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
-            if (!(err instanceof ApiError)) throw err;
+            if (!(err instanceof DomainError)) throw err;
             return htmlResponse(SettingsPage({ ...(await settingsProps(s)), passwordErrors: err.errors }), 422, { "hx-push-url": paths.settings });
           }
           await deleteOtherSessions(deps, s.accountId, s.id);
@@ -415,7 +417,7 @@ export const portalRoutes = (deps: Deps) => {
               who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId),
             );
           } catch (err) {
-            if (!(err instanceof ApiError)) throw err;
+            if (!(err instanceof DomainError)) throw err;
             return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policyErrors: err.errors, policyValues: values }), 422, { "hx-push-url": paths.settings });
           }
           return htmlResponse(SettingsPage({ ...(await settingsProps(s)), policySaved: true }), 200, { "hx-push-url": paths.settings });
@@ -431,7 +433,7 @@ export const portalRoutes = (deps: Deps) => {
             const { secret } = await setWebhook(deps, s.accountId, { url }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId), s.isOperator);
             return htmlResponse(SettingsPage({ ...(await settingsProps(s)), newWebhookSecret: secret }), 200, { "cache-control": "no-store", "hx-push-url": paths.settings });
           } catch (err) {
-            if (!(err instanceof ApiError)) throw err;
+            if (!(err instanceof DomainError)) throw err;
             return htmlResponse(SettingsPage({ ...(await settingsProps(s)), webhookErrors: err.errors ?? [{ field: "url", message: err.detail }], webhookUrl: url }), 422, { "hx-push-url": paths.settings });
           }
         },
@@ -489,8 +491,8 @@ export const portalRoutes = (deps: Deps) => {
               who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId),
             );
           } catch (err) {
-            if (err instanceof ApiError && err.status === 404) return notFoundPage();
-            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+            if (!(err instanceof DomainError)) throw err;
             const data = await keyDetail(s, ctx.params.id, 7, undefined, undefined, err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
             return htmlResponse(KeyDetailPage(data), 422);
           }
@@ -506,8 +508,8 @@ export const portalRoutes = (deps: Deps) => {
           try {
             result = await emergencyRotation(deps, s.accountId, ctx.params.id, { reason: text(formObject(ctx.body).reason) }, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
           } catch (err) {
-            if (err instanceof ApiError && err.status === 404) return notFoundPage();
-            if (!(err instanceof ApiError) || err.status >= 500) throw err;
+            if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+            if (!(err instanceof DomainError)) throw err;
             const data = await keyDetail(s, ctx.params.id, 7, undefined, undefined, err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
             return htmlResponse(KeyDetailPage(data), 422);
           }
@@ -526,8 +528,8 @@ export const portalRoutes = (deps: Deps) => {
             const r = await cancelRotation(deps, s.accountId, ctx.params.id, who(deps, ctx.request, ctx.server?.requestIP(ctx.request)?.address, s.accountId));
             return redirectAfterPost(ctx.request, paths.key(r.keyId));
           } catch (err) {
-            if (err instanceof ApiError && err.status === 404) return notFoundPage();
-            if (!(err instanceof ApiError)) throw err;
+            if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+            if (!(err instanceof DomainError)) throw err;
             return htmlResponse(MessagePage({ title: "Not cancelled", message: err.detail }), 409);
           }
         },
@@ -544,9 +546,9 @@ export const portalRoutes = (deps: Deps) => {
               "hx-push-url": paths.key(rotation.newKeyId ?? rotation.keyId),
             });
           } catch (err) {
-            if (err instanceof ApiError && err.status === 404) return notFoundPage();
-            if (!(err instanceof ApiError)) throw err;
-            return htmlResponse(MessagePage({ title: "Already revealed", message: err.detail }), err.status);
+            if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+            if (!(err instanceof DomainError)) throw err;
+            return htmlResponse(MessagePage({ title: "Already revealed", message: err.detail }), STATUS[err.code]);
           }
         },
         { portal: true },

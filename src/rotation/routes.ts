@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
 import { apiAuthPlugin, callerOf } from "../plugins/auth.ts";
-import { jsonObject } from "../plugins/problem.ts";
+import { jsonObject } from "../errors.ts";
 import { listNotifications, markAllRead, unreadCount } from "../notify/service.ts";
 import { deleteWebhook, getWebhook, listDeliveries, resendDelivery, setWebhook } from "../notify/webhooks.ts";
 import { getKey } from "../keys/service.ts";

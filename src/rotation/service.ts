@@ -2,7 +2,7 @@ import { and, desc, eq, inArray, isNotNull, lte, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import type { Tx } from "../db/client.ts";
-import { zodFieldErrors } from "../accounts/service.ts";
+import { zodFieldErrors } from "../errors.ts";
 import { recordAudit, systemActor, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { newId } from "../ids.ts";
@@ -10,7 +10,7 @@ import { apiKeys } from "../keys/keys.sql.ts";
 import { MAX_GRACE_HOURS } from "../keys/model.ts";
 import { getKeyRow, keyStatus, replaceKey } from "../keys/service.ts";
 import { emit } from "../notify/service.ts";
-import { ApiError, notFound } from "../plugins/problem.ts";
+import { DomainError, notFound } from "../errors.ts";
 import { keyRotations, rotationPolicies, type RotationState } from "./rotation.sql.ts";
 
 type RotationDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "log">;
@@ -57,7 +57,7 @@ const emergencySchema = z.strictObject({
 
 function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const r = schema.safeParse(input ?? {});
-  if (!r.success) throw new ApiError(400, "invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
+  if (!r.success) throw new DomainError("invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
   return r.data;
 }
 
@@ -136,7 +136,7 @@ async function insertRotation(tx: Tx, row: typeof keyRotations.$inferInsert): Pr
     const [created] = await tx.insert(keyRotations).values(row).returning();
     return created!;
   } catch (err) {
-    if (isUniqueViolation(err)) throw new ApiError(409, "rotation_in_progress", "This key already has a rotation scheduled or in its grace period.");
+    if (isUniqueViolation(err)) throw new DomainError("rotation_in_progress", "This key already has a rotation scheduled or in its grace period.");
     throw err;
   }
 }
@@ -146,10 +146,10 @@ export async function scheduleRotation(deps: RotationDeps, accountId: string, ke
   const data = parse(scheduleSchema, input, "rotation");
   const nowMs = deps.clock.now();
   if (data.at.getTime() < nowMs - 60_000) {
-    throw new ApiError(400, "invalid_request", "The rotation is not valid.", [{ field: "at", message: "must not be in the past" }]);
+    throw new DomainError("invalid_request", "The rotation is not valid.", [{ field: "at", message: "must not be in the past" }]);
   }
   const key = await getKeyRow(deps, accountId, keyId);
-  if (keyStatus(key, nowMs) !== "active") throw new ApiError(409, "key_not_active", "Only an active key can be rotated.");
+  if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
   const policy = await getPolicy(deps, accountId);
   const now = new Date(nowMs);
   const row = await deps.db.transaction(async (tx) => {
@@ -183,7 +183,7 @@ export async function cancelRotation(deps: RotationDeps, accountId: string, rota
     if (!row) {
       const [existing] = await tx.select().from(keyRotations).where(and(eq(keyRotations.id, rotationId), eq(keyRotations.accountId, accountId)));
       if (!existing) throw notFound("rotation");
-      throw new ApiError(409, "rotation_not_cancellable", `This rotation is ${existing.state.replace("_", " ")} and can no longer be cancelled.`);
+      throw new DomainError("rotation_not_cancellable", `This rotation is ${existing.state.replace("_", " ")} and can no longer be cancelled.`);
     }
     await recordAudit(tx, who, { accountId, action: "rotation.cancelled", keyId: row.oldKeyId, changes: { rotationId } }, now);
     return toRotationView(row);
@@ -241,7 +241,7 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
       return { row: row!, secret: created.secret, oldHash: previous.hash };
     });
   } catch (err) {
-    if (!(err instanceof ApiError)) throw err;
+    if (!(err instanceof DomainError)) throw err;
     // A business refusal (e.g. the account's key limit): the rotation fails visibly, once.
     const [failed] = await deps.db
       .update(keyRotations)
@@ -261,7 +261,7 @@ export async function emergencyRotation(deps: RotationDeps, accountId: string, k
   const { reason } = parse(emergencySchema, input, "rotation");
   const key = await getKeyRow(deps, accountId, keyId);
   const nowMs = deps.clock.now();
-  if (keyStatus(key, nowMs) !== "active") throw new ApiError(409, "key_not_active", "Only an active key can be rotated.");
+  if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
   const policy = await getPolicy(deps, accountId);
   const now = new Date(nowMs);
   const id = newId("rot");
@@ -286,7 +286,7 @@ export async function emergencyRotation(deps: RotationDeps, accountId: string, k
   });
   const started = await startRotation(deps, id, who);
   if (!started || started.row.state === "failed") {
-    throw new ApiError(409, "rotation_failed", started?.row.failure ?? "The rotation could not start.");
+    throw new DomainError("rotation_failed", started?.row.failure ?? "The rotation could not start.");
   }
   await deps.keyCache.announce(started.oldHash);
   // This answer is the secret's one showing: the sealed copy is spent at once.
@@ -312,7 +312,7 @@ export async function revealRotationSecret(deps: RotationDeps, accountId: string
       .for("update");
     if (!row) throw notFound("rotation");
     if (!row.secretSealed) {
-      throw new ApiError(410, "secret_gone", row.revealedAt ? "This secret was already revealed; it is shown only once." : "There is no secret to reveal for this rotation.");
+      throw new DomainError("secret_gone", row.revealedAt ? "This secret was already revealed; it is shown only once." : "There is no secret to reveal for this rotation.");
     }
     const secret = sealer(deps).open(row.secretSealed, row.id);
     const [after] = await tx.update(keyRotations).set({ secretSealed: null, revealedAt: now }).where(eq(keyRotations.id, rotationId)).returning();

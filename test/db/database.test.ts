@@ -3,7 +3,7 @@ import { sql } from "drizzle-orm";
 import { createAccount } from "../../src/accounts/service.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { auditEvents } from "../../src/db/schema.ts";
-import { ApiError } from "../../src/plugins/problem.ts";
+import { DomainError } from "../../src/errors.ts";
 import { backends } from "../support/backends.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
@@ -47,7 +47,7 @@ for (const backend of backends) {
       ];
       for (const input of cases) {
         const err = await createAccount(h.deps, input, cliActor).catch((e) => e);
-        expect(err).toBeInstanceOf(ApiError);
+        expect(err).toBeInstanceOf(DomainError);
       }
       const events = await h.deps.db.select().from(auditEvents);
       expect(events.length).toBe(2);

@@ -6,7 +6,7 @@ import { hashKey } from "../../src/keys/format.ts";
 import { MAX_ACTIVE_KEYS } from "../../src/keys/model.ts";
 import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { ApiError } from "../../src/plugins/problem.ts";
+import { DomainError } from "../../src/errors.ts";
 import { backends } from "../support/backends.ts";
 import { fails, newAccount, newKey, rejection } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
@@ -52,7 +52,7 @@ for (const backend of backends) {
     ])("refuses %s with a field error and writes nothing", async (_, input, field) => {
       const account = await newAccount(h);
       const err = await fails(newKey(h, account.id, input as never));
-      expect(err.status).toBe(400);
+      expect(err.code).toBe("invalid_request");
       expect(err.code).toBe("invalid_request");
       expect(err.errors?.map((e) => e.field)).toContain(field);
       expect(await listKeys(h.deps, account.id)).toEqual([]);
@@ -69,7 +69,7 @@ for (const backend of backends) {
       const results = await Promise.allSettled(Array.from({ length: MAX_ACTIVE_KEYS + 3 }, (_, i) => newKey(h, account.id, { name: `k${i}` })));
       expect(results.filter((r) => r.status === "fulfilled").length).toBe(MAX_ACTIVE_KEYS);
       const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-      expect(refused.every((r) => r.reason instanceof ApiError && r.reason.code === "key_limit_reached" && r.reason.status === 409)).toBe(true);
+      expect(refused.every((r) => r.reason instanceof DomainError && r.reason.code === "key_limit_reached")).toBe(true);
       // A revoked key frees its place.
       const [first] = await listKeys(h.deps, account.id);
       await revokeKey(h.deps, account.id, first!.id, cliActor);
@@ -93,7 +93,7 @@ for (const backend of backends) {
       const revoked = await revokeKey(h.deps, account.id, key.id, cliActor);
       expect(revoked.status).toBe("revoked");
       expect(revoked.revokedAt).toBe(new Date(clock.now()).toISOString());
-      expect((await fails(updateKey(h.deps, account.id, key.id, { name: "x" }, cliActor))).status).toBe(409);
+      expect((await fails(updateKey(h.deps, account.id, key.id, { name: "x" }, cliActor))).code).toBe("key_not_active");
     });
 
     it("rolls a key: the new one is active at once, the old one expiring until its grace ends", async () => {
@@ -107,7 +107,7 @@ for (const backend of backends) {
       expect((await getKey(h.deps, account.id, key.id)).status).toBe("expiring");
       clock.advance(1);
       expect((await getKey(h.deps, account.id, key.id)).status).toBe("revoked");
-      expect((await fails(rollKey(h.deps, account.id, key.id, {}, cliActor))).code).toBe("key_revoked");
+      expect((await fails(rollKey(h.deps, account.id, key.id, {}, cliActor))).code).toBe("key_not_active");
     });
 
     it("rolls with no grace period by revoking the old key at once", async () => {
@@ -134,7 +134,7 @@ for (const backend of backends) {
         () => revokeKey(h.deps, other.id, key.id, cliActor),
         () => rollKey(h.deps, other.id, key.id, {}, cliActor),
       ]) {
-        expect((await fails(op())).status).toBe(404);
+        expect((await fails(op())).code).toBe("not_found");
       }
       expect(await listKeys(h.deps, other.id)).toEqual([]);
       expect((await getKey(h.deps, owner.id, key.id)).status).toBe("active");

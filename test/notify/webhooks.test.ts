@@ -4,7 +4,7 @@ import { eq } from "drizzle-orm";
 import { cliActor } from "../../src/audit/service.ts";
 import { webhookDeliveries } from "../../src/db/schema.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { ApiError } from "../../src/plugins/problem.ts";
+import { DomainError } from "../../src/errors.ts";
 import { deliverDue, listDeliveries, resendDelivery, setWebhook, signPayload } from "../../src/notify/webhooks.ts";
 import { backends } from "../support/backends.ts";
 import { newAccount, newKey, rejection } from "../support/fixtures.ts";
@@ -119,11 +119,11 @@ for (const backend of backends) {
       ["plain http to another host", "http://example.com/x", "invalid_request"],
       ["credentials in the URL", "https://u:p@example.com/x", "invalid_request"],
       ["not a URL", "hooks please", "invalid_request"],
-    ])("refuses %s for a non-operator, even asking to allow private targets (SSRF guard)", async (_, url, code) => {
+    ] as const)("refuses %s for a non-operator, even asking to allow private targets (SSRF guard)", async (_, url, code) => {
       const a = await newAccount(h);
       const err = await setWebhook(h.deps, a.id, { url, allowPrivate: true }, cliActor, false).catch((e) => e);
-      expect(err).toBeInstanceOf(ApiError);
-      expect((err as ApiError).code).toBe(code);
+      expect(err).toBeInstanceOf(DomainError);
+      expect((err as DomainError).code).toBe(code);
     });
 
     it("signs as documented", () => {

@@ -97,7 +97,7 @@ function afterResponseHooks(): Promise<void> {
 
 describe("home page", () => {
   it("renders the page shell with escaped dynamic text", async () => {
-    const { HomePage } = await import("../../views/home.tsx");
+    const { HomePage } = await import("../../views/portal/home.tsx");
     const html = String(HomePage({ origin: "http://x<script>alert(1)</script>", keyPrefix: "kp" }));
     expect(html).toStartWith("<!doctype html>");
     expect(html).not.toContain("<script>alert(1)</script>");

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { eq } from "drizzle-orm";
 import { randomBytes } from "node:crypto";
 import { sessions } from "../../src/db/schema.ts";
-import { LOGIN_LIMITS } from "../../src/portal/login.ts";
+import { LOGIN_LIMITS } from "../../src/accounts/login.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";

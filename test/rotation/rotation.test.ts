@@ -78,9 +78,9 @@ for (const backend of backends) {
       expect(JSON.stringify(row)).not.toContain(secret);
       expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
       const again = await fails(revealRotationSecret(h.deps, a.id, r.id, cliActor));
-      expect(again.status).toBe(410);
+      expect(again.code).toBe("secret_gone");
       const other = await newAccount(h);
-      expect((await fails(revealRotationSecret(h.deps, other.id, r.id, cliActor))).status).toBe(404);
+      expect((await fails(revealRotationSecret(h.deps, other.id, r.id, cliActor))).code).toBe("not_found");
     });
 
     it("deletes an unrevealed secret when the grace period ends", async () => {
@@ -93,7 +93,7 @@ for (const backend of backends) {
       const [row] = await h.deps.db.select().from(keyRotations).where(eq(keyRotations.id, r.id));
       expect(row!.state).toBe("completed");
       expect(row!.secretSealed).toBeNull();
-      expect((await fails(revealRotationSecret(h.deps, a.id, r.id, cliActor))).status).toBe(410);
+      expect((await fails(revealRotationSecret(h.deps, a.id, r.id, cliActor))).code).toBe("secret_gone");
     });
 
     it("cancels a rotation before it starts, and not after", async () => {
@@ -117,7 +117,7 @@ for (const backend of backends) {
       const { key: k2 } = await newKey(h, a.id);
       expect((await fails(scheduleRotation(h.deps, a.id, k2.id, { at: "2001-01-01T00:00:00Z" }, cliActor))).errors?.[0]?.field).toBe("at");
       const other = await newAccount(h);
-      expect((await fails(scheduleRotation(h.deps, other.id, k2.id, { at: new Date(clock.now()).toISOString() }, cliActor))).status).toBe(404);
+      expect((await fails(scheduleRotation(h.deps, other.id, k2.id, { at: new Date(clock.now()).toISOString() }, cliActor))).code).toBe("not_found");
     });
 
     it("rotates in an emergency with the policy's grace, and with 0 revokes the old key at once", async () => {
@@ -126,7 +126,7 @@ for (const backend of backends) {
       const e = await emergencyRotation(h.deps, a.id, key.id, { reason: "leaked in a gist" }, cliActor);
       expect(e.rotation).toMatchObject({ state: "grace_period", emergency: true, gracePeriodHours: 4, secretAvailable: false });
       // The answer was the one showing: nothing waits to be revealed.
-      expect((await fails(revealRotationSecret(h.deps, a.id, e.rotation.id, cliActor))).status).toBe(410);
+      expect((await fails(revealRotationSecret(h.deps, a.id, e.rotation.id, cliActor))).code).toBe("secret_gone");
       expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
       expect((await h.req(EMAIL, { headers: bearer(e.secret) })).status).toBe(200);
       clock.advance(4 * HOUR);

@@ -3,7 +3,7 @@ import { createAccount, type Account } from "../../src/accounts/service.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { createKey } from "../../src/keys/service.ts";
 import type { CreateKeyInput, KeyView } from "../../src/keys/model.ts";
-import { ApiError } from "../../src/plugins/problem.ts";
+import { DomainError } from "../../src/errors.ts";
 import type { Harness } from "./harness.ts";
 
 /** A fresh tenant: each test makes its own account, so tests never see each other's data. */
@@ -30,13 +30,13 @@ export async function problem(res: Response): Promise<{ code: string; status: nu
   return body;
 }
 
-/** Awaits a call that must fail with an ApiError and returns the error (anything else throws). */
-export async function fails(p: Promise<unknown>): Promise<ApiError> {
+/** Awaits a call that must fail with an DomainError and returns the error (anything else throws). */
+export async function fails(p: Promise<unknown>): Promise<DomainError> {
   const err = await p.then(
     () => new Error("expected the call to fail"),
     (e) => e,
   );
-  if (!(err instanceof ApiError)) throw err;
+  if (!(err instanceof DomainError)) throw err;
   return err;
 }
 

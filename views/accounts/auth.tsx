@@ -1,7 +1,7 @@
 /** @jsxImportSource @kitajs/html */
-import type { FieldError } from "../src/plugins/problem.ts";
-import { Field, errorFor, paths } from "./components.tsx";
-import { Layout } from "./layout.tsx";
+import type { FieldError } from "../../src/errors.ts";
+import { Field, errorFor, paths } from "../components.tsx";
+import { Layout } from "../layout.tsx";
 
 export interface AuthFormState {
   email?: string;

@@ -1,5 +1,5 @@
 /** @jsxImportSource @kitajs/html */
-import { formatCount } from "./components.tsx";
+import { formatCount } from "../components.tsx";
 
 export interface ChartDay {
   day: string;

@@ -1,8 +1,8 @@
 /** @jsxImportSource @kitajs/html */
-import type { AccountOverview } from "../src/usage/queries.ts";
-import { UsageChart } from "./chart.tsx";
-import { formatCount, paths } from "./components.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
+import type { AccountOverview } from "../../src/usage/queries.ts";
+import { UsageChart } from "../usage/chart.tsx";
+import { formatCount, paths } from "../components.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
 
 export function DashboardPage(props: { session: PageSession; overview: AccountOverview; activeKeys: number; origin: string; prefix: string }) {
   const o = props.overview;

@@ -1,9 +1,9 @@
 /** @jsxImportSource @kitajs/html */
-import type { FieldError } from "../src/plugins/problem.ts";
-import type { RotationPolicy } from "../src/rotation/service.ts";
-import { CsrfField, Field, errorFor, formatDate, paths } from "./components.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
-import { SecretPanel } from "./keys.tsx";
+import type { FieldError } from "../../src/errors.ts";
+import type { RotationPolicy } from "../../src/rotation/service.ts";
+import { CsrfField, Field, errorFor, formatDate, paths } from "../components.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
+import { SecretPanel } from "../keys/keys.tsx";
 
 export interface Delivery {
   id: string;

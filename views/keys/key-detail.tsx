@@ -1,11 +1,11 @@
 /** @jsxImportSource @kitajs/html */
-import type { KeyView } from "../src/keys/model.ts";
-import type { UsageReport } from "../src/usage/queries.ts";
-import { UsageChart } from "./chart.tsx";
-import { CsrfField, escape, formatCount, formatDate, paths } from "./components.tsx";
+import type { KeyView } from "../../src/keys/model.ts";
+import type { UsageReport } from "../../src/usage/queries.ts";
+import { UsageChart } from "../usage/chart.tsx";
+import { CsrfField, escape, formatCount, formatDate, paths } from "../components.tsx";
 import { EditKeyForm, SecretPanel, StatusBadge, type KeyFormState } from "./keys.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
-import { RotationPanel, type RotationPanelProps } from "./rotations.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
+import { RotationPanel, type RotationPanelProps } from "../rotation/rotations.tsx";
 
 export const USAGE_RANGES = [7, 30, 90] as const;
 

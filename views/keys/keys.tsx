@@ -1,8 +1,8 @@
 /** @jsxImportSource @kitajs/html */
-import type { KeyView } from "../src/keys/model.ts";
-import type { FieldError } from "../src/plugins/problem.ts";
-import { Badge, CsrfField, Field, errorFor, formatCount, formatDate, paths, timeLeft } from "./components.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
+import type { KeyView } from "../../src/keys/model.ts";
+import type { FieldError } from "../../src/errors.ts";
+import { Badge, CsrfField, Field, errorFor, formatCount, formatDate, paths, timeLeft } from "../components.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
 
 export interface KeyFormValues {
   name?: string;

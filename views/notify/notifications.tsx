@@ -1,6 +1,6 @@
 /** @jsxImportSource @kitajs/html */
-import { CsrfField, formatDate, paths } from "./components.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
+import { CsrfField, formatDate, paths } from "../components.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
 
 const LABELS: Record<string, string> = {
   "key.created": "Key created",

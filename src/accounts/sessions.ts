@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { and, eq, lt, ne } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
-import { accounts, sessions } from "../accounts/accounts.sql.ts";
+import { accounts, sessions } from "./accounts.sql.ts";
 import { randomBase62 } from "../ids.ts";
 
 export const SESSION_COOKIE = "kp_session";

@@ -1,6 +1,6 @@
 /** @jsxImportSource @kitajs/html */
-import { escape, formatDate, paths } from "./components.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
+import { escape, formatDate, paths } from "../components.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
 
 export interface AuditRow {
   id: string;

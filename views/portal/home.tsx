@@ -1,6 +1,6 @@
 /** @jsxImportSource @kitajs/html */
-import { paths } from "./components.tsx";
-import { Layout } from "./layout.tsx";
+import { paths } from "../components.tsx";
+import { Layout } from "../layout.tsx";
 
 export function HomePage(props: { origin: string; keyPrefix: string }) {
   return (

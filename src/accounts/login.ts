@@ -1,10 +1,10 @@
 import { eq } from "drizzle-orm";
 import { dictionary } from "@zxcvbn-ts/language-common";
 import type { Deps } from "../deps.ts";
-import { accounts } from "../accounts/accounts.sql.ts";
-import { createAccount, findAccountByEmail, type Account } from "../accounts/service.ts";
+import { accounts } from "./accounts.sql.ts";
+import { createAccount, findAccountByEmail, type Account } from "./service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
-import { ApiError, type FieldError } from "../plugins/problem.ts";
+import { DomainError, type FieldError } from "../errors.ts";
 
 const COMMON_PASSWORDS = new Set((dictionary["passwords-common"] as string[]).map((p) => p.toLowerCase()));
 
@@ -19,7 +19,7 @@ export function passwordProblem(password: string, email: string): string | null 
 
 export async function signUp(deps: Pick<Deps, "db" | "clock" | "passwords">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
   const problem = passwordProblem(input.password ?? "", input.email ?? "");
-  if (problem) throw new ApiError(400, "invalid_request", "The account details are not valid.", [{ field: "password", message: problem }]);
+  if (problem) throw new DomainError("invalid_request", "The account details are not valid.", [{ field: "password", message: problem }]);
   return createAccount(deps, input, { actor: "signup", ...who });
 }
 
@@ -42,9 +42,9 @@ function throttleKeys(email: string, ip: string | undefined) {
   };
 }
 
-export class LoginThrottled extends ApiError {
+export class LoginThrottled extends DomainError {
   constructor() {
-    super(429, "too_many_attempts", "Too many failed sign-in attempts. Wait 15 minutes and try again.", undefined, { "retry-after": "900" });
+    super("too_many_attempts", "Too many failed sign-in attempts. Wait 15 minutes and try again.", undefined, 15 * 60);
   }
 }
 
@@ -72,7 +72,7 @@ export async function logIn(
       deps.state.incr(keys.ip15, 1, 15 * MINUTE),
     ]);
     if (account) await recordAudit(deps.db, { actor: `account:${account.id}`, ...who }, { accountId: account.id, action: "account.login_failed" }, new Date(deps.clock.now()));
-    throw new ApiError(400, "invalid_credentials", "Email or password is incorrect.", [{ field: "password", message: "Email or password is incorrect." }]);
+    throw new DomainError("invalid_credentials", "Email or password is incorrect.", [{ field: "password", message: "Email or password is incorrect." }]);
   }
   await deps.state.del(keys.email15);
   await recordAudit(deps.db, { actor: `account:${account.id}`, ...who }, { accountId: account.id, action: "account.login" }, new Date(deps.clock.now()));
@@ -92,7 +92,7 @@ export async function changePassword(
   }
   const problem = passwordProblem(String(input.next ?? ""), account.email);
   if (problem) errors.push({ field: "next", message: problem });
-  if (errors.length) throw new ApiError(400, "invalid_request", "The password was not changed.", errors);
+  if (errors.length) throw new DomainError("invalid_request", "The password was not changed.", errors);
   const now = new Date(deps.clock.now());
   const passwordHash = await deps.passwords.hash(String(input.next));
   await deps.db.transaction(async (tx) => {

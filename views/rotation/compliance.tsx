@@ -1,7 +1,7 @@
 /** @jsxImportSource @kitajs/html */
-import type { ComplianceReport } from "../src/rotation/compliance.ts";
-import { Badge, formatCount, formatDate, paths, timeLeft } from "./components.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
+import type { ComplianceReport } from "../../src/rotation/compliance.ts";
+import { Badge, formatCount, formatDate, paths, timeLeft } from "../components.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
 
 export function CompliancePage(props: { session: PageSession; report: ComplianceReport; now: number; operator: boolean }) {
   const r = props.report;

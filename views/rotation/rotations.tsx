@@ -1,8 +1,8 @@
 /** @jsxImportSource @kitajs/html */
-import type { RotationView } from "../src/rotation/service.ts";
-import { Badge, CsrfField, formatDate, paths, timeLeft } from "./components.tsx";
-import { SecretPanel } from "./keys.tsx";
-import { Layout, type PageSession } from "./layout.tsx";
+import type { RotationView } from "../../src/rotation/service.ts";
+import { Badge, CsrfField, formatDate, paths, timeLeft } from "../components.tsx";
+import { SecretPanel } from "../keys/keys.tsx";
+import { Layout, type PageSession } from "../layout.tsx";
 
 export function RotationStateBadge(props: { r: RotationView; now: number }) {
   const r = props.r;
