@@ -1,35 +1,56 @@
 import type { Server } from "bun";
 import { Elysia } from "elysia";
-import { html } from "@elysiajs/html";
 import type { Deps } from "./deps.ts";
 import { errorsPlugin } from "./plugins/errors.ts";
-import { messagePage } from "./portal/respond.ts";
 import { observePlugin, requestRecorder, type InFlight } from "./plugins/observe.ts";
+import { messagePage } from "./portal/respond.ts";
+import { dataApiRoutes } from "./data-api/routes.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
-import { portalRoutes } from "./portal/routes.tsx";
-import { keyRoutes } from "./keys/routes.ts";
-import { dataApiRoutes } from "./data-api/routes.ts";
-import { rotationRoutes } from "./rotation/routes.ts";
+import { docsRoutes } from "./docs/api.ts";
+import { keysApi } from "./keys/api.ts";
+import { usageApi } from "./usage/api.ts";
+import { auditApi } from "./audit/api.ts";
+import { rotationApi } from "./rotation/api.ts";
+import { notifyApi } from "./notify/api.ts";
+import { accountsPortal } from "./accounts/portal.tsx";
+import { dashboardPortal } from "./portal/dashboard.tsx";
+import { keysPortal } from "./keys/portal.tsx";
+import { usagePortal } from "./usage/portal.tsx";
+import { auditPortal } from "./audit/portal.tsx";
+import { rotationPortal } from "./rotation/portal.tsx";
+import { notifyPortal } from "./notify/portal.tsx";
+import { adminPortal } from "./admin/portal.tsx";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
   const inflight: InFlight = { n: 0 };
   const record = requestRecorder(deps.log, deps.metrics);
   // Order matters: Elysia applies a hook to the routes registered after it. The data API
-  // comes before the observe and html hooks, so its hot path runs none of them (its handlers
-  // record requests themselves, src/gateway/route.ts); the error hook covers every route.
+  // comes before the observe hooks, so its hot path runs none of them (its handlers record
+  // requests themselves, src/gateway/route.ts); the error hook covers every route.
   let server: () => Server<unknown> | null = () => null;
   const app = new Elysia()
     .use(errorsPlugin(deps.log, messagePage))
     .use(dataApiRoutes({ deps, record, inflight, server: () => server() }))
     .use(observePlugin(record, inflight))
-    .use(html())
     .use(opsRoutes(deps))
     .use(staticRoutes())
-    .use(keyRoutes(deps))
-    .use(rotationRoutes(deps))
-    .use(portalRoutes(deps));
+    .use(keysApi(deps))
+    .use(usageApi(deps))
+    .use(auditApi(deps))
+    .use(rotationApi(deps))
+    .use(notifyApi(deps))
+    .use(dashboardPortal(deps))
+    .use(accountsPortal(deps))
+    .use(keysPortal(deps))
+    .use(usagePortal(deps))
+    .use(auditPortal(deps))
+    .use(rotationPortal(deps))
+    .use(notifyPortal(deps))
+    .use(adminPortal(deps));
+  // The document describes the routes above: it is made from the app itself, once.
+  app.use(docsRoutes(app));
   server = () => app.server;
   return Object.assign(app, { inflight });
 }

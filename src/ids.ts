@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { randomBytes } from "node:crypto";
 
 export const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -23,3 +24,11 @@ export function randomBase62(n: number): string {
 export function newId(prefix: string): string {
   return `${prefix}_${randomBase62(16)}`;
 }
+
+/**
+ * A route's `:id`, for its params schema. A segment that is not valid percent-encoding
+ * reaches the route as null through Elysia's router and as text with U+FFFD through Bun's
+ * (a listening server): no object has such an id, so both are "no such object" (404),
+ * the same through either router.
+ */
+export const idParams = (description: string) => z.object({ id: z.preprocess((v) => (typeof v === "string" ? v : ""), z.string()).describe(description) });

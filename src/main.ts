@@ -1,7 +1,9 @@
 import { parseArgs } from "node:util";
 import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
 import { createAccount, findAccountByEmail, parseNewAccount } from "./accounts/service.ts";
-import { createKey, parseNewKey, revokeKeyById } from "./keys/service.ts";
+import { createKey, revokeKeyById } from "./keys/service.ts";
+import { createKeySchema } from "./keys/model.ts";
+import { parseInput } from "./errors.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
 import { createLogger } from "./ops/log.ts";
@@ -176,12 +178,12 @@ async function keyCreate(config: Config, args: string[]): Promise<number> {
     monthlyQuota: intFlag(values.quota, "quota"),
   };
   // Bad values are refused before the database is opened.
-  parseNewKey(input, Date.now());
+  const data = parseInput(createKeySchema, input, "key");
   const deps = await buildDeps(config, { log: createLogger("warn") });
   try {
     const account = await findAccountByEmail(deps, email);
     if (!account) throw new UsageError(`no account with email ${email}`);
-    const { secret } = await createKey(deps, account.id, input, cliActor);
+    const { secret } = await createKey(deps, account.id, data, cliActor);
     // The secret alone on stdout, so `$(keyport key create …)` captures it.
     console.log(secret);
   } finally {

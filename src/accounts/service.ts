@@ -58,3 +58,9 @@ export async function findAccountByEmail(deps: Pick<Deps, "db">, email: string):
   const [row] = await deps.db.select().from(accounts).where(eq(accounts.email, email.trim().toLowerCase()));
   return row;
 }
+
+/** Whether the account is an operator (may allow private webhook targets, sees /admin). */
+export async function isOperator(deps: Pick<Deps, "db">, accountId: string): Promise<boolean> {
+  const [row] = await deps.db.select({ op: accounts.isOperator }).from(accounts).where(eq(accounts.id, accountId));
+  return Boolean(row?.op);
+}

@@ -39,16 +39,8 @@ export async function recordAudit(tx: Tx | Db, who: Actor, event: AuditInput, at
 
 export const AUDIT_PAGE = 50;
 
-export interface AuditEventView {
-  id: string;
-  action: string;
-  actor: string;
-  keyId: string | null;
-  ip: string | null;
-  userAgent: string | null;
-  changes: Record<string, unknown>;
-  createdAt: string;
-}
+import type { AuditEventView } from "./model.ts";
+export type { AuditEventView } from "./model.ts";
 
 function encodeCursor(createdAt: Date, id: string): string {
   return Buffer.from(`${createdAt.toISOString()}|${id}`).toString("base64url");

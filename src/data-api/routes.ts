@@ -5,7 +5,25 @@ import { DomainError, invalidInput } from "../errors.ts";
 import { runBatchItem } from "./batch.ts";
 import { analyzeEmail } from "./email.ts";
 import { analyzeIp } from "./ip.ts";
-import { batchRequestSchema } from "./model.ts";
+import { batchRequestSchema, batchResponseSchema, emailAnalysisSchema, ipAnalysisSchema } from "./model.ts";
+import { jsonSchema, operation } from "../plugins/openapi.ts";
+
+const EMAIL_EXAMPLE = {
+  input: "someone@gmial.com",
+  valid: true,
+  normalized: "someone@gmial.com",
+  local: "someone",
+  domain: "gmial.com",
+  disposable: false,
+  freeProvider: false,
+  role: false,
+  suggestion: "someone@gmail.com",
+};
+const IP_EXAMPLE = { ip: "8.8.8.8", version: 4, private: false, loopback: false, reserved: false, country: "US" };
+
+// The data API validates inside its handlers, after the key is checked (an unauthenticated
+// request learns nothing from a 400), so its request shapes are documented in `detail`
+// rather than declared as Elysia schemas.
 
 export const MAX_BATCH = 100;
 
@@ -46,6 +64,20 @@ export const dataApiRoutes = (env: GatewayEnv) =>
     .get(
       "/v1/email/:address",
       gatewayHandler(env, "GET", "/v1/email/:address", { scope: "email:read" }, (params: { address?: unknown }, _pass, request) => analyzeEmail(pathParam(params.address, request))),
+      {
+        detail: {
+          ...operation({
+            id: "analyzeEmail",
+            tag: "email",
+            summary: "Check an email address",
+            description: "Syntax validity (no DNS or SMTP probe), the normalized address, its domain, whether the domain is disposable or a free provider, whether it is a role account, and a suggestion when the domain looks like a typo.",
+            scope: "email:read",
+            gateway: true,
+            answers: { 200: { description: "The analysis; `valid: false` for a malformed address.", schema: emailAnalysisSchema, example: EMAIL_EXAMPLE } },
+            errors: ["invalid_request"],
+          }),
+        },
+      },
     )
     .get(
       "/v1/ip/:address",
@@ -54,6 +86,20 @@ export const dataApiRoutes = (env: GatewayEnv) =>
         if (!result) throw invalidInput("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
         return result;
       }),
+      {
+        detail: {
+          ...operation({
+            id: "analyzeIp",
+            tag: "ip",
+            summary: "Check an IP address",
+            description: "Version, private / loopback / reserved ranges, and the country of the registry record for its range.",
+            scope: "ip:read",
+            gateway: true,
+            answers: { 200: { description: "The analysis.", schema: ipAnalysisSchema, example: IP_EXAMPLE } },
+            errors: ["invalid_request"],
+          }),
+        },
+      },
     )
     .post(
       "/v1/batch",
@@ -65,4 +111,33 @@ export const dataApiRoutes = (env: GatewayEnv) =>
         }
         return { results: parsed.data.items.map(runBatchItem) };
       }),
+      {
+        detail: {
+          ...operation({
+            id: "runBatch",
+            tag: "batch",
+            summary: "Check up to 100 emails and IPs",
+            description: "One answer per item, in order; a bad item is an error in its place, not a failed batch. Metered and counted against the quota per item.",
+            scope: "batch:write",
+            gateway: true,
+            answers: {
+              200: {
+                description: "One result per item.",
+                schema: batchResponseSchema,
+                example: { results: [{ type: "email", value: "someone@gmial.com", result: EMAIL_EXAMPLE }, { type: "ip", value: "8.8.8.8", result: IP_EXAMPLE }] },
+              },
+            },
+            errors: ["invalid_request", "payload_too_large"],
+          }),
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": {
+                schema: jsonSchema(batchRequestSchema, "input"),
+                example: { items: [{ type: "email", value: "someone@gmial.com" }, { type: "ip", value: "8.8.8.8" }] },
+              },
+            },
+          },
+        },
+      },
     );

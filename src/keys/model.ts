@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { idParams } from "../ids.ts";
 import { SCOPE_NAMES, isScope } from "./scopes.ts";
 import { parseAllowEntry } from "./ips.ts";
 
@@ -84,26 +85,43 @@ export const rollKeySchema = z.strictObject({
     .default(24),
 });
 
+/** What a client sends to create a key (the API's body, the CLI's flags). */
 export type CreateKeyInput = z.input<typeof createKeySchema>;
+/** A checked new key, as services take it. */
+export type NewKey = z.output<typeof createKeySchema>;
 export type UpdateKeyInput = z.input<typeof updateKeySchema>;
+export type KeyPatch = z.output<typeof updateKeySchema>;
+export type RollInput = z.output<typeof rollKeySchema>;
 
-export type KeyStatus = "active" | "expiring" | "expired" | "revoked";
+/** A body that may be left out: none is `{}` (a roll with the default grace, say). */
+export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((v) => v ?? {}, schema);
+
+export const keyIdParams = idParams("The key's id (`key_…`).");
+
+const isoTime = z.string().describe("An ISO 8601 time, UTC.");
 
 /** What the API, the CLI and the portal show of a key: never the secret, never the hash. */
-export interface KeyView {
-  id: string;
-  name: string;
-  environment: "live" | "test";
-  display: string;
-  scopes: string[];
-  rateLimit: number;
-  ipAllowlist: string[];
-  monthlyQuota: number | null;
-  status: KeyStatus;
-  expiresAt: string | null;
-  graceEndsAt: string | null;
-  replacedBy: string | null;
-  lastUsedAt: string | null;
-  createdAt: string;
-  revokedAt: string | null;
-}
+export const keyViewSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  environment: z.enum(["live", "test"]),
+  display: z.string().describe("The key shortened for lists: `kp_live_AbCd…wxyz`."),
+  scopes: z.array(z.string()),
+  rateLimit: z.number().int().describe("Requests per minute."),
+  ipAllowlist: z.array(z.string()),
+  monthlyQuota: z.number().int().nullable(),
+  status: z.enum(["active", "expiring", "expired", "revoked"]),
+  expiresAt: isoTime.nullable(),
+  graceEndsAt: isoTime.nullable().describe("While `expiring`: when the key stops working."),
+  replacedBy: z.string().nullable(),
+  lastUsedAt: isoTime.nullable(),
+  createdAt: isoTime,
+  revokedAt: isoTime.nullable(),
+});
+export type KeyView = z.output<typeof keyViewSchema>;
+export type KeyStatus = KeyView["status"];
+
+const secret = z.string().describe("The key itself: shown in this answer once and never again.");
+export const createdKeySchema = keyViewSchema.extend({ secret });
+export const rolledKeySchema = keyViewSchema.extend({ secret, previous: keyViewSchema });
+export const keyListSchema = z.object({ data: z.array(keyViewSchema) });

@@ -1,9 +1,7 @@
 import { and, desc, eq, gt, inArray, isNull, max, ne, or, sql } from "drizzle-orm";
-import type { z } from "zod";
 import type { Deps } from "../deps.ts";
 import type { Db, Tx } from "../db/client.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
-import { zodFieldErrors } from "../errors.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
 import { emit } from "../notify/service.ts";
@@ -11,16 +9,7 @@ import { keyUsage } from "../usage/usage.sql.ts";
 import { DomainError, notFound } from "../errors.ts";
 import { displayKey, generateKey, hashKey, keyParts, type Environment } from "./format.ts";
 import { apiKeys } from "./keys.sql.ts";
-import {
-  MAX_ACTIVE_KEYS,
-  createKeySchema,
-  rollKeySchema,
-  updateKeySchema,
-  type CreateKeyInput,
-  type KeyStatus,
-  type KeyView,
-  type UpdateKeyInput,
-} from "./model.ts";
+import { MAX_ACTIVE_KEYS, type KeyPatch, type KeyStatus, type KeyView, type NewKey, type RollInput } from "./model.ts";
 
 export type KeyRow = typeof apiKeys.$inferSelect;
 type KeyDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache">;
@@ -79,12 +68,6 @@ export function toView(row: KeyRow, prefix: string, now: number): KeyView {
   };
 }
 
-function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(input ?? {});
-  if (!r.success) throw new DomainError("invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
-  return r.data;
-}
-
 function requireFuture(expiresAt: Date | null | undefined, now: number): void {
   if (expiresAt && expiresAt.getTime() <= now) {
     throw new DomainError("invalid_request", "The key is not valid.", [{ field: "expiresAt", message: "must be in the future" }]);
@@ -127,17 +110,10 @@ async function insertKey(
   return { row: row!, secret };
 }
 
-/** A new key's fields checked as createKey checks them, with no database (the CLI checks its flags first). */
-export function parseNewKey(input: CreateKeyInput | unknown, nowMs: number) {
-  const data = parse(createKeySchema, input, "key");
-  requireFuture(data.expiresAt, nowMs);
-  return data;
-}
-
 /** Creates a key; the secret is in this answer and nowhere else, ever. */
-export async function createKey(deps: KeyDeps, accountId: string, input: CreateKeyInput | unknown, who: Actor): Promise<{ key: KeyView; secret: string }> {
+export async function createKey(deps: KeyDeps, accountId: string, data: NewKey, who: Actor): Promise<{ key: KeyView; secret: string }> {
   const nowMs = deps.clock.now();
-  const data = parseNewKey(input, nowMs);
+  requireFuture(data.expiresAt, nowMs);
   const now = new Date(nowMs);
   const { row, secret } = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
@@ -188,8 +164,7 @@ function assertChangeable(row: KeyRow, now: number): void {
   if (status === "revoked") throw new DomainError("key_not_active", "This key is revoked and can no longer change.");
 }
 
-export async function updateKey(deps: KeyDeps, accountId: string, id: string, input: UpdateKeyInput | unknown, who: Actor): Promise<KeyView> {
-  const patch = parse(updateKeySchema, input, "change");
+export async function updateKey(deps: KeyDeps, accountId: string, id: string, patch: KeyPatch, who: Actor): Promise<KeyView> {
   const nowMs = deps.clock.now();
   requireFuture(patch.expiresAt, nowMs);
   const now = new Date(nowMs);
@@ -274,10 +249,9 @@ export async function rollKey(
   deps: KeyDeps,
   accountId: string,
   id: string,
-  input: { gracePeriodHours?: number } | unknown,
+  { gracePeriodHours }: RollInput,
   who: Actor,
 ): Promise<{ key: KeyView; secret: string; previous: KeyView }> {
-  const { gracePeriodHours } = parse(rollKeySchema, input, "roll");
   const nowMs = deps.clock.now();
   const now = new Date(nowMs);
   const result = await deps.db.transaction(async (tx) => {

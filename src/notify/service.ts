@@ -1,6 +1,7 @@
 import { and, count, desc, eq, isNull } from "drizzle-orm";
 import type { Db, Tx } from "../db/client.ts";
 import { newId } from "../ids.ts";
+import type { NotificationView } from "./model.ts";
 import { notifications, webhookDeliveries, webhookEndpoints, type NotificationEvent } from "./notify.sql.ts";
 
 export interface NotificationInput {
@@ -36,6 +37,12 @@ export async function emit(tx: Tx | Db, n: NotificationInput, at: Date): Promise
 
 export async function listNotifications(db: Db, accountId: string, limit = 50) {
   return db.select().from(notifications).where(eq(notifications.accountId, accountId)).orderBy(desc(notifications.createdAt), desc(notifications.id)).limit(limit);
+}
+
+/** The newest notifications as the API and the portal show them. */
+export async function listNotificationViews(db: Db, accountId: string, limit = 50): Promise<NotificationView[]> {
+  const rows = await listNotifications(db, accountId, limit);
+  return rows.map((n) => ({ id: n.id, event: n.event, keyId: n.keyId, data: n.data, createdAt: n.createdAt.toISOString(), readAt: n.readAt?.toISOString() ?? null }));
 }
 
 export async function unreadCount(db: Db, accountId: string): Promise<number> {

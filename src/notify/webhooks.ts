@@ -8,6 +8,7 @@ import { Sealer } from "../crypto/seal.ts";
 import { analyzeIp } from "../data-api/ip.ts";
 import { newId, randomBase62 } from "../ids.ts";
 import { DomainError, notFound } from "../errors.ts";
+import type { DeliveryView, WebhookInput } from "./model.ts";
 import { notifications, webhookDeliveries, webhookEndpoints } from "./notify.sql.ts";
 
 type HookDeps = Pick<Deps, "db" | "clock" | "config" | "log">;
@@ -35,8 +36,8 @@ function fieldError(message: string): DomainError {
 }
 
 /** https anywhere; plain http only for localhost (development). */
-export function parseWebhookUrl(raw: unknown): URL {
-  if (typeof raw !== "string" || raw.length === 0) throw fieldError("is required");
+export function parseWebhookUrl(raw: string): URL {
+  if (raw.length === 0) throw fieldError("is required");
   if (raw.length > 2000) throw fieldError("must be at most 2000 characters");
   let url: URL;
   try {
@@ -81,7 +82,7 @@ export async function assertPublicTarget(url: URL, allowPrivate: boolean): Promi
 export async function setWebhook(
   deps: HookDeps,
   accountId: string,
-  input: { url?: unknown; allowPrivate?: unknown },
+  input: WebhookInput,
   who: Actor,
   callerIsOperator: boolean,
 ): Promise<{ url: string; secret: string; allowPrivate: boolean }> {
@@ -114,7 +115,7 @@ export async function deleteWebhook(deps: Pick<Deps, "db" | "clock">, accountId:
   });
 }
 
-export async function listDeliveries(deps: Pick<Deps, "db">, accountId: string, limit = 50) {
+export async function listDeliveries(deps: Pick<Deps, "db">, accountId: string, limit = 50): Promise<DeliveryView[]> {
   const rows = await deps.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.accountId, accountId)).orderBy(desc(webhookDeliveries.createdAt), desc(webhookDeliveries.id)).limit(limit);
   return rows.map((d) => ({
     id: d.id,

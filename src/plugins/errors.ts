@@ -2,7 +2,7 @@ import { Elysia, type ValidationError } from "elysia";
 import { z } from "zod";
 import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import { domainResponse, problemResponse } from "./problem.ts";
+import { ProblemError, domainResponse, problemJson, problemResponse } from "./problem.ts";
 
 /** How a browser is answered instead of problem+json (the portal's message page). */
 export type ErrorPage = (status: number, title: string, message: string) => Response;
@@ -88,6 +88,7 @@ function answer(ctx: { code: string | number; error: unknown; request: Request; 
 
 function problemAnswer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
   if (error instanceof DomainError) return domainResponse(error);
+  if (error instanceof ProblemError) return problemJson(error.problem);
   switch (code) {
     case "NOT_FOUND":
       return problemResponse("not_found", "No route matches this method and path.");

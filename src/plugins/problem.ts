@@ -61,6 +61,17 @@ const TITLES: Record<number, string> = {
 export const PROBLEM_TYPE_BASE = "https://keyport.dev/problems/";
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
+/**
+ * A refusal that already has its problem body (the gateway chain's, for a key the management
+ * API refuses), thrown where a hook cannot answer by returning.
+ */
+export class ProblemError extends Error {
+  override name = "ProblemError";
+  constructor(readonly problem: Problem) {
+    super(problem.detail);
+  }
+}
+
 export function problemBody(code: ErrorCode, detail: string, extra: Partial<Problem> = {}): Problem {
   const status = STATUS[code];
   return { type: PROBLEM_TYPE_BASE + code.replaceAll("_", "-"), title: TITLES[status] ?? "Error", status, detail, code, ...extra };

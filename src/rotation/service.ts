@@ -1,17 +1,16 @@
 import { and, desc, eq, inArray, isNotNull, lte, sql } from "drizzle-orm";
-import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import type { Tx } from "../db/client.ts";
-import { zodFieldErrors } from "../errors.ts";
 import { recordAudit, systemActor, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { newId } from "../ids.ts";
 import { apiKeys } from "../keys/keys.sql.ts";
-import { MAX_GRACE_HOURS } from "../keys/model.ts";
 import { getKeyRow, keyStatus, replaceKey } from "../keys/service.ts";
 import { emit } from "../notify/service.ts";
 import { DomainError, notFound } from "../errors.ts";
-import { keyRotations, rotationPolicies, type RotationState } from "./rotation.sql.ts";
+import { keyRotations, rotationPolicies } from "./rotation.sql.ts";
+import { DEFAULT_POLICY, type EmergencyInput, type RotationPolicy, type RotationView, type ScheduleInput } from "./model.ts";
+export { DEFAULT_POLICY, type RotationPolicy, type RotationView } from "./model.ts";
 
 type RotationDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "log">;
 export type RotationRow = typeof keyRotations.$inferSelect;
@@ -21,69 +20,9 @@ const HOUR = 3_600_000;
 const MIN_REVEAL_WINDOW_MS = 24 * HOUR;
 const EXPIRING_NOTICE_MS = 24 * HOUR;
 
-export interface RotationPolicy {
-  maxKeyAgeDays: number;
-  defaultGraceHours: number;
-  emergencyGraceHours: number;
-}
-
-export const DEFAULT_POLICY: RotationPolicy = { maxKeyAgeDays: 90, defaultGraceHours: 72, emergencyGraceHours: 4 };
-
-const hours = (field: string) =>
-  z
-    .number({ error: `must be a number of hours from 0 to ${MAX_GRACE_HOURS}` })
-    .min(0, "must be at least 0")
-    .max(MAX_GRACE_HOURS, `must be at most ${MAX_GRACE_HOURS}`)
-    .describe(field);
-
-export const policySchema = z.strictObject({
-  maxKeyAgeDays: z.number({ error: "must be a whole number of days (0 = off)" }).int("must be a whole number").min(0, "must be at least 0").max(3650, "must be at most 3650"),
-  defaultGraceHours: hours("defaultGraceHours"),
-  emergencyGraceHours: hours("emergencyGraceHours"),
-});
-
-const scheduleSchema = z.strictObject({
-  at: z
-    .string({ error: "must be an ISO 8601 date-time" })
-    .refine((s) => !Number.isNaN(Date.parse(s)) && /^\d{4}-\d{2}-\d{2}/.test(s), "must be an ISO 8601 date-time")
-    .transform((s) => new Date(s)),
-  gracePeriodHours: hours("gracePeriodHours").optional(),
-  reason: z.string({ error: "must be text" }).trim().min(1, "must not be empty").max(500, "must be at most 500 characters").default("scheduled rotation"),
-});
-
-const emergencySchema = z.strictObject({
-  reason: z.string({ error: "is required" }).trim().min(1, "must not be empty").max(500, "must be at most 500 characters"),
-});
-
-function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(input ?? {});
-  if (!r.success) throw new DomainError("invalid_request", `The ${what} is not valid.`, zodFieldErrors(r.error));
-  return r.data;
-}
-
 function sealer(deps: Pick<Deps, "config">): Sealer {
   if (!deps.config.secretKey) throw new Error("SECRET_KEY is not set");
   return new Sealer(deps.config.secretKey, "rotation-secrets");
-}
-
-export interface RotationView {
-  id: string;
-  keyId: string;
-  newKeyId: string | null;
-  state: RotationState;
-  reason: string;
-  actor: string;
-  emergency: boolean;
-  gracePeriodHours: number;
-  scheduledAt: string;
-  startedAt: string | null;
-  graceEndsAt: string | null;
-  completedAt: string | null;
-  cancelledAt: string | null;
-  failure: string | null;
-  /** The new secret waits, sealed, to be revealed once. */
-  secretAvailable: boolean;
-  revealedAt: string | null;
 }
 
 export function toRotationView(r: RotationRow): RotationView {
@@ -113,8 +52,7 @@ export async function getPolicy(deps: Pick<Deps, "db">, accountId: string): Prom
   return row ? { maxKeyAgeDays: row.maxKeyAgeDays, defaultGraceHours: row.defaultGraceHours, emergencyGraceHours: row.emergencyGraceHours } : { ...DEFAULT_POLICY };
 }
 
-export async function setPolicy(deps: Pick<Deps, "db" | "clock">, accountId: string, input: unknown, who: Actor): Promise<RotationPolicy> {
-  const policy = parse(policySchema, input, "policy");
+export async function setPolicy(deps: Pick<Deps, "db" | "clock">, accountId: string, policy: RotationPolicy, who: Actor): Promise<RotationPolicy> {
   const now = new Date(deps.clock.now());
   await deps.db.transaction(async (tx) => {
     await tx
@@ -142,8 +80,7 @@ async function insertRotation(tx: Tx, row: typeof keyRotations.$inferInsert): Pr
 }
 
 /** Schedules a rotation of an active key for a time (now or later). */
-export async function scheduleRotation(deps: RotationDeps, accountId: string, keyId: string, input: unknown, who: Actor): Promise<RotationView> {
-  const data = parse(scheduleSchema, input, "rotation");
+export async function scheduleRotation(deps: RotationDeps, accountId: string, keyId: string, data: ScheduleInput, who: Actor): Promise<RotationView> {
   const nowMs = deps.clock.now();
   if (data.at.getTime() < nowMs - 60_000) {
     throw new DomainError("invalid_request", "The rotation is not valid.", [{ field: "at", message: "must not be in the past" }]);
@@ -257,8 +194,7 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
  * rotation still scheduled for the key is cancelled in favour of this one. The caller is
  * present, so the answer is the new secret's one showing (nothing waits sealed).
  */
-export async function emergencyRotation(deps: RotationDeps, accountId: string, keyId: string, input: unknown, who: Actor): Promise<{ rotation: RotationView; secret: string }> {
-  const { reason } = parse(emergencySchema, input, "rotation");
+export async function emergencyRotation(deps: RotationDeps, accountId: string, keyId: string, { reason }: EmergencyInput, who: Actor): Promise<{ rotation: RotationView; secret: string }> {
   const key = await getKeyRow(deps, accountId, keyId);
   const nowMs = deps.clock.now();
   if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");

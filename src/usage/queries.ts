@@ -2,29 +2,8 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { LATENCY_BOUNDS_MS } from "./histogram.ts";
 
-export interface DailyUsage {
-  day: string;
-  successes: number;
-  errors: number;
-  avgLatencyMs: number | null;
-  p95LatencyMs: number | null;
-}
-
-export interface EndpointUsage {
-  endpoint: string;
-  requests: number;
-  errors: number;
-}
-
-export interface UsageReport {
-  keyId: string;
-  days: number;
-  from: string;
-  to: string;
-  daily: DailyUsage[];
-  topEndpoints: EndpointUsage[];
-  summary: { total: number; successes: number; errors: number; errorRate: number; avgLatencyMs: number | null; p95LatencyMs: number | null };
-}
+import type { DailyUsage, EndpointUsage, UsageReport } from "./model.ts";
+export type { DailyUsage, EndpointUsage, UsageReport } from "./model.ts";
 
 function rows<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];

@@ -4,6 +4,8 @@ import postgres from "postgres";
 import { createAccount } from "../../src/accounts/service.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { parseConfig } from "../../src/config.ts";
+import { createKeySchema } from "../../src/keys/model.ts";
+import { parseInput } from "../../src/errors.ts";
 import { createKey } from "../../src/keys/service.ts";
 import { buildDeps } from "../../src/runtime.ts";
 import { createLogger } from "../../src/ops/log.ts";
@@ -44,7 +46,7 @@ export async function createBenchKeys(env: Record<string, string>, specs: KeySpe
         const { key, secret } = await createKey(
           deps,
           account.id,
-          { name: `${spec.name} ${i}`, scopes: ["email:read", "ip:read"], rateLimit: spec.rateLimit, monthlyQuota: spec.monthlyQuota ?? null },
+          parseInput(createKeySchema, { name: `${spec.name} ${i}`, scopes: ["email:read", "ip:read"], rateLimit: spec.rateLimit, monthlyQuota: spec.monthlyQuota ?? null }, "key"),
           cliActor,
         );
         held++;

@@ -8,6 +8,8 @@ import { projectRoot } from "../../src/embedded.ts";
 import { createAccount } from "../../src/accounts/service.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { createKey } from "../../src/keys/service.ts";
+import { createKeySchema } from "../../src/keys/model.ts";
+import { parseInput } from "../../src/errors.ts";
 import { buildDeps } from "../../src/runtime.ts";
 import { testConfig } from "../support/backends.ts";
 import { seedDataDir } from "../support/embedded.ts";
@@ -23,7 +25,7 @@ async function dataDirWithKey(dataDir: string): Promise<string> {
   const deps = await buildDeps(testConfig({ DATA_DIR: dataDir }), { passwords: TEST_PASSWORDS });
   try {
     const account = await createAccount(deps, { email: "load@example.com", password: "long enough password" }, cliActor);
-    return (await createKey(deps, account.id, { name: "load", scopes: ["email:read"], rateLimit: 100_000 }, cliActor)).secret;
+    return (await createKey(deps, account.id, parseInput(createKeySchema, { name: "load", scopes: ["email:read"], rateLimit: 100_000 }, "key"), cliActor)).secret;
   } finally {
     await deps.close();
   }

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { cliActor } from "../../src/audit/service.ts";
 import { generateKey } from "../../src/keys/format.ts";
-import { revokeKey, rollKey, updateKey } from "../../src/keys/service.ts";
+import { revokeKey } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { AUTH_FAILURE_LIMIT } from "../../src/gateway/chain.ts";
 import { backends } from "../support/backends.ts";
-import { bearer, newAccount, newKey, problem } from "../support/fixtures.ts";
+import { bearer, changeKey, newAccount, newKey, problem, roll } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 const EMAIL = "/v1/email/someone@example.com";
@@ -100,7 +100,7 @@ for (const backend of backends) {
     it("keeps a rolled key answering through its grace period and refuses it after", async () => {
       const account = await newAccount(h);
       const { key, secret } = await newKey(h, account.id);
-      const rolled = await rollKey(h.deps, account.id, key.id, { gracePeriodHours: 1 }, cliActor);
+      const rolled = await roll(h, account.id, key.id, { gracePeriodHours: 1 });
       expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
       expect((await h.req(EMAIL, { headers: bearer(rolled.secret) })).status).toBe(200);
       clock.advance(3_600_000);
@@ -116,7 +116,7 @@ for (const backend of backends) {
       expect(res.status).toBe(403);
       expect(await problem(res)).toMatchObject({ code: "insufficient_scope", requiredScope: "email:read" });
       expect(res.headers.get("x-ratelimit-limit")).toBe("60");
-      await updateKey(h.deps, account.id, key.id, { scopes: ["ip:read", "email:read"] }, cliActor);
+      await changeKey(h, account.id, key.id, { scopes: ["ip:read", "email:read"] });
       expect((await h.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
     });
 

@@ -3,12 +3,12 @@ import { eq } from "drizzle-orm";
 import { cliActor } from "../../src/audit/service.ts";
 import { auditEvents, apiKeys } from "../../src/db/schema.ts";
 import { hashKey } from "../../src/keys/format.ts";
-import { MAX_ACTIVE_KEYS } from "../../src/keys/model.ts";
-import { createKey, getKey, listKeys, revokeKey, rollKey, updateKey } from "../../src/keys/service.ts";
+import { MAX_ACTIVE_KEYS, createKeySchema } from "../../src/keys/model.ts";
+import { createKey, getKey, listKeys, revokeKey } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { DomainError } from "../../src/errors.ts";
+import { DomainError, parseInput } from "../../src/errors.ts";
 import { backends } from "../support/backends.ts";
-import { fails, newAccount, newKey, rejection } from "../support/fixtures.ts";
+import { changeKey, fails, newAccount, newKey, rejection, roll } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 for (const backend of backends) {
@@ -80,11 +80,11 @@ for (const backend of backends) {
       const account = await newAccount(h);
       const { key } = await newKey(h, account.id);
       const expiresAt = new Date(clock.now() + 86_400_000).toISOString();
-      const updated = await updateKey(h.deps, account.id, key.id, { name: "renamed", scopes: ["ip:read"], rateLimit: 5, ipAllowlist: ["192.0.2.0/24"], expiresAt }, cliActor);
+      const updated = await changeKey(h, account.id, key.id, { name: "renamed", scopes: ["ip:read"], rateLimit: 5, ipAllowlist: ["192.0.2.0/24"], expiresAt });
       expect(updated).toMatchObject({ name: "renamed", scopes: ["ip:read"], rateLimit: 5, ipAllowlist: ["192.0.2.0/24"], expiresAt });
       const [event] = await h.deps.db.select().from(auditEvents).where(eq(auditEvents.action, "key.updated"));
       expect(event!.changes).toMatchObject({ name: { from: "test key", to: "renamed" }, rateLimit: { from: 60, to: 5 } });
-      expect((await fails(updateKey(h.deps, account.id, key.id, { rateLimit: -1 }, cliActor))).errors?.[0]?.field).toBe("rateLimit");
+      expect((await fails(changeKey(h, account.id, key.id, { rateLimit: -1 }))).errors?.[0]?.field).toBe("rateLimit");
     });
 
     it("revokes a key and refuses to change it afterwards", async () => {
@@ -93,13 +93,13 @@ for (const backend of backends) {
       const revoked = await revokeKey(h.deps, account.id, key.id, cliActor);
       expect(revoked.status).toBe("revoked");
       expect(revoked.revokedAt).toBe(new Date(clock.now()).toISOString());
-      expect((await fails(updateKey(h.deps, account.id, key.id, { name: "x" }, cliActor))).code).toBe("key_not_active");
+      expect((await fails(changeKey(h, account.id, key.id, { name: "x" }))).code).toBe("key_not_active");
     });
 
     it("rolls a key: the new one is active at once, the old one expiring until its grace ends", async () => {
       const account = await newAccount(h);
       const { key } = await newKey(h, account.id, { name: "rolled", rateLimit: 77, ipAllowlist: ["10.0.0.0/8"], monthlyQuota: 1000 });
-      const { key: next, secret, previous } = await rollKey(h.deps, account.id, key.id, { gracePeriodHours: 24 }, cliActor);
+      const { key: next, secret, previous } = await roll(h, account.id, key.id, { gracePeriodHours: 24 });
       expect(secret).toMatch(/^kp_live_/);
       expect(next).toMatchObject({ name: "rolled", rateLimit: 77, ipAllowlist: ["10.0.0.0/8"], monthlyQuota: 1000, status: "active" });
       expect(previous).toMatchObject({ status: "expiring", replacedBy: next.id, graceEndsAt: new Date(clock.now() + 24 * 3_600_000).toISOString() });
@@ -107,21 +107,21 @@ for (const backend of backends) {
       expect((await getKey(h.deps, account.id, key.id)).status).toBe("expiring");
       clock.advance(1);
       expect((await getKey(h.deps, account.id, key.id)).status).toBe("revoked");
-      expect((await fails(rollKey(h.deps, account.id, key.id, {}, cliActor))).code).toBe("key_not_active");
+      expect((await fails(roll(h, account.id, key.id, {}))).code).toBe("key_not_active");
     });
 
     it("rolls with no grace period by revoking the old key at once", async () => {
       const account = await newAccount(h);
       const { key } = await newKey(h, account.id);
-      const { previous } = await rollKey(h.deps, account.id, key.id, { gracePeriodHours: 0 }, cliActor);
+      const { previous } = await roll(h, account.id, key.id, { gracePeriodHours: 0 });
       expect(previous.status).toBe("revoked");
     });
 
     it("refuses a grace period outside 0-168 hours", async () => {
       const account = await newAccount(h);
       const { key } = await newKey(h, account.id);
-      expect((await fails(rollKey(h.deps, account.id, key.id, { gracePeriodHours: 169 }, cliActor))).errors?.[0]?.field).toBe("gracePeriodHours");
-      expect((await fails(rollKey(h.deps, account.id, key.id, { gracePeriodHours: -1 }, cliActor))).errors?.[0]?.field).toBe("gracePeriodHours");
+      expect((await fails(roll(h, account.id, key.id, { gracePeriodHours: 169 }))).errors?.[0]?.field).toBe("gracePeriodHours");
+      expect((await fails(roll(h, account.id, key.id, { gracePeriodHours: -1 }))).errors?.[0]?.field).toBe("gracePeriodHours");
     });
 
     it("answers 404 for another account's key in every operation", async () => {
@@ -130,9 +130,9 @@ for (const backend of backends) {
       const { key } = await newKey(h, owner.id);
       for (const op of [
         () => getKey(h.deps, other.id, key.id),
-        () => updateKey(h.deps, other.id, key.id, { name: "mine" }, cliActor),
+        () => changeKey(h, other.id, key.id, { name: "mine" }),
         () => revokeKey(h.deps, other.id, key.id, cliActor),
-        () => rollKey(h.deps, other.id, key.id, {}, cliActor),
+        () => roll(h, other.id, key.id, {}),
       ]) {
         expect((await fails(op())).code).toBe("not_found");
       }
@@ -143,7 +143,7 @@ for (const backend of backends) {
     it("keeps the key and its audit event together: a failed audit write leaves no key", async () => {
       const account = await newAccount(h);
       const badActor = { actor: null as unknown as string };
-      await rejection(createKey(h.deps, account.id, { name: "x", scopes: ["email:read"] }, badActor));
+      await rejection(createKey(h.deps, account.id, parseInput(createKeySchema, { name: "x", scopes: ["email:read"] }, "key"), badActor));
       expect(await listKeys(h.deps, account.id)).toEqual([]);
     });
   });

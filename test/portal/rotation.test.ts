@@ -3,10 +3,10 @@ import { randomBytes } from "node:crypto";
 import { createAccount } from "../../src/accounts/service.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { runSweep, scheduleRotation } from "../../src/rotation/service.ts";
+import { runSweep } from "../../src/rotation/service.ts";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
-import { bearer } from "../support/fixtures.ts";
+import { bearer, schedule } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 const email = () => `r-${randomBytes(4).toString("hex")}@example.com`;
@@ -36,7 +36,7 @@ for (const backend of backends) {
     it("shows a banner for a rotation nobody watched, reveals the secret once, then the banner goes", async () => {
       const { b, id } = await withKey();
       const accountId = (await h.deps.db.query.apiKeys.findFirst({ where: (k, { eq }) => eq(k.id, id) }))!.accountId;
-      const r = await scheduleRotation(h.deps, accountId, id, { at: new Date(clock.now()).toISOString() }, cliActor);
+      const r = await schedule(h, accountId, id, { at: new Date(clock.now()).toISOString() });
       await runSweep(h.deps);
       const dash = await b.page("/portal");
       expect(dash).toContain("new secret is waiting");

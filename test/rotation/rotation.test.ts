@@ -4,9 +4,9 @@ import { cliActor } from "../../src/audit/service.ts";
 import { apiKeys, auditEvents, keyRotations, notifications } from "../../src/db/schema.ts";
 import { getKey, listKeys } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { cancelRotation, emergencyRotation, getPolicy, revealRotationSecret, runSweep, scheduleRotation, setPolicy } from "../../src/rotation/service.ts";
+import { cancelRotation, emergencyRotation, getPolicy, revealRotationSecret, runSweep } from "../../src/rotation/service.ts";
 import { backends } from "../support/backends.ts";
-import { bearer, fails, newAccount, newKey, problem } from "../support/fixtures.ts";
+import { bearer, fails, newAccount, newKey, policy, problem, schedule } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 const HOUR = 3_600_000;
@@ -27,9 +27,9 @@ for (const backend of backends) {
     it("has the default policy and keeps a valid change, refusing bad values", async () => {
       const a = await newAccount(h);
       expect(await getPolicy(h.deps, a.id)).toEqual({ maxKeyAgeDays: 90, defaultGraceHours: 72, emergencyGraceHours: 4 });
-      await setPolicy(h.deps, a.id, { maxKeyAgeDays: 30, defaultGraceHours: 24, emergencyGraceHours: 0 }, cliActor);
+      await policy(h, a.id, { maxKeyAgeDays: 30, defaultGraceHours: 24, emergencyGraceHours: 0 });
       expect(await getPolicy(h.deps, a.id)).toEqual({ maxKeyAgeDays: 30, defaultGraceHours: 24, emergencyGraceHours: 0 });
-      const err = await fails(setPolicy(h.deps, a.id, { maxKeyAgeDays: -1, defaultGraceHours: 500, emergencyGraceHours: 1 }, cliActor));
+      const err = await fails(policy(h, a.id, { maxKeyAgeDays: -1, defaultGraceHours: 500, emergencyGraceHours: 1 }));
       expect(err.errors?.map((e) => e.field).sort()).toEqual(["defaultGraceHours", "maxKeyAgeDays"]);
     });
 
@@ -37,7 +37,7 @@ for (const backend of backends) {
       const a = await newAccount(h);
       const { key, secret } = await newKey(h, a.id, { name: "rotated", rateLimit: 500, ipAllowlist: [], monthlyQuota: 5000 });
       const at = new Date(clock.now() + HOUR).toISOString();
-      const scheduled = await scheduleRotation(h.deps, a.id, key.id, { at, gracePeriodHours: 2, reason: "quarterly" }, cliActor);
+      const scheduled = await schedule(h, a.id, key.id, { at, gracePeriodHours: 2, reason: "quarterly" });
       expect(scheduled).toMatchObject({ state: "scheduled", reason: "quarterly", gracePeriodHours: 2, scheduledAt: at, secretAvailable: false });
 
       expect((await runSweep(h.deps)).started).toBe(0);
@@ -68,7 +68,7 @@ for (const backend of backends) {
     it("reveals the new secret once, deletes the ciphertext, and the secret works", async () => {
       const a = await newAccount(h);
       const { key } = await newKey(h, a.id);
-      const r = await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now()).toISOString() }, cliActor);
+      const r = await schedule(h, a.id, key.id, { at: new Date(clock.now()).toISOString() });
       await runSweep(h.deps);
       const { secret, rotation } = await revealRotationSecret(h.deps, a.id, r.id, cliActor);
       expect(secret).toMatch(/^kp_live_[0-9A-Za-z]{46}$/);
@@ -86,7 +86,7 @@ for (const backend of backends) {
     it("deletes an unrevealed secret when the grace period ends", async () => {
       const a = await newAccount(h);
       const { key } = await newKey(h, a.id);
-      const r = await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 48 }, cliActor);
+      const r = await schedule(h, a.id, key.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 48 });
       await runSweep(h.deps);
       clock.advance(48 * HOUR);
       await runSweep(h.deps);
@@ -99,12 +99,12 @@ for (const backend of backends) {
     it("cancels a rotation before it starts, and not after", async () => {
       const a = await newAccount(h);
       const { key } = await newKey(h, a.id);
-      const r = await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now() + HOUR).toISOString() }, cliActor);
+      const r = await schedule(h, a.id, key.id, { at: new Date(clock.now() + HOUR).toISOString() });
       expect((await cancelRotation(h.deps, a.id, r.id, cliActor)).state).toBe("cancelled");
       clock.advance(HOUR);
       expect((await runSweep(h.deps)).started).toBe(0);
       expect((await getKey(h.deps, a.id, key.id)).status).toBe("active");
-      const r2 = await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now()).toISOString() }, cliActor);
+      const r2 = await schedule(h, a.id, key.id, { at: new Date(clock.now()).toISOString() });
       await runSweep(h.deps);
       expect((await fails(cancelRotation(h.deps, a.id, r2.id, cliActor))).code).toBe("rotation_not_cancellable");
     });
@@ -112,12 +112,12 @@ for (const backend of backends) {
     it("refuses a second rotation in flight, a past time and another account's key", async () => {
       const a = await newAccount(h);
       const { key } = await newKey(h, a.id);
-      await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now() + HOUR).toISOString() }, cliActor);
-      expect((await fails(scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now() + 2 * HOUR).toISOString() }, cliActor))).code).toBe("rotation_in_progress");
+      await schedule(h, a.id, key.id, { at: new Date(clock.now() + HOUR).toISOString() });
+      expect((await fails(schedule(h, a.id, key.id, { at: new Date(clock.now() + 2 * HOUR).toISOString() }))).code).toBe("rotation_in_progress");
       const { key: k2 } = await newKey(h, a.id);
-      expect((await fails(scheduleRotation(h.deps, a.id, k2.id, { at: "2001-01-01T00:00:00Z" }, cliActor))).errors?.[0]?.field).toBe("at");
+      expect((await fails(schedule(h, a.id, k2.id, { at: "2001-01-01T00:00:00Z" }))).errors?.[0]?.field).toBe("at");
       const other = await newAccount(h);
-      expect((await fails(scheduleRotation(h.deps, other.id, k2.id, { at: new Date(clock.now()).toISOString() }, cliActor))).code).toBe("not_found");
+      expect((await fails(schedule(h, other.id, k2.id, { at: new Date(clock.now()).toISOString() }))).code).toBe("not_found");
     });
 
     it("rotates in an emergency with the policy's grace, and with 0 revokes the old key at once", async () => {
@@ -132,7 +132,7 @@ for (const backend of backends) {
       clock.advance(4 * HOUR);
       expect((await h.req(EMAIL, { headers: { ...bearer(secret), "x-forwarded-for": "192.0.2.10" } })).status).toBe(401);
 
-      await setPolicy(h.deps, a.id, { maxKeyAgeDays: 90, defaultGraceHours: 72, emergencyGraceHours: 0 }, cliActor);
+      await policy(h, a.id, { maxKeyAgeDays: 90, defaultGraceHours: 72, emergencyGraceHours: 0 });
       const { key: k2, secret: s2 } = await newKey(h, a.id);
       expect((await h.req(EMAIL, { headers: bearer(s2) })).status).toBe(200);
       const now = await emergencyRotation(h.deps, a.id, k2.id, { reason: "leaked" }, cliActor);
@@ -142,7 +142,7 @@ for (const backend of backends) {
 
       // A scheduled rotation with no grace still keeps its sealed secret a day for the reveal.
       const { key: k3 } = await newKey(h, a.id);
-      const r3 = await scheduleRotation(h.deps, a.id, k3.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 0 }, cliActor);
+      const r3 = await schedule(h, a.id, k3.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 0 });
       await runSweep(h.deps);
       clock.advance(23 * HOUR);
       await runSweep(h.deps);
@@ -151,7 +151,7 @@ for (const backend of backends) {
 
     it("schedules and starts rotations for keys over the policy age, once", async () => {
       const a = await newAccount(h);
-      await setPolicy(h.deps, a.id, { maxKeyAgeDays: 30, defaultGraceHours: 24, emergencyGraceHours: 4 }, cliActor);
+      await policy(h, a.id, { maxKeyAgeDays: 30, defaultGraceHours: 24, emergencyGraceHours: 4 });
       const { key } = await newKey(h, a.id, { name: "old" });
       clock.advance(29 * 86_400_000);
       await runSweep(h.deps);
@@ -166,7 +166,7 @@ for (const backend of backends) {
       expect(rotations[0]!.actor).toBe("system");
       // A policy of 0 days turns it off.
       const b = await newAccount(h);
-      await setPolicy(h.deps, b.id, { maxKeyAgeDays: 0, defaultGraceHours: 24, emergencyGraceHours: 4 }, cliActor);
+      await policy(h, b.id, { maxKeyAgeDays: 0, defaultGraceHours: 24, emergencyGraceHours: 4 });
       const { key: kb } = await newKey(h, b.id);
       clock.advance(400 * 86_400_000);
       await runSweep(h.deps);
@@ -176,7 +176,7 @@ for (const backend of backends) {
     it("sends one key.expiring notice 24 h before a grace ends", async () => {
       const a = await newAccount(h);
       const { key } = await newKey(h, a.id);
-      await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 72 }, cliActor);
+      await schedule(h, a.id, key.id, { at: new Date(clock.now()).toISOString(), gracePeriodHours: 72 });
       await runSweep(h.deps);
       clock.advance(47 * HOUR);
       await runSweep(h.deps);
@@ -190,7 +190,7 @@ for (const backend of backends) {
     it("fails a rotation visibly when its key was revoked before the start", async () => {
       const a = await newAccount(h);
       const { key } = await newKey(h, a.id);
-      const r = await scheduleRotation(h.deps, a.id, key.id, { at: new Date(clock.now() + HOUR).toISOString() }, cliActor);
+      const r = await schedule(h, a.id, key.id, { at: new Date(clock.now() + HOUR).toISOString() });
       await h.deps.db.update(apiKeys).set({ revokedAt: new Date(clock.now()) }).where(eq(apiKeys.id, key.id));
       clock.advance(HOUR);
       await runSweep(h.deps);
@@ -242,7 +242,7 @@ describe.skipIf(!service)("two sweepers on one Postgres [service]", () => {
       const ids: string[] = [];
       for (let i = 0; i < 10; i++) {
         const { key } = await newKey(a, account.id, { name: `k${i}` });
-        await scheduleRotation(a.deps, account.id, key.id, { at: new Date(clock.now()).toISOString() }, cliActor);
+        await schedule(a, account.id, key.id, { at: new Date(clock.now()).toISOString() });
         ids.push(key.id);
       }
       await Promise.all([runSweep(a.deps), runSweep(b.deps), runSweep(a.deps), runSweep(b.deps)]);

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { cliActor } from "../../src/audit/service.ts";
-import { scheduleRotation } from "../../src/rotation/service.ts";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
-import { bearer, newKey } from "../support/fixtures.ts";
+import { bearer, newKey, schedule } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { createAccount } from "../../src/accounts/service.ts";
 
@@ -25,7 +24,7 @@ for (const backend of backends) {
       await vb.signUp(`victim-${randomBytes(3).toString("hex")}@example.com`);
       const acct = (await h.deps.db.query.accounts.findFirst({ where: (a, { like }) => like(a.email, "victim-%") }))!;
       const { key } = await newKey(h, acct.id, { name: "victim key" });
-      const rotation = await scheduleRotation(h.deps, acct.id, key.id, { at: new Date(Date.now() + 3_600_000).toISOString() }, cliActor);
+      const rotation = await schedule(h, acct.id, key.id, { at: new Date(Date.now() + 3_600_000).toISOString() });
       victim = { accountId: acct.id, keyId: key.id, rotationId: rotation.id, deliveryId: "dlv_doesnotmatter00" };
       const ib = new Browser(h);
       await ib.signUp(`intruder-${randomBytes(3).toString("hex")}@example.com`);

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { cliActor } from "../../src/audit/service.ts";
-import { runSweep, scheduleRotation } from "../../src/rotation/service.ts";
+import { runSweep } from "../../src/rotation/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
-import { afterResponse, bearer, newAccount, newKey } from "../support/fixtures.ts";
+import { afterResponse, bearer, newAccount, newKey, schedule } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
 interface Seen {
@@ -55,7 +55,7 @@ for (const backend of backends) {
       const emergency = JSON.parse(await api("api emergency", `/api/keys/${rolled.id}/rotations/emergency`, { method: "POST", json: { reason: "test" } }));
       await api("reveal after emergency", `/api/rotations/${emergency.id}/reveal`, { method: "POST" });
       const { key: scheduledKey } = await newKey(h, account.id, { name: "scheduled" });
-      const rotation = await scheduleRotation(h.deps, account.id, scheduledKey.id, { at: new Date(clock.now()).toISOString() }, cliActor);
+      const rotation = await schedule(h, account.id, scheduledKey.id, { at: new Date(clock.now()).toISOString() });
       await runSweep(h.deps);
       const revealed = JSON.parse(await api("api reveal", `/api/rotations/${rotation.id}/reveal`, { method: "POST" }));
       await api("api reveal again", `/api/rotations/${rotation.id}/reveal`, { method: "POST" });

@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { createAccount, type Account } from "../../src/accounts/service.ts";
-import { cliActor } from "../../src/audit/service.ts";
-import { createKey } from "../../src/keys/service.ts";
-import type { CreateKeyInput, KeyView } from "../../src/keys/model.ts";
-import { DomainError } from "../../src/errors.ts";
+import { cliActor, type Actor } from "../../src/audit/service.ts";
+import { createKey, rollKey, updateKey } from "../../src/keys/service.ts";
+import { createKeySchema, rollKeySchema, updateKeySchema, type CreateKeyInput, type KeyView, type UpdateKeyInput } from "../../src/keys/model.ts";
+import type { z } from "zod";
+import { DomainError, parseInput } from "../../src/errors.ts";
+import { policySchema, scheduleSchema } from "../../src/rotation/model.ts";
+import { scheduleRotation, setPolicy } from "../../src/rotation/service.ts";
 import type { Harness } from "./harness.ts";
 
 /** A fresh tenant: each test makes its own account, so tests never see each other's data. */
@@ -12,7 +15,27 @@ export async function newAccount(h: Harness): Promise<Account> {
 }
 
 export async function newKey(h: Harness, accountId: string, input: Partial<CreateKeyInput> = {}): Promise<{ key: KeyView; secret: string }> {
-  return createKey(h.deps, accountId, { name: "test key", scopes: ["email:read", "ip:read", "batch:write"], ...input }, cliActor);
+  return createKey(h.deps, accountId, parseInput(createKeySchema, { name: "test key", scopes: ["email:read", "ip:read", "batch:write"], ...input }, "key"), cliActor);
+}
+
+/** updateKey with the input checked by the API's schema first, as every caller does. */
+export async function changeKey(h: Harness, accountId: string, keyId: string, input: UpdateKeyInput, who: Actor = cliActor): Promise<KeyView> {
+  return updateKey(h.deps, accountId, keyId, parseInput(updateKeySchema, input, "change"), who);
+}
+
+/** rollKey with the input checked by the API's schema first. */
+export async function roll(h: Harness, accountId: string, keyId: string, input: { gracePeriodHours?: number } = {}, who: Actor = cliActor) {
+  return rollKey(h.deps, accountId, keyId, parseInput(rollKeySchema, input, "roll"), who);
+}
+
+/** scheduleRotation with the input checked by the API's schema first. */
+export async function schedule(h: Harness, accountId: string, keyId: string, input: z.input<typeof scheduleSchema>, who: Actor = cliActor) {
+  return scheduleRotation(h.deps, accountId, keyId, parseInput(scheduleSchema, input, "rotation"), who);
+}
+
+/** setPolicy with the input checked by the API's schema first. */
+export async function policy(h: Harness, accountId: string, input: z.input<typeof policySchema>, who: Actor = cliActor) {
+  return setPolicy(h.deps, accountId, parseInput(policySchema, input, "policy"), who);
 }
 
 export const bearer = (secret: string) => ({ authorization: `Bearer ${secret}` });

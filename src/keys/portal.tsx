@@ -1,0 +1,136 @@
+/** @jsxImportSource @kitajs/html */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import type { Deps } from "../deps.ts";
+import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
+import { formEntries, formFields, formList, formNumber, formText } from "../portal/form.ts";
+import { pageSession } from "../portal/page.ts";
+import { authPlugin } from "../portal/plugin.ts";
+import { htmlResponse, messagePage, notFoundPage, redirectAfterPost, wantsFragment } from "../portal/respond.ts";
+import { KeyDetailPage } from "../../views/keys/key-detail.tsx";
+import { KeysPage, KeysSection, type KeyFormState, type KeyFormValues } from "../../views/keys/keys.tsx";
+import { paths } from "../../views/components.tsx";
+import { usageRangeQuery } from "../usage/model.ts";
+import { createKeySchema, rollKeySchema, updateKeySchema, type KeyView } from "./model.ts";
+import { NEW_KEY_FORM, keyDetailModel, keysSectionModel } from "./pages.ts";
+import { createKey, revokeKey, rollKey, updateKey } from "./service.ts";
+
+/** Fields a form leaves empty are left out, so the schema's defaults (or "unchanged") apply. */
+const present = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+const keyFields = {
+  name: formText,
+  scopes: formList,
+  rateLimit: formNumber(undefined),
+  // A date alone means "valid through that UTC day".
+  expiresAt: formText.transform((raw) => {
+    const s = raw.trim();
+    return s === "" ? null : /^\d{4}-\d{2}-\d{2}$/.test(s) ? `${s}T23:59:59.999Z` : s;
+  }),
+  ipAllowlist: formEntries,
+  monthlyQuota: formNumber(null),
+};
+const createKeyForm = z
+  .object({ ...keyFields, environment: formText.transform((s) => s || "live") })
+  .transform(present)
+  .pipe(createKeySchema);
+const updateKeyForm = z.object(keyFields).transform(present).pipe(updateKeySchema);
+const rollForm = z.object({ gracePeriodHours: formNumber(24) }).transform(present).pipe(rollKeySchema);
+
+/** The text of each field as submitted, for a form shown again with its errors. */
+function submitted(body: unknown): KeyFormValues {
+  const f = formFields(body);
+  const text = (name: string) => formText.parse(f[name]);
+  return {
+    name: text("name"),
+    environment: text("environment"),
+    scopes: formList.parse(f.scopes),
+    rateLimit: text("rateLimit"),
+    expiresAt: text("expiresAt"),
+    ipAllowlist: text("ipAllowlist"),
+    monthlyQuota: text("monthlyQuota"),
+  };
+}
+
+/** A refused form: its values again, with each message beside its field. */
+function refused(body: unknown, errors: FieldError[] | undefined, detail: string): KeyFormState {
+  return { values: submitted(body), errors: errors?.length ? errors : [{ field: "name", message: detail }] };
+}
+
+/** The keys pages: the list with the create form, a key's page, edit, roll and revoke. */
+export const keysPortal = (deps: Deps) =>
+  new Elysia({ name: "keys-portal" })
+    .use(authPlugin(deps))
+    .get("/portal/keys", async ({ session, request }) => {
+      const data = await keysSectionModel(deps, session, NEW_KEY_FORM, new URL(request.url).origin);
+      return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, session) }));
+    }, { page: true })
+    .post("/portal/keys", async ({ session, actor, request, body }) => {
+      let created: { key: KeyView; secret: string } | undefined;
+      let state = NEW_KEY_FORM;
+      let status = 201;
+      const input = createKeyForm.safeParse(formFields(body));
+      try {
+        if (!input.success) throw new DomainError("invalid_request", "The key is not valid.", zodFieldErrors(input.error));
+        created = await createKey(deps, session.accountId, input.data, actor);
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        state = refused(body, err.errors, err.detail);
+        status = 422;
+      }
+      const data = await keysSectionModel(deps, session, state, new URL(request.url).origin, created);
+      // The secret is in this answer: never cached, never stored in history.
+      const headers = { "cache-control": "no-store", vary: "HX-Request" };
+      if (wantsFragment(request)) return htmlResponse(KeysSection(data), status, headers);
+      return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, session) }), status, headers);
+    }, { page: true })
+    .get("/portal/keys/:id", async ({ session, params, query }) => {
+      try {
+        return htmlResponse(KeyDetailPage(await keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days)));
+      } catch (err) {
+        if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+        throw err;
+      }
+    }, { page: true })
+    .post("/portal/keys/:id", async ({ session, actor, params, request, body }) => {
+      const input = updateKeyForm.safeParse(formFields(body));
+      try {
+        if (!input.success) throw new DomainError("invalid_request", "The change is not valid.", zodFieldErrors(input.error));
+        await updateKey(deps, session.accountId, params.id, input.data, actor);
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        try {
+          const data = await keyDetailModel(deps, session, params.id, 7, { edit: refused(body, err.errors, err.detail) });
+          return htmlResponse(KeyDetailPage(data), 422, { "hx-push-url": paths.key(params.id) });
+        } catch (lookup) {
+          if (lookup instanceof DomainError && lookup.code === "not_found") return notFoundPage();
+          throw lookup;
+        }
+      }
+      return redirectAfterPost(request, paths.key(params.id));
+    }, { page: true })
+    .post("/portal/keys/:id/revoke", async ({ session, actor, params, request }) => {
+      try {
+        await revokeKey(deps, session.accountId, params.id, actor);
+      } catch (err) {
+        if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+        throw err;
+      }
+      return redirectAfterPost(request, paths.key(params.id));
+    }, { page: true })
+    .post("/portal/keys/:id/roll", async ({ session, actor, params, body }) => {
+      let rolled: Awaited<ReturnType<typeof rollKey>>;
+      try {
+        const input = rollForm.safeParse(formFields(body));
+        if (!input.success) throw new DomainError("invalid_request", "The roll is not valid.", zodFieldErrors(input.error));
+        rolled = await rollKey(deps, session.accountId, params.id, input.data, actor);
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        if (err.code === "not_found") return notFoundPage();
+        return messagePage(422, "Not rolled", err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
+      }
+      const data = await keyDetailModel(deps, session, rolled.key.id, 7, { rolled: { secret: rolled.secret } });
+      // htmx records the address of what it swapped in: the new key's page (a reload shows
+      // it without the secret), not this POST-only URL.
+      return htmlResponse(KeyDetailPage(data), 200, { "cache-control": "no-store", "hx-push-url": paths.key(rolled.key.id) });
+    }, { page: true });

@@ -1,0 +1,127 @@
+import type { DocumentDecoration } from "elysia";
+import { z } from "zod";
+import type { ErrorCode } from "../errors.ts";
+import { PROBLEM_CONTENT_TYPE, STATUS, problemBody } from "./problem.ts";
+
+/**
+ * What a route tells /openapi.json beyond its body/query/params schemas: its operation id,
+ * product tag, required scope and every answer it gives. Answers are documented here rather
+ * than as Elysia `response` schemas, which Elysia would also enforce (and transform) on
+ * every answer at run time; the tests validate the real answers against the document
+ * instead (test/support/openapi.ts).
+ */
+
+/** A zod schema as an OpenAPI 3.1 (JSON Schema 2020-12) schema, without `$schema`. */
+export function jsonSchema(schema: z.ZodType, io: "input" | "output" = "output"): Record<string, unknown> {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { target: "draft-2020-12", io, unrepresentable: "any" }) as Record<string, unknown>;
+  return rest;
+}
+
+export const TAGS = {
+  email: "Email addresses: syntax, domain, disposable and free providers, role accounts, typos.",
+  ip: "IP addresses: version, private and reserved ranges, country.",
+  batch: "Up to 100 email and IP checks in one request, metered per item.",
+  keys: "API keys: create, list, change, roll and revoke.",
+  usage: "A key's daily usage: successes, errors, latency, top endpoints.",
+  rotation: "Scheduled and emergency rotation, the rotation policy, and the reveal of a new secret.",
+  audit: "The account's audit log.",
+  notifications: "In-app notifications and the signed webhook.",
+} as const;
+export type Tag = keyof typeof TAGS;
+
+/** The management API's credential: a session cookie is also accepted (portal, with X-CSRF-Token). */
+const security = (scope: string): Record<string, string[]>[] => [{ bearer: [scope] }, { apiKey: [scope] }];
+
+/** Response headers every gateway answer carries (DESIGN.md "Gateway"). */
+export const GATEWAY_HEADERS = {
+  RateLimit: { description: 'IETF httpapi RateLimit: the policy name, remaining requests and seconds to reset (`"default";r=59;t=60`).', schema: { type: "string" } },
+  "RateLimit-Policy": { description: 'The policy: requests per window in seconds (`"default";q=60;w=60`).', schema: { type: "string" } },
+  "X-RateLimit-Limit": { description: "Requests allowed per minute for this key.", schema: { type: "integer" } },
+  "X-RateLimit-Remaining": { description: "Requests left in the current window.", schema: { type: "integer" } },
+  "X-RateLimit-Reset": { description: "When the window resets, in Unix seconds.", schema: { type: "integer" } },
+  "X-Request-Id": { description: "Identifies the request in Keyport's logs.", schema: { type: "string" } },
+} as const;
+const RETRY_AFTER = { "Retry-After": { description: "Seconds to wait before retrying.", schema: { type: "integer" } } };
+const REQUEST_ID = { "X-Request-Id": GATEWAY_HEADERS["X-Request-Id"] };
+
+export interface Answer {
+  description: string;
+  schema: z.ZodType;
+  example: unknown;
+}
+
+export interface OperationDoc {
+  id: string;
+  tag: Tag;
+  summary: string;
+  description?: string;
+  /** The scope a key needs: a data-API scope, or keys:manage for /api (the default). */
+  scope?: string;
+  /** A /v1 route: gateway headers on every answer and the gateway's codes. */
+  gateway?: boolean;
+  /** The successful answers by status. */
+  answers: Record<number, Answer>;
+  /** The route's own failure codes (the credential's are added). */
+  errors?: ErrorCode[];
+  /** An example request body, where the route takes one. */
+  requestExample?: unknown;
+}
+
+const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
+const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded"), "invalid_session", "csrf_failed", "test_key_not_allowed"];
+
+/** Request body examples by operation id: the document builder puts each under its operation's body. */
+export const REQUEST_EXAMPLES = new Map<string, unknown>();
+
+/** The `detail` of a route: its operation in /openapi.json. */
+export function operation(doc: OperationDoc): DocumentDecoration {
+  if (doc.requestExample !== undefined) REQUEST_EXAMPLES.set(doc.id, doc.requestExample);
+  const headers = doc.gateway ? GATEWAY_HEADERS : REQUEST_ID;
+  const responses: Record<string, unknown> = {};
+  for (const [status, a] of Object.entries(doc.answers)) {
+    responses[status] = { description: a.description, headers, content: { "application/json": { schema: jsonSchema(a.schema), example: a.example } } };
+  }
+  const codes = [...new Set([...(doc.errors ?? []), ...(doc.gateway ? GATEWAY_CODES : CALLER_CODES), "internal_error" as const])];
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of codes) byStatus.set(STATUS[code], [...(byStatus.get(STATUS[code]) ?? []), code]);
+  for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b)) {
+    const example = problemBody(list[0]!, "An example of this failure.");
+    responses[String(status)] = {
+      description: `Refused: ${list.map((c) => `\`${c}\``).join(", ")}.`,
+      headers: status === 429 ? { ...headers, ...RETRY_AFTER } : headers,
+      content: {
+        [PROBLEM_CONTENT_TYPE]: {
+          schema: { allOf: [{ $ref: "#/components/schemas/Problem" }, { type: "object", properties: { code: { enum: list } } }] },
+          example,
+        },
+      },
+    };
+  }
+  return {
+    operationId: doc.id,
+    tags: [doc.tag],
+    summary: doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
+    security: security(doc.scope ?? "keys:manage"),
+    // JSON Schema objects built above; openapi-types' 3.0 typing has no 2020-12 keywords.
+    responses: responses as DocumentDecoration["responses"],
+  };
+}
+
+/** RFC 9457 problem details, the shape of every error (components.schemas.Problem). */
+export const problemSchema = {
+  type: "object",
+  required: ["type", "title", "status", "detail", "code"],
+  properties: {
+    type: { type: "string", format: "uri", description: "Identifies the kind of problem." },
+    title: { type: "string", description: "The status's name." },
+    status: { type: "integer" },
+    detail: { type: "string", description: "What went wrong, for people." },
+    code: { type: "string", description: "A stable code for programs." },
+    errors: {
+      type: "array",
+      description: "The fields at fault, for invalid_request.",
+      items: { type: "object", required: ["field", "message"], properties: { field: { type: "string" }, message: { type: "string" } } },
+    },
+  },
+} as const;
