@@ -3,7 +3,7 @@ import { Elysia } from "elysia";
 import type { Deps } from "./deps.ts";
 import { errorsPlugin } from "./plugins/errors.ts";
 import { observePlugin, requestRecorder, type InFlight } from "./plugins/observe.ts";
-import { messagePage } from "./portal/respond.ts";
+import { errorPage } from "./portal/respond.ts";
 import { dataApiRoutes } from "./data-api/routes.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
@@ -31,7 +31,7 @@ export function createApp(deps: Deps) {
   // requests themselves, src/gateway/route.ts); the error hook covers every route.
   let server: () => Server<unknown> | null = () => null;
   const app = new Elysia()
-    .use(errorsPlugin(deps.log, messagePage))
+    .use(errorsPlugin(deps.log, errorPage))
     .use(dataApiRoutes({ deps, record, inflight, server: () => server() }))
     .use(observePlugin(record, inflight))
     .use(opsRoutes(deps))

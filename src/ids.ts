@@ -28,7 +28,8 @@ export function newId(prefix: string): string {
 /**
  * A route's `:id`, for its params schema. A segment that is not valid percent-encoding
  * reaches the route as null through Elysia's router and as text with U+FFFD through Bun's
- * (a listening server): no object has such an id, so both are "no such object" (404),
- * the same through either router.
+ * (a listening server); one with a NUL byte cannot even be searched for in Postgres. No
+ * object has such an id: all are "no such object" (404), the same through either router.
  */
-export const idParams = (description: string) => z.object({ id: z.preprocess((v) => (typeof v === "string" ? v : ""), z.string()).describe(description) });
+export const idParams = (description: string) =>
+  z.object({ id: z.preprocess((v) => (typeof v === "string" && !v.includes("\0") ? v : ""), z.string()).describe(description) });

@@ -6,7 +6,7 @@ import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
 import { formEntries, formFields, formList, formNumber, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
-import { htmlResponse, messagePage, notFoundPage, redirectAfterPost, wantsFragment } from "../portal/respond.ts";
+import { htmlResponse, messagePage, notFoundPage, ownedOr404, redirectAfterPost, wantsFragment } from "../portal/respond.ts";
 import { KeyDetailPage } from "../../views/keys/key-detail.tsx";
 import { KeysPage, KeysSection, type KeyFormState, type KeyFormValues } from "../../views/keys/keys.tsx";
 import { paths } from "../../views/components.tsx";
@@ -85,12 +85,8 @@ export const keysPortal = (deps: Deps) =>
       return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, session) }), status, headers);
     }, { page: true })
     .get("/portal/keys/:id", async ({ session, params, query }) => {
-      try {
-        return htmlResponse(KeyDetailPage(await keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days)));
-      } catch (err) {
-        if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
-        throw err;
-      }
+      const data = await ownedOr404(() => keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days));
+      return data instanceof Response ? data : htmlResponse(KeyDetailPage(data));
     }, { page: true })
     .post("/portal/keys/:id", async ({ session, actor, params, request, body }) => {
       const input = updateKeyForm.safeParse(formFields(body));
@@ -99,24 +95,14 @@ export const keysPortal = (deps: Deps) =>
         await updateKey(deps, session.accountId, params.id, input.data, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        try {
-          const data = await keyDetailModel(deps, session, params.id, 7, { edit: refused(body, err.errors, err.detail) });
-          return htmlResponse(KeyDetailPage(data), 422, { "hx-push-url": paths.key(params.id) });
-        } catch (lookup) {
-          if (lookup instanceof DomainError && lookup.code === "not_found") return notFoundPage();
-          throw lookup;
-        }
+        const data = await ownedOr404(() => keyDetailModel(deps, session, params.id, 7, { edit: refused(body, err.errors, err.detail) }));
+        return data instanceof Response ? data : htmlResponse(KeyDetailPage(data), 422, { "hx-push-url": paths.key(params.id) });
       }
       return redirectAfterPost(request, paths.key(params.id));
     }, { page: true })
     .post("/portal/keys/:id/revoke", async ({ session, actor, params, request }) => {
-      try {
-        await revokeKey(deps, session.accountId, params.id, actor);
-      } catch (err) {
-        if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
-        throw err;
-      }
-      return redirectAfterPost(request, paths.key(params.id));
+      const done = await ownedOr404(() => revokeKey(deps, session.accountId, params.id, actor));
+      return done instanceof Response ? done : redirectAfterPost(request, paths.key(params.id));
     }, { page: true })
     .post("/portal/keys/:id/roll", async ({ session, actor, params, body }) => {
       let rolled: Awaited<ReturnType<typeof rollKey>>;

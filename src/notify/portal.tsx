@@ -6,7 +6,7 @@ import { DomainError } from "../errors.ts";
 import { formFields, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
-import { htmlResponse, notFoundPage, redirectAfterPost } from "../portal/respond.ts";
+import { htmlResponse, ownedOr404, redirectAfterPost } from "../portal/respond.ts";
 import { SettingsPage } from "../../views/accounts/settings.tsx";
 import { paths } from "../../views/components.tsx";
 import { NotificationsPage } from "../../views/notify/notifications.tsx";
@@ -36,11 +36,6 @@ export const notifyPortal = (deps: Deps) =>
       }
     }, { page: true })
     .post("/portal/settings/webhook/deliveries/:id/resend", async ({ session, params, request }) => {
-      try {
-        await resendDelivery(deps, session.accountId, params.id);
-      } catch (err) {
-        if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
-        throw err;
-      }
-      return redirectAfterPost(request, paths.settings);
+      const done = await ownedOr404(() => resendDelivery(deps, session.accountId, params.id));
+      return done instanceof Response ? done : redirectAfterPost(request, paths.settings);
     }, { page: true });

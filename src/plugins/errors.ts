@@ -4,8 +4,8 @@ import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { ProblemError, domainResponse, problemJson, problemResponse } from "./problem.ts";
 
-/** How a browser is answered instead of problem+json (the portal's message page). */
-export type ErrorPage = (status: number, title: string, message: string) => Response;
+/** How a browser is answered instead of problem+json, by status (the portal's message page). */
+export type ErrorPage = (status: number) => Response;
 
 /**
  * A route schema's failure as `{field, message}` pairs with the schema's own messages:
@@ -75,15 +75,7 @@ function pathOf(url: string): string {
 
 function answer(ctx: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger, page: ErrorPage): Response {
   const response = problemAnswer(ctx, log);
-  if (!wantsPage(ctx.request)) return response;
-  const titles: Record<number, string> = { 404: "Not found", 400: "Bad request", 500: "Something went wrong" };
-  const message =
-    response.status === 404
-      ? "There is no such page, or it belongs to another account."
-      : response.status >= 500
-        ? "Something went wrong on our side. Try again in a moment."
-        : "The request could not be handled.";
-  return page(response.status, titles[response.status] ?? "Error", message);
+  return wantsPage(ctx.request) ? page(response.status) : response;
 }
 
 function problemAnswer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {

@@ -68,7 +68,14 @@ export interface OperationDoc {
 }
 
 const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
-const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded"), "invalid_session", "csrf_failed", "test_key_not_allowed"];
+/**
+ * The management API's caller check (src/portal/plugin.ts) answers these on every route. Every
+ * route may also answer invalid_request, whether or not it takes a body or a query: a body is
+ * parsed and its depth checked before the route's own schemas, and an id holding bytes the
+ * database refuses (a NUL) is the caller's error too. A body over the server's limit is
+ * refused on any route before the app sees it (413, src/main.ts).
+ */
+const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded"), "invalid_session", "csrf_failed", "test_key_not_allowed", "invalid_request", "payload_too_large"];
 
 /** Request body examples by operation id: the document builder puts each under its operation's body. */
 export const REQUEST_EXAMPLES = new Map<string, unknown>();

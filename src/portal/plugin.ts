@@ -8,7 +8,7 @@ import { csrfMatches, validateSession, type Session } from "../accounts/sessions
 import { PROBLEM_CONTENT_TYPE, ProblemError, problemBody } from "../plugins/problem.ts";
 import { MessagePage } from "../../views/message.tsx";
 import { sameOrigin, sessionToken } from "./http.ts";
-import { PAGE_HEADERS } from "./respond.ts";
+import { NOT_FOUND, PAGE_HEADERS } from "./respond.ts";
 
 /** Who is calling /api: the account whose data every query is filtered by, and the audit actor. */
 export interface Caller {
@@ -52,7 +52,14 @@ function nestsDeeperThan(value: unknown, max: number): boolean {
   return false;
 }
 
-const changesState = (request: Request) => request.method !== "GET" && request.method !== "HEAD";
+/**
+ * The one CSRF check: a state-changing request with a session must be same-origin and carry
+ * the session's token (htmx and the API send it as X-CSRF-Token, plain forms as a field).
+ */
+function csrfRefused(request: Request, session: Session, submitted: string | null): boolean {
+  if (request.method === "GET" || request.method === "HEAD") return false;
+  return !sameOrigin(request) || !csrfMatches(session, submitted);
+}
 
 type Set = { headers: Record<string, string | number>; status?: number | string };
 
@@ -68,9 +75,10 @@ function toLogin(request: Request, set: Set): number {
   return 303;
 }
 
-function refusedForm(set: Set): string {
+/** The message page as a macro's answer body, with the page headers set. */
+function pageBody(set: Set, title: string, message: string): string {
   Object.assign(set.headers, PAGE_HEADERS, { "content-type": "text/html; charset=utf-8" });
-  return String(MessagePage({ title: "Request refused", message: "This form was not sent from a page of this site, or it expired. Reload the page and try again." }));
+  return String(MessagePage({ title, message }));
 }
 
 /**
@@ -100,7 +108,7 @@ export const authPlugin = (deps: Deps) => {
     if (cookieToken) {
       const session = await validateSession(deps, cookieToken);
       if (!session) throw new DomainError("invalid_session", "The session has ended; log in again.");
-      if (changesState(request) && (!sameOrigin(request) || !csrfMatches(session, h.get("x-csrf-token")))) {
+      if (csrfRefused(request, session, h.get("x-csrf-token"))) {
         throw new DomainError("csrf_failed", "A request authenticated by a session cookie needs the session's X-CSRF-Token header.");
       }
       return { accountId: session.accountId, actor: requestActor(deps, request, server, session.accountId) };
@@ -120,7 +128,7 @@ export const authPlugin = (deps: Deps) => {
   async function signedIn(request: Request, body: unknown, set: Set): Promise<{ session: Session } | { refuse: number; body?: string }> {
     const session = await validateSession(deps, sessionToken(request));
     if (!session) return { refuse: toLogin(request, set) };
-    if (changesState(request) && (!sameOrigin(request) || !csrfMatches(session, submittedCsrf(request, body)))) return { refuse: 403, body: refusedForm(set) };
+    if (csrfRefused(request, session, submittedCsrf(request, body))) return { refuse: 403, body: pageBody(set, "Request refused", "This form was not sent from a page of this site, or it expired. Reload the page and try again.") };
     return { session };
   }
 
@@ -136,10 +144,8 @@ export const authPlugin = (deps: Deps) => {
       async resolve({ request, body, server, set, status }) {
         const r = await signedIn(request, body, set);
         if ("refuse" in r) return status(r.refuse, r.body);
-        if (!r.session.isOperator) {
-          Object.assign(set.headers, PAGE_HEADERS, { "content-type": "text/html; charset=utf-8" });
-          return status(404, String(MessagePage({ title: "Not found", message: "There is no such page, or it belongs to another account." })));
-        }
+        // Not an operator: the page does not exist for you.
+        if (!r.session.isOperator) return status(404, pageBody(set, NOT_FOUND.title, NOT_FOUND.message));
         return { session: r.session, actor: requestActor(deps, request, server, r.session.accountId) };
       },
     },

@@ -1,4 +1,5 @@
 /** How portal pages answer: HTML with the page headers, redirects after a POST, the message page. */
+import { DomainError } from "../errors.ts";
 import { MessagePage } from "../../views/message.tsx";
 
 /**
@@ -25,8 +26,30 @@ export function messagePage(status: number, title: string, message: string): Res
   return htmlResponse(MessagePage({ title, message }), status);
 }
 
+export const NOT_FOUND = { title: "Not found", message: "There is no such page, or it belongs to another account." };
+
+/** The page a browser gets for an error the app's error hook answers (src/plugins/errors.ts). */
+export function errorPage(status: number): Response {
+  if (status === 404) return notFoundPage();
+  if (status >= 500) return messagePage(status, "Something went wrong", "Something went wrong on our side. Try again in a moment.");
+  return messagePage(status, status === 400 ? "Bad request" : "Error", "The request could not be handled.");
+}
+
 /** Another account's object, or none: the same page, so ids cannot be probed. */
-export const notFoundPage = () => messagePage(404, "Not found", "There is no such page, or it belongs to another account.");
+export const notFoundPage = () => messagePage(404, NOT_FOUND.title, NOT_FOUND.message);
+
+/**
+ * Runs a lookup of the account's own object: another account's object, or none, answers
+ * the 404 page (ids cannot be probed); other failures go on.
+ */
+export async function ownedOr404<T>(fn: () => Promise<T>): Promise<T | Response> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+    throw err;
+  }
+}
 
 /** An htmx request for a fragment (not a boosted navigation, which wants the whole page). */
 export function wantsFragment(request: Request): boolean {

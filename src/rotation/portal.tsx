@@ -10,7 +10,7 @@ import { STATUS } from "../plugins/problem.ts";
 import { formFields, formNumber, formOptionalText, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
-import { csvResponse, htmlResponse, messagePage, notFoundPage, redirectAfterPost } from "../portal/respond.ts";
+import { csvResponse, htmlResponse, messagePage, notFoundPage, ownedOr404, redirectAfterPost } from "../portal/respond.ts";
 import type { Session } from "../accounts/sessions.ts";
 import { SettingsPage } from "../../views/accounts/settings.tsx";
 import { paths } from "../../views/components.tsx";
@@ -55,12 +55,8 @@ export const rotationPortal = (deps: Deps) => {
   /** A refused rotation: the key's page with the reason beside the rotation panel (404 for another account's key). */
   async function refusedOnKeyPage(s: Session, keyId: string, err: DomainError): Promise<Response> {
     if (err.code === "not_found") return notFoundPage();
-    try {
-      return htmlResponse(KeyDetailPage(await keyDetailModel(deps, s, keyId, 7, { rotationError: message(err) })), 422);
-    } catch (lookup) {
-      if (lookup instanceof DomainError && lookup.code === "not_found") return notFoundPage();
-      throw lookup;
-    }
+    const data = await ownedOr404(() => keyDetailModel(deps, s, keyId, 7, { rotationError: message(err) }));
+    return data instanceof Response ? data : htmlResponse(KeyDetailPage(data), 422);
   }
 
   return new Elysia({ name: "rotation-portal" })

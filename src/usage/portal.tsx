@@ -3,11 +3,10 @@ import { Elysia } from "elysia";
 import { stringify } from "csv-stringify/sync";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
-import { DomainError } from "../errors.ts";
 import { keyDetailModel } from "../keys/pages.ts";
 import { getKey } from "../keys/service.ts";
 import { authPlugin } from "../portal/plugin.ts";
-import { csvResponse, htmlResponse, notFoundPage, wantsFragment } from "../portal/respond.ts";
+import { csvResponse, htmlResponse, ownedOr404, wantsFragment } from "../portal/respond.ts";
 import { KeyDetailPage } from "../../views/keys/key-detail.tsx";
 import { UsagePanel } from "../../views/usage/panel.tsx";
 import { usageRangeQuery } from "./model.ts";
@@ -15,15 +14,6 @@ import { keyUsageReport } from "./queries.ts";
 
 /** The CSV's days: 1-366, 30 when absent or not a number. */
 const csvQuery = z.object({ days: z.preprocess((v) => Number.parseInt(String(v ?? ""), 10) || 30, z.number()).transform((n) => Math.min(366, Math.max(1, n))) });
-
-async function ownedOr404<T>(fn: () => Promise<T>): Promise<T | Response> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
-    throw err;
-  }
-}
 
 /** A key's usage on its page: the range fragment htmx swaps, and the CSV of the daily rows. */
 export const usagePortal = (deps: Deps) =>

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { LATENCY_BOUNDS_MS } from "./histogram.ts";
 
-import type { DailyUsage, EndpointUsage, UsageReport } from "./model.ts";
+import type { UsageReport } from "./model.ts";
 export type { DailyUsage, EndpointUsage, UsageReport } from "./model.ts";
 
 function rows<T>(result: unknown): T[] {

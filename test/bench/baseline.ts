@@ -27,11 +27,11 @@ if (variant === "frame") {
   const config = parseConfig({ LOG_LEVEL: level, SECRET_KEY: process.env.SECRET_KEY });
   const deps = await assembleDeps(config, database, new MemoryState(), { log: createLogger(level) });
   const { errorsPlugin } = await import("../../src/plugins/errors.ts");
-  const { messagePage } = await import("../../src/portal/respond.ts");
+  const { errorPage } = await import("../../src/portal/respond.ts");
   // Mounted where the data API is: after the error hook, before the app's observe and html
   // hooks (which, as in createApp, do not apply to routes registered before them).
   new Elysia()
-    .use(errorsPlugin(deps.log, messagePage))
+    .use(errorsPlugin(deps.log, errorPage))
     .get("/frame/email/:address", ({ params }) => analyzeEmail(params.address))
     .use(createApp(deps))
     .listen({ port, hostname: "127.0.0.1" });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { cliActor } from "../../src/audit/service.ts";
+import { listDeliveries, setWebhook } from "../../src/notify/webhooks.ts";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
 import { bearer, newKey, schedule } from "../support/fixtures.ts";
@@ -8,109 +9,311 @@ import { startHarness, type Harness } from "../support/harness.ts";
 import { createAccount } from "../../src/accounts/service.ts";
 
 /**
- * OWASP API1/API5: for every route that takes an object id, another account gets 404 (never
- * 403, so ids cannot be probed); /admin is 404 for non-operators; a key without keys:manage,
- * and a test key, cannot manage keys.
+ * OWASP API1/API5, for every route of the app (Unkey's runCommonRouteTests): the suite walks
+ * `app.routes`, and a route without a fixture in ROUTES fails it. What is checked follows
+ * from the route: every /api route needs a credential holding keys:manage (401, 403); one
+ * with an `:id` answers another account's object 404, never 403, so ids cannot be probed;
+ * a state-changing one needs the session's CSRF token (403). Portal pages send a visitor
+ * without a session to /login, refuse a form without its token and answer another
+ * account's object 404; /admin is 404 for non-operators.
  */
+
+/** The victim's objects, whose ids the fixtures put in their paths. */
+interface Victim {
+  keyId: string;
+  rotationId: string;
+  deliveryId: string;
+}
+
+type Fixture =
+  /** A management API route: the path with the victim's ids, and a body its schema accepts (else a 400 would hide a missing 404). */
+  | { api: string; json?: unknown }
+  /** A portal page or form (also /logout): the path with the victim's ids, and the form's fields. */
+  | { portal: string; form?: Record<string, string> }
+  /** An operator's page. */
+  | { admin: string }
+  /** The data API: a key with the route's scope, nothing else (test/gateway covers the chain). */
+  | { gateway: string; json?: unknown }
+  /** Needs no credential, and why. */
+  | { public: string };
+
+const KEY_FORM = { name: "x", scopes: "email:read", rateLimit: "1", gracePeriodHours: "0", reason: "x", at: "2030-01-01T00:00" };
+const inAnHour = () => new Date(Date.now() + 7_200_000).toISOString();
+
+/** Every route of the app, by `METHOD /path` as `app.routes` lists it. */
+const ROUTES: Record<string, (v: Victim) => Fixture> = {
+  "GET /v1/email/:address": () => ({ gateway: "/v1/email/a@example.com" }),
+  "GET /v1/ip/:address": () => ({ gateway: "/v1/ip/8.8.8.8" }),
+  "POST /v1/batch": () => ({ gateway: "/v1/batch", json: { items: [{ type: "ip", value: "8.8.8.8" }] } }),
+
+  "GET /": () => ({ public: "the home page; a session only redirects it to the dashboard" }),
+  "GET /login": () => ({ public: "signing in: there is no session yet" }),
+  "POST /login": () => ({ public: "signing in: there is no session yet to hold a CSRF token" }),
+  "GET /signup": () => ({ public: "signing up: there is no account yet" }),
+  "POST /signup": () => ({ public: "signing up: there is no account yet" }),
+  "GET /healthz": () => ({ public: "ops: the process is up; says nothing of any account" }),
+  "GET /readyz": () => ({ public: "ops: database and Redis reachable; says nothing of any account" }),
+  "GET /metrics": () => ({ public: "ops: Prometheus scrapes it; per-route counts, no account data" }),
+  "GET /openapi.json": () => ({ public: "the API's documentation" }),
+  "GET /static/:name": () => ({ public: "css, htmx and icons" }),
+
+  "GET /api/keys": () => ({ api: "/api/keys" }),
+  "POST /api/keys": () => ({ api: "/api/keys", json: { name: "x", scopes: ["email:read"] } }),
+  "GET /api/keys/:id": (v) => ({ api: `/api/keys/${v.keyId}` }),
+  "PATCH /api/keys/:id": (v) => ({ api: `/api/keys/${v.keyId}`, json: { name: "mine now" } }),
+  "DELETE /api/keys/:id": (v) => ({ api: `/api/keys/${v.keyId}` }),
+  "POST /api/keys/:id/roll": (v) => ({ api: `/api/keys/${v.keyId}/roll`, json: { gracePeriodHours: 0 } }),
+  "GET /api/keys/:id/usage": (v) => ({ api: `/api/keys/${v.keyId}/usage?days=7` }),
+  "GET /api/audit": () => ({ api: "/api/audit" }),
+  "GET /api/rotation-policy": () => ({ api: "/api/rotation-policy" }),
+  "PUT /api/rotation-policy": () => ({ api: "/api/rotation-policy", json: { maxKeyAgeDays: 90, defaultGraceHours: 72, emergencyGraceHours: 4 } }),
+  "GET /api/keys/:id/rotations": (v) => ({ api: `/api/keys/${v.keyId}/rotations` }),
+  "POST /api/keys/:id/rotations": (v) => ({ api: `/api/keys/${v.keyId}/rotations`, json: { at: inAnHour() } }),
+  "POST /api/keys/:id/rotations/emergency": (v) => ({ api: `/api/keys/${v.keyId}/rotations/emergency`, json: { reason: "x" } }),
+  "GET /api/rotations": () => ({ api: "/api/rotations" }),
+  "DELETE /api/rotations/:id": (v) => ({ api: `/api/rotations/${v.rotationId}` }),
+  "POST /api/rotations/:id/reveal": (v) => ({ api: `/api/rotations/${v.rotationId}/reveal` }),
+  "GET /api/notifications": () => ({ api: "/api/notifications" }),
+  "POST /api/notifications/read": () => ({ api: "/api/notifications/read" }),
+  "GET /api/webhook": () => ({ api: "/api/webhook" }),
+  "PUT /api/webhook": () => ({ api: "/api/webhook", json: { url: "https://hooks.example.com/x" } }),
+  "DELETE /api/webhook": () => ({ api: "/api/webhook" }),
+  "POST /api/webhook/deliveries/:id/resend": (v) => ({ api: `/api/webhook/deliveries/${v.deliveryId}/resend` }),
+
+  "GET /portal": () => ({ portal: "/portal" }),
+  "POST /logout": () => ({ portal: "/logout" }),
+  "GET /portal/settings": () => ({ portal: "/portal/settings" }),
+  "POST /portal/settings": () => ({ portal: "/portal/settings", form: { current: "x", password: "another long passphrase" } }),
+  "GET /portal/keys": () => ({ portal: "/portal/keys" }),
+  "POST /portal/keys": () => ({ portal: "/portal/keys", form: KEY_FORM }),
+  "GET /portal/keys/:id": (v) => ({ portal: `/portal/keys/${v.keyId}` }),
+  "POST /portal/keys/:id": (v) => ({ portal: `/portal/keys/${v.keyId}`, form: KEY_FORM }),
+  "POST /portal/keys/:id/revoke": (v) => ({ portal: `/portal/keys/${v.keyId}/revoke` }),
+  "POST /portal/keys/:id/roll": (v) => ({ portal: `/portal/keys/${v.keyId}/roll`, form: KEY_FORM }),
+  "GET /portal/keys/:id/usage": (v) => ({ portal: `/portal/keys/${v.keyId}/usage?days=7` }),
+  "GET /portal/keys/:id/usage.csv": (v) => ({ portal: `/portal/keys/${v.keyId}/usage.csv` }),
+  "GET /portal/audit": () => ({ portal: "/portal/audit" }),
+  "POST /portal/keys/:id/rotations": (v) => ({ portal: `/portal/keys/${v.keyId}/rotations`, form: KEY_FORM }),
+  "POST /portal/keys/:id/rotations/emergency": (v) => ({ portal: `/portal/keys/${v.keyId}/rotations/emergency`, form: KEY_FORM }),
+  "POST /portal/rotations/:id/cancel": (v) => ({ portal: `/portal/rotations/${v.rotationId}/cancel` }),
+  "POST /portal/rotations/:id/reveal": (v) => ({ portal: `/portal/rotations/${v.rotationId}/reveal` }),
+  "POST /portal/settings/policy": () => ({ portal: "/portal/settings/policy", form: { maxKeyAgeDays: "90", defaultGraceHours: "72", emergencyGraceHours: "4" } }),
+  "GET /portal/compliance": () => ({ portal: "/portal/compliance" }),
+  "GET /portal/compliance.csv": () => ({ portal: "/portal/compliance.csv" }),
+  "GET /portal/notifications": () => ({ portal: "/portal/notifications" }),
+  "POST /portal/notifications/read": () => ({ portal: "/portal/notifications/read" }),
+  "POST /portal/settings/webhook": () => ({ portal: "/portal/settings/webhook", form: { url: "https://hooks.example.com/x" } }),
+  "POST /portal/settings/webhook/deliveries/:id/resend": (v) => ({ portal: `/portal/settings/webhook/deliveries/${v.deliveryId}/resend` }),
+
+  "GET /admin/compliance": () => ({ admin: "/admin/compliance" }),
+  "GET /admin/compliance.csv": () => ({ admin: "/admin/compliance.csv" }),
+};
+
+/** The fixture kind a route's path calls for: public only outside the prefixes that need a credential. */
+function kindOf(key: string): string {
+  const path = key.slice(key.indexOf(" ") + 1);
+  if (path.startsWith("/api/")) return "api";
+  if (path.startsWith("/v1/")) return "gateway";
+  if (path.startsWith("/admin/")) return "admin";
+  if (path === "/portal" || path.startsWith("/portal/") || path === "/logout") return "portal";
+  return "public";
+}
+
+const routeKey = (r: { method: string; path: string }) => `${r.method.toUpperCase()} ${r.path}`;
+const changesState = (method: string) => method !== "GET" && method !== "HEAD";
+const takesId = (key: string) => /\/:id(\/|$)/.test(key);
+
 for (const backend of backends) {
   describe(`access control [${backend.name}]`, () => {
     let h: Harness;
-    let victim: { accountId: string; keyId: string; rotationId: string; deliveryId: string };
-    let intruder: { browser: Browser; apiKey: string };
+    let victim: Victim;
+    let victimDeliveries: number;
+    let intruder: { browser: Browser; accountId: string; apiKey: string };
+    let operator: Browser;
+    /** The victim's own credentials: what another account gets 404 for, the owner reads. */
+    let owner: { browser: Browser; apiKey: string };
     beforeAll(async () => {
       h = await startHarness(backend);
-      await createAccount(h.deps, { email: `op-${randomBytes(3).toString("hex")}@example.com`, password: "operator passphrase 1" }, cliActor);
+      // The first account is the operator: neither the victim nor the intruder is one.
+      const opEmail = `op-${randomBytes(3).toString("hex")}@example.com`;
+      await createAccount(h.deps, { email: opEmail, password: "operator passphrase 1" }, cliActor);
+      operator = new Browser(h);
+      const login = await operator.post("/login", { email: opEmail, password: "operator passphrase 1" });
+      if (login.status !== 303) throw new Error(`operator login failed: ${login.status} ${await login.text()}`);
       const vb = new Browser(h);
       await vb.signUp(`victim-${randomBytes(3).toString("hex")}@example.com`);
       const acct = (await h.deps.db.query.accounts.findFirst({ where: (a, { like }) => like(a.email, "victim-%") }))!;
+      // Both have a webhook, so a resend of the victim's delivery could only fail for want of ownership.
+      await setWebhook(h.deps, acct.id, { url: "http://127.0.0.1:9/victim", allowPrivate: true }, cliActor, true);
       const { key } = await newKey(h, acct.id, { name: "victim key" });
+      owner = { browser: vb, apiKey: (await newKey(h, acct.id, { scopes: ["keys:manage"], rateLimit: 10_000 })).secret };
       const rotation = await schedule(h, acct.id, key.id, { at: new Date(Date.now() + 3_600_000).toISOString() });
-      victim = { accountId: acct.id, keyId: key.id, rotationId: rotation.id, deliveryId: "dlv_doesnotmatter00" };
+      const deliveries = await listDeliveries(h.deps, acct.id);
+      victim = { keyId: key.id, rotationId: rotation.id, deliveryId: deliveries[0]!.id };
+      victimDeliveries = deliveries.length;
       const ib = new Browser(h);
       await ib.signUp(`intruder-${randomBytes(3).toString("hex")}@example.com`);
       const iacct = (await h.deps.db.query.accounts.findFirst({ where: (a, { like }) => like(a.email, "intruder-%") }))!;
-      intruder = { browser: ib, apiKey: (await newKey(h, iacct.id, { scopes: ["keys:manage"], rateLimit: 10_000 })).secret };
+      await setWebhook(h.deps, iacct.id, { url: "http://127.0.0.1:9/intruder", allowPrivate: true }, cliActor, true);
+      intruder = { browser: ib, accountId: iacct.id, apiKey: (await newKey(h, iacct.id, { scopes: ["keys:manage"], rateLimit: 10_000 })).secret };
     });
     afterAll(() => h.close());
 
-    const apiRoutes = () =>
-      [
-        ["GET", `/api/keys/${victim.keyId}`],
-        ["PATCH", `/api/keys/${victim.keyId}`, { name: "mine now" }],
-        ["DELETE", `/api/keys/${victim.keyId}`],
-        ["POST", `/api/keys/${victim.keyId}/roll`, { gracePeriodHours: 0 }],
-        ["GET", `/api/keys/${victim.keyId}/usage?days=7`],
-        ["GET", `/api/keys/${victim.keyId}/rotations`],
-        ["POST", `/api/keys/${victim.keyId}/rotations`, { at: new Date(Date.now() + 7_200_000).toISOString() }],
-        ["POST", `/api/keys/${victim.keyId}/rotations/emergency`, { reason: "x" }],
-        ["DELETE", `/api/rotations/${victim.rotationId}`],
-        ["POST", `/api/rotations/${victim.rotationId}/reveal`],
-      ] as const;
+    /** The app's routes of one kind, each with its fixture (routes without one are the first test's failure). */
+    function routes<K extends "api" | "portal" | "admin" | "gateway">(kind: K) {
+      return h.app.routes.flatMap((r) => {
+        const key = routeKey(r);
+        const fixture = ROUTES[key]?.(victim);
+        return fixture && kind in fixture ? [{ key, method: r.method.toUpperCase(), fixture: fixture as Extract<Fixture, Record<K, string>> }] : [];
+      });
+    }
+    const pathOf = (f: Fixture) => Object.values(f)[0] as string;
 
-    it("answers 404 to another account on every /api route with an object id, by key and by session", async () => {
-      for (const [method, path, json] of apiRoutes()) {
-        const byKey = await h.req(path, { method, headers: bearer(intruder.apiKey), json });
-        expect(`${method} ${path} → ${byKey.status}`).toBe(`${method} ${path} → 404`);
-        const b = intruder.browser;
-        const bySession = await h.req(path, { method, headers: { cookie: b.cookie!, "x-csrf-token": b.csrf!, "sec-fetch-site": "same-origin" }, json });
-        expect(`${method} ${path} → ${bySession.status}`).toBe(`${method} ${path} → 404`);
-      }
+    it("has a fixture of the right kind for every route of the app, and none for a route it no longer has", () => {
+      const keys = h.app.routes.map(routeKey);
+      expect(keys.length).toBeGreaterThan(50);
+      const wrongKind = Object.entries(ROUTES).flatMap(([key, fixture]) => {
+        const kind = Object.keys(fixture({ keyId: "key_x", rotationId: "rot_x", deliveryId: "dlv_x" }))[0];
+        return kind === kindOf(key) ? [] : [`${key}: ${kind}, not ${kindOf(key)}`];
+      });
+      expect({ missing: keys.filter((k) => !(k in ROUTES)), stale: Object.keys(ROUTES).filter((k) => !keys.includes(k)), wrongKind }).toEqual({ missing: [], stale: [], wrongKind: [] });
     });
 
-    it("answers 404 to another account on every portal route with an object id", async () => {
+    it("needs a credential on every /api route (401 missing_api_key)", async () => {
+      const wrong: string[] = [];
+      for (const { key, method, fixture } of routes("api")) {
+        const res = await h.req(fixture.api, { method, json: fixture.json });
+        const code = res.status === 401 ? ((await res.json()) as { code: string }).code : "";
+        if (`${res.status} ${code}` !== "401 missing_api_key") wrong.push(`${key} → ${res.status} ${code}`);
+      }
+      expect(routes("api").length).toBeGreaterThan(20);
+      expect(wrong).toEqual([]);
+    });
+
+    it("refuses every /api route to a key without keys:manage and to a test key (403)", async () => {
+      const { secret: dataOnly } = await newKey(h, intruder.accountId, { scopes: ["email:read"], rateLimit: 10_000 });
+      const { secret: testKey } = await newKey(h, intruder.accountId, { scopes: ["keys:manage"], environment: "test", rateLimit: 10_000 });
+      const wrong: string[] = [];
+      for (const { key, method, fixture } of routes("api")) {
+        for (const [secret, expected] of [[dataOnly, "insufficient_scope"], [testKey, "test_key_not_allowed"]] as const) {
+          const res = await h.req(fixture.api, { method, headers: bearer(secret), json: fixture.json });
+          const code = ((await res.json()) as { code?: string }).code;
+          if (`${res.status} ${code}` !== `403 ${expected}`) wrong.push(`${key} with a ${expected === "insufficient_scope" ? "data key" : "test key"} → ${res.status} ${code}`);
+        }
+      }
+      expect(wrong).toEqual([]);
+      // The test key still calls the data API.
+      const { secret: testData } = await newKey(h, intruder.accountId, { scopes: ["email:read"], environment: "test" });
+      expect((await h.req("/v1/email/a@example.com", { headers: bearer(testData) })).status).toBe(200);
+    });
+
+    it("answers 404 to another account on every /api route with an object id, by key and by session, and 200 to the owner's reads", async () => {
       const b = intruder.browser;
-      for (const path of [`/portal/keys/${victim.keyId}`, `/portal/keys/${victim.keyId}/usage?days=7`, `/portal/keys/${victim.keyId}/usage.csv`]) {
-        expect(`GET ${path} → ${(await b.get(path)).status}`).toBe(`GET ${path} → 404`);
+      const wrong: string[] = [];
+      const withId = routes("api").filter((r) => takesId(r.key));
+      expect(withId.length).toBeGreaterThan(8);
+      for (const { key, method, fixture } of withId) {
+        if (method === "GET") {
+          const mine = await h.req(fixture.api, { headers: bearer(owner.apiKey) });
+          if (mine.status !== 200) wrong.push(`${key} by the owner → ${mine.status} ${await mine.text()}`);
+        }
+        const byKey = await h.req(fixture.api, { method, headers: bearer(intruder.apiKey), json: fixture.json });
+        if (byKey.status !== 404) wrong.push(`${key} by key → ${byKey.status} ${await byKey.text()}`);
+        const bySession = await h.req(fixture.api, { method, headers: { cookie: b.cookie!, "x-csrf-token": b.csrf!, "sec-fetch-site": "same-origin" }, json: fixture.json });
+        if (bySession.status !== 404) wrong.push(`${key} by session → ${bySession.status} ${await bySession.text()}`);
       }
-      for (const path of [
-        `/portal/keys/${victim.keyId}`,
-        `/portal/keys/${victim.keyId}/revoke`,
-        `/portal/keys/${victim.keyId}/roll`,
-        `/portal/keys/${victim.keyId}/rotations`,
-        `/portal/keys/${victim.keyId}/rotations/emergency`,
-        `/portal/rotations/${victim.rotationId}/cancel`,
-        `/portal/rotations/${victim.rotationId}/reveal`,
-        `/portal/settings/webhook/deliveries/${victim.deliveryId}/resend`,
-      ]) {
-        const res = await b.post(path, { name: "x", scopes: "email:read", rateLimit: "1", gracePeriodHours: "0", reason: "x", at: "2030-01-01T00:00" });
-        expect(`POST ${path} → ${res.status}`).toBe(`POST ${path} → 404`);
-      }
+      expect(wrong).toEqual([]);
     });
 
-    it("leaves the victim's key and rotation untouched", async () => {
+    it("refuses a state-changing /api request by session without X-CSRF-Token (403 csrf_failed)", async () => {
+      const b = intruder.browser;
+      const wrong: string[] = [];
+      const changing = routes("api").filter((r) => changesState(r.method));
+      expect(changing.length).toBeGreaterThan(10);
+      for (const { key, method, fixture } of changing) {
+        const res = await h.req(fixture.api, { method, headers: { cookie: b.cookie!, "sec-fetch-site": "same-origin" }, json: fixture.json });
+        const code = ((await res.json()) as { code?: string }).code;
+        if (`${res.status} ${code}` !== "403 csrf_failed") wrong.push(`${key} → ${res.status} ${code}`);
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it("sends a visitor without a session from every portal and admin route to /login (303)", async () => {
+      const visitor = new Browser(h);
+      const wrong: string[] = [];
+      for (const { key, method, fixture } of [...routes("portal"), ...routes("admin")]) {
+        const path = pathOf(fixture);
+        const res = method === "GET" ? await visitor.get(path) : await visitor.post(path, "form" in fixture ? (fixture.form ?? {}) : {});
+        const to = res.headers.get("location") ?? "";
+        if (res.status !== 303 || !to.startsWith("/login")) wrong.push(`${key} → ${res.status} ${to}`);
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it("refuses a state-changing portal request without the CSRF token (403)", async () => {
+      const wrong: string[] = [];
+      const changing = routes("portal").filter((r) => changesState(r.method));
+      expect(changing.length).toBeGreaterThan(10);
+      for (const { key, fixture } of changing) {
+        const res = await intruder.browser.post(fixture.portal, fixture.form ?? {}, { csrf: null });
+        if (res.status !== 403) wrong.push(`${key} → ${res.status}`);
+        const htmx = await intruder.browser.post(fixture.portal, fixture.form ?? {}, { csrf: null, htmx: true });
+        if (htmx.status !== 403) wrong.push(`${key} (htmx) → ${htmx.status}`);
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it("answers 404 to another account on every portal route with an object id, and 200 to the owner's pages", async () => {
+      const b = intruder.browser;
+      const wrong: string[] = [];
+      const withId = routes("portal").filter((r) => takesId(r.key));
+      expect(withId.length).toBeGreaterThan(8);
+      for (const { key, method, fixture } of withId) {
+        if (method === "GET") {
+          const mine = await owner.browser.get(fixture.portal);
+          if (mine.status !== 200) wrong.push(`${key} by the owner → ${mine.status}`);
+        }
+        const res = method === "GET" ? await b.get(fixture.portal) : await b.post(fixture.portal, fixture.form ?? {});
+        if (res.status !== 404) wrong.push(`${key} → ${res.status}`);
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it("hides every /admin route from non-operators (404), and shows it to an operator", async () => {
+      const wrong: string[] = [];
+      const admin = routes("admin");
+      expect(admin.length).toBeGreaterThan(0);
+      for (const { key, fixture } of admin) {
+        const res = await intruder.browser.get(fixture.admin);
+        if (res.status !== 404) wrong.push(`${key} → ${res.status}`);
+        const shown = await operator.get(fixture.admin);
+        if (shown.status !== 200) wrong.push(`${key} for the operator → ${shown.status}`);
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it("needs a key on every /v1 route (401 missing_api_key), and one with the route's scope (403 insufficient_scope)", async () => {
+      const { secret: manageOnly } = await newKey(h, intruder.accountId, { scopes: ["keys:manage"], rateLimit: 10_000 });
+      const wrong: string[] = [];
+      for (const { key, method, fixture } of routes("gateway")) {
+        for (const [headers, expected] of [[{}, "401 missing_api_key"], [bearer(manageOnly), "403 insufficient_scope"]] as const) {
+          const res = await h.req(fixture.gateway, { method, headers, json: fixture.json });
+          const got = `${res.status} ${((await res.json()) as { code?: string }).code}`;
+          if (got !== expected) wrong.push(`${key} → ${got}`);
+        }
+      }
+      expect(routes("gateway").length).toBe(3);
+      expect(wrong).toEqual([]);
+    });
+
+    // Last: the checks above must have changed nothing of the victim's.
+    it("leaves the victim's key, rotation and deliveries untouched", async () => {
       const key = await h.deps.db.query.apiKeys.findFirst({ where: (k, { eq }) => eq(k.id, victim.keyId) });
       expect(key).toMatchObject({ name: "victim key", revokedAt: null, graceEndsAt: null });
       const rotation = await h.deps.db.query.keyRotations.findFirst({ where: (r, { eq }) => eq(r.id, victim.rotationId) });
       expect(rotation!.state).toBe("scheduled");
-    });
-
-    it("hides /admin from non-operators (404)", async () => {
-      expect((await intruder.browser.get("/admin/compliance")).status).toBe(404);
-      expect((await intruder.browser.get("/admin/compliance.csv")).status).toBe(404);
-    });
-
-    it("refuses key management to a key without keys:manage and to a test key", async () => {
-      const acct = (await h.deps.db.query.accounts.findFirst({ where: (a, { like }) => like(a.email, "intruder-%") }))!;
-      const { secret: dataOnly } = await newKey(h, acct.id, { scopes: ["email:read"] });
-      const { secret: testKey } = await newKey(h, acct.id, { scopes: ["keys:manage"], environment: "test" });
-      for (const [method, path, json] of [["GET", "/api/keys"], ["POST", "/api/keys", { name: "x", scopes: ["email:read"] }], ["GET", "/api/audit"]] as const) {
-        const a = await h.req(path, { method, headers: bearer(dataOnly), json });
-        expect(a.status).toBe(403);
-        expect((await a.json()).code).toBe("insufficient_scope");
-        const t = await h.req(path, { method, headers: bearer(testKey), json });
-        expect(t.status).toBe(403);
-        expect((await t.json()).code).toBe("test_key_not_allowed");
-      }
-      // The test key still calls the data API.
-      const { secret: testData } = await newKey(h, acct.id, { scopes: ["email:read"], environment: "test" });
-      expect((await h.req("/v1/email/a@example.com", { headers: bearer(testData) })).status).toBe(200);
-    });
-
-    it("needs a credential on every /api route", async () => {
-      for (const [method, path, json] of apiRoutes()) {
-        const res = await h.req(path, { method, json });
-        expect(res.status).toBe(401);
-      }
+      const acct = (await h.deps.db.query.apiKeys.findFirst({ where: (k, { eq }) => eq(k.id, victim.keyId) }))!.accountId;
+      expect((await listDeliveries(h.deps, acct)).length).toBe(victimDeliveries);
     });
   });
 }

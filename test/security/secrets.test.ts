@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { cliActor } from "../../src/audit/service.ts";
 import { runSweep } from "../../src/rotation/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { backends } from "../support/backends.ts";

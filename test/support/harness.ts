@@ -10,6 +10,7 @@ import type { KeyCacheOptions } from "../../src/keys/cache.ts";
 import { RedisState } from "../../src/state/redis.ts";
 import type { SharedState } from "../../src/state/types.ts";
 import { freshDatabase, freshState, testConfig, type Backend } from "./backends.ts";
+import { JSON_TYPES, mediaType, openApiChecker, type OpenApiChecker } from "./openapi.ts";
 
 /**
  * Real argon2id at the least cost: tests create hundreds of accounts, and at the server's
@@ -24,9 +25,17 @@ export interface Harness {
   logs: string[];
   databaseUrl?: string;
   redisPrefix?: string;
+  /**
+   * A request through `app.handle`. A JSON answer to a /v1 or /api request is checked
+   * against /openapi.json: one the document does not describe (its status, content type or
+   * body) rejects, naming the request and the drift, so the test that made it fails.
+   */
   req(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   close(): Promise<void>;
 }
+
+/** The requests whose answers /openapi.json describes. */
+const DOCUMENTED = /^\/(v1|api)\//;
 
 /** A Keyport app on a fresh database and state of the given backend. */
 export interface HarnessOptions {
@@ -60,19 +69,36 @@ export async function startHarness(backend: Backend, opts: HarnessOptions = {}):
   const log = createLogger("debug", (line) => void logs.push(line));
   const deps = await assembleDeps(config, database, state, { clock: opts.clock, log, keyCache: opts.keyCache, passwords: TEST_PASSWORDS });
   const app = createApp(deps);
+  // The app's own document, read once on the first request it describes.
+  let docs: Promise<OpenApiChecker> | undefined;
+  const checker = () =>
+    (docs ??= app
+      .handle(new Request("http://localhost/openapi.json"))
+      .then((res) => res.json())
+      .then(openApiChecker));
   return {
     deps,
     app,
     logs,
     databaseUrl: (database as Database & { url?: string }).url ?? opts.share?.databaseUrl,
     redisPrefix: prefix,
-    req(path, init = {}) {
+    async req(path, init = {}) {
       const { json, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (json !== undefined) headers.set("content-type", "application/json");
-      return app.handle(
-        new Request(`http://localhost${path}`, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body }),
-      );
+      const request = new Request(`http://localhost${path}`, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
+      const res = await app.handle(request);
+      if (!DOCUMENTED.test(path) || !JSON_TYPES.includes(mediaType(res.headers.get("content-type")))) return res;
+      const text = await res.clone().text();
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new Error(`${request.method} ${path} → ${res.status}: the ${mediaType(res.headers.get("content-type"))} answer is not JSON: ${text.slice(0, 500)}`);
+      }
+      const drift = (await checker()).check(request.method, new URL(request.url).pathname, res.status, res.headers.get("content-type") ?? "", body);
+      if (drift) throw new Error(`The answer drifted from /openapi.json: ${drift}`);
+      return res;
     },
     close: () => deps.close(),
   };

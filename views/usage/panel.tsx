@@ -2,7 +2,7 @@
 import type { KeyView } from "../../src/keys/model.ts";
 import { USAGE_RANGES, type UsageReport } from "../../src/usage/model.ts";
 import { UsageChart } from "./chart.tsx";
-import { escape, formatCount, formatDate, paths } from "../components.tsx";
+import { formatCount, paths } from "../components.tsx";
 
 function ms(v: number | null): string {
   return v === null ? "—" : `${v} ms`;
