@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
-import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
+import { DomainError, parseInput, type FieldError } from "../errors.ts";
 import { formEntries, formFields, formList, formNumber, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
@@ -69,10 +69,9 @@ export const keysPortal = (deps: Deps) =>
       let created: { key: KeyView; secret: string } | undefined;
       let state = NEW_KEY_FORM;
       let status = 201;
-      const input = createKeyForm.safeParse(formFields(body));
       try {
-        if (!input.success) throw new DomainError("invalid_request", "The key is not valid.", zodFieldErrors(input.error));
-        created = await createKey(deps, session.accountId, input.data, actor);
+        const input = parseInput(createKeyForm, formFields(body), "key");
+        created = await createKey(deps, session.accountId, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
         state = refused(body, err.errors, err.detail);
@@ -89,10 +88,9 @@ export const keysPortal = (deps: Deps) =>
       return data instanceof Response ? data : htmlResponse(KeyDetailPage(data));
     }, { page: true })
     .post("/portal/keys/:id", async ({ session, actor, params, request, body }) => {
-      const input = updateKeyForm.safeParse(formFields(body));
       try {
-        if (!input.success) throw new DomainError("invalid_request", "The change is not valid.", zodFieldErrors(input.error));
-        await updateKey(deps, session.accountId, params.id, input.data, actor);
+        const input = parseInput(updateKeyForm, formFields(body), "change");
+        await updateKey(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
         const data = await ownedOr404(() => keyDetailModel(deps, session, params.id, 7, { edit: refused(body, err.errors, err.detail) }));
@@ -107,9 +105,8 @@ export const keysPortal = (deps: Deps) =>
     .post("/portal/keys/:id/roll", async ({ session, actor, params, body }) => {
       let rolled: Awaited<ReturnType<typeof rollKey>>;
       try {
-        const input = rollForm.safeParse(formFields(body));
-        if (!input.success) throw new DomainError("invalid_request", "The roll is not valid.", zodFieldErrors(input.error));
-        rolled = await rollKey(deps, session.accountId, params.id, input.data, actor);
+        const input = parseInput(rollForm, formFields(body), "roll");
+        rolled = await rollKey(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
         if (err.code === "not_found") return notFoundPage();

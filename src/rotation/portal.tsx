@@ -4,7 +4,7 @@ import { stringify } from "csv-stringify/sync";
 import { z } from "zod";
 import { settingsModel } from "../accounts/settings.ts";
 import type { Deps } from "../deps.ts";
-import { DomainError, zodFieldErrors } from "../errors.ts";
+import { DomainError, parseInput } from "../errors.ts";
 import { keyDetailModel } from "../keys/pages.ts";
 import { STATUS } from "../plugins/problem.ts";
 import { formFields, formNumber, formOptionalText, formText } from "../portal/form.ts";
@@ -63,9 +63,8 @@ export const rotationPortal = (deps: Deps) => {
     .use(authPlugin(deps))
     .post("/portal/keys/:id/rotations", async ({ session, actor, params, body, request }) => {
       try {
-        const input = scheduleForm.safeParse(formFields(body));
-        if (!input.success) throw new DomainError("invalid_request", "The rotation is not valid.", zodFieldErrors(input.error));
-        await scheduleRotation(deps, session.accountId, params.id, input.data, actor);
+        const input = parseInput(scheduleForm, formFields(body), "rotation");
+        await scheduleRotation(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
         return refusedOnKeyPage(session, params.id, err);
@@ -75,9 +74,8 @@ export const rotationPortal = (deps: Deps) => {
     .post("/portal/keys/:id/rotations/emergency", async ({ session, actor, params, body }) => {
       let result: Awaited<ReturnType<typeof emergencyRotation>>;
       try {
-        const input = emergencyForm.safeParse(formFields(body));
-        if (!input.success) throw new DomainError("invalid_request", "The rotation is not valid.", zodFieldErrors(input.error));
-        result = await emergencyRotation(deps, session.accountId, params.id, input.data, actor);
+        const input = parseInput(emergencyForm, formFields(body), "rotation");
+        result = await emergencyRotation(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
         return refusedOnKeyPage(session, params.id, err);
@@ -114,9 +112,7 @@ export const rotationPortal = (deps: Deps) => {
       const f = formFields(body);
       const values = { maxKeyAgeDays: formText.parse(f.maxKeyAgeDays), defaultGraceHours: formText.parse(f.defaultGraceHours), emergencyGraceHours: formText.parse(f.emergencyGraceHours) };
       try {
-        const input = policyForm.safeParse(f);
-        if (!input.success) throw new DomainError("invalid_request", "The policy is not valid.", zodFieldErrors(input.error));
-        await setPolicy(deps, session.accountId, input.data, actor);
+        await setPolicy(deps, session.accountId, parseInput(policyForm, f, "policy"), actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
         return htmlResponse(SettingsPage(await settingsModel(deps, session, { policy: { errors: err.errors, values } })), 422, { "hx-push-url": paths.settings });
