@@ -101,6 +101,17 @@ const envSchema = z.object({
   COOKIE_SECURE: oneOf("COOKIE_SECURE", ["auto", "true", "false"] as const, "auto"),
   ROTATION_SWEEP_MS: intIn("ROTATION_SWEEP_MS", 1000, 86_400_000, 60_000),
   WEBHOOK_DELIVERY_MS: intIn("WEBHOOK_DELIVERY_MS", 200, 3_600_000, 5000),
+  METRICS_TOKEN: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return undefined;
+      if (raw.length < 16) {
+        ctx.addIssue({ code: "custom", message: `METRICS_TOKEN must be at least 16 characters, got ${raw.length}` });
+        return z.NEVER;
+      }
+      return raw;
+    }),
 });
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -125,6 +136,8 @@ export interface Config {
   cookieSecure: "auto" | "true" | "false";
   rotationSweepMs: number;
   webhookDeliveryMs: number;
+  /** When set, /metrics answers only `Authorization: Bearer <token>`; unset, it is open. */
+  metricsToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -156,6 +169,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     cookieSecure: e.COOKIE_SECURE,
     rotationSweepMs: e.ROTATION_SWEEP_MS,
     webhookDeliveryMs: e.WEBHOOK_DELIVERY_MS,
+    metricsToken: e.METRICS_TOKEN,
   };
 }
 

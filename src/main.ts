@@ -1,15 +1,15 @@
-import { parseArgs } from "node:util";
+import { connect } from "node:net";
 import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
-import { createAccount, findAccountByEmail, parseNewAccount } from "./accounts/service.ts";
-import { createKey, revokeKeyById } from "./keys/service.ts";
-import { createKeySchema } from "./keys/model.ts";
-import { parseInput } from "./errors.ts";
+import { createAccount, findAccountByEmail, listAccounts, newAccountSchema } from "./accounts/service.ts";
+import { createKey, findKeyOwner, listKeys, revokeKey, rollKey } from "./keys/service.ts";
+import { hashKey, parseKey } from "./keys/format.ts";
+import { createKeySchema, rollKeySchema } from "./keys/model.ts";
+import { DomainError, notFound, parseInput, type FieldError } from "./errors.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
 import { createLogger } from "./ops/log.ts";
-import { DomainError } from "./errors.ts";
 import { STATUS } from "./plugins/problem.ts";
-import { buildDeps } from "./runtime.ts";
+import { buildDeps, type OwnedDeps } from "./runtime.ts";
 import { RedisUnavailable } from "./state/redis.ts";
 
 const USAGE = `usage: keyport [command]
@@ -19,34 +19,171 @@ commands:
   migrate                                      apply database migrations and exit
   account create --email E --password P [--admin]
                                                create a portal account
+  account list [--json]                        every account: id, email, operator, created
+  key list --email E [--json]                  an account's keys: id, name, env, key, status, last use
   key create --email E --name N --scopes a,b [--env live|test] [--rate N]
-             [--expires ISO] [--ips a,b] [--quota N]
-                                               create a key; prints the secret alone
-  key revoke ID                                revoke a key
+             [--expires ISO] [--ips a,b] [--quota N] [--json]
+                                               create a key: the secret alone on stdout,
+                                               its id and name on stderr
+  key revoke ID|KEY [--json]                   revoke a key, named by its id or the key itself
+  key roll ID|KEY [--grace HOURS] [--json]     a new key with the same settings (its secret on
+                                               stdout); the old one works HOURS more (24; 0-168)
   help                                         show this text
 
-configuration comes from the environment; see README.md or .env.example`;
+In embedded mode a running server holds DATA_DIR: run these while it is stopped, or
+use its management API (/api/keys) with a key holding keys:manage.
+Configuration comes from the environment; see README.md or .env.example.`;
 
 /** The largest request body accepted: a full 100-item batch is ~60 KiB. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-/** A mistake in how the command was called: usage text, exit 2. */
-class UsageError extends Error {}
-
-type Flags = Record<string, { type: "string" | "boolean" }>;
-
-function flags<T extends Flags>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message.split("\n")[0]);
+/** Mistakes in how a command was called, every one of them (one line each): exit 2. */
+class UsageError extends Error {
+  constructor(
+    readonly lines: string[],
+    /** A wrong command or flag (not a refused value): the usage text follows. */
+    readonly showUsage = true,
+  ) {
+    super(lines.join("; "));
   }
 }
 
-function required(values: Record<string, unknown>, name: string): string {
+/** The flag each API field is given by, so a refusal names what the user typed. */
+const FLAG_OF: Record<string, string> = {
+  email: "--email",
+  password: "--password",
+  name: "--name",
+  environment: "--env",
+  scopes: "--scopes",
+  rateLimit: "--rate",
+  expiresAt: "--expires",
+  ipAllowlist: "--ips",
+  monthlyQuota: "--quota",
+  gracePeriodHours: "--grace",
+};
+
+/** `--expires must be in the future`; a message that is not a predicate follows a colon. */
+function flagLine({ field, message }: FieldError): string {
+  const [head = field, index] = field.split(".");
+  const flag = (FLAG_OF[head] ?? head) + (index && /^\d+$/.test(index) ? ` (entry ${Number(index) + 1})` : "");
+  return /^(must|is|has|may|needs)\b/.test(message) ? `${flag} ${message}` : `${flag}: ${message}`;
+}
+
+/** Collects a command line's mistakes so one run reports all of them, not the first. */
+class Mistakes {
+  readonly lines: string[] = [];
+  /** Flags whose value is already reported: the schema's view of them would repeat it. */
+  readonly reported = new Set<string>();
+  private usage = false;
+
+  call(line: string): void {
+    this.lines.push(line);
+    this.usage = true;
+  }
+
+  value(flag: string, line: string): void {
+    this.lines.push(line);
+    this.reported.add(flag);
+  }
+
+  /** The input checked by `parseInput` (the one entry point services' inputs go through), its refusals kept. */
+  parse<T>(check: () => T): T | undefined {
+    try {
+      return check();
+    } catch (err) {
+      if (!(err instanceof DomainError) || !err.errors) throw err;
+      for (const e of err.errors) {
+        const line = flagLine(e);
+        if (!this.reported.has(line.split(/[ :]/)[0]!)) this.lines.push(line);
+      }
+      return undefined;
+    }
+  }
+
+  /** Throws when anything was found. */
+  check(): void {
+    if (this.lines.length) throw new UsageError(this.lines, this.usage);
+  }
+}
+
+type FlagSpec = Record<string, "string" | "boolean">;
+
+/**
+ * `--name value`, `--name=value`, booleans, positionals. Not node:util parseArgs: it stops
+ * at the first mistake, and it refuses `--quota -5` as ambiguous, so the user never hears
+ * that -5 is the problem. A value may start with "-" only when it is a number.
+ */
+function parseFlags(args: string[], spec: FlagSpec, m: Mistakes, maxPositionals = 0): { values: Record<string, string | true>; positionals: string[] } {
+  const values: Record<string, string | true> = {};
+  const positionals: string[] = [];
+  const isValue = (a: string | undefined): a is string => a !== undefined && (!a.startsWith("-") || /^-\d/.test(a));
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || /^-\d/.test(arg) || arg === "-") {
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.slice(arg.startsWith("--") ? 2 : 1, eq < 0 ? undefined : eq);
+    const inline = eq < 0 ? undefined : arg.slice(eq + 1);
+    const type = Object.hasOwn(spec, name) && arg.startsWith("--") ? spec[name] : undefined;
+    if (!type) {
+      m.call(`unknown flag ${eq < 0 ? arg : arg.slice(0, eq)}`);
+      // Its value, if it had one, is not a stray argument as well.
+      if (inline === undefined && isValue(args[i + 1]) && positionals.length >= maxPositionals) i++;
+      continue;
+    }
+    if (type === "boolean") {
+      if (inline !== undefined) m.call(`--${name} takes no value`);
+      else values[name] = true;
+      continue;
+    }
+    if (inline !== undefined) values[name] = inline;
+    else if (isValue(args[i + 1])) values[name] = args[++i]!;
+    else {
+      m.call(`--${name} needs a value`);
+      m.reported.add(`--${name}`);
+    }
+  }
+  if (positionals.length > maxPositionals) m.call(`unexpected argument${positionals.length - maxPositionals > 1 ? "s" : ""} ${positionals.slice(maxPositionals).map((p) => JSON.stringify(p)).join(" ")}`);
+  return { values, positionals: positionals.slice(0, maxPositionals) };
+}
+
+function stringFlag(values: Record<string, string | true>, name: string): string | undefined {
   const v = values[name];
-  if (typeof v !== "string" || v === "") throw new UsageError(`missing --${name}`);
+  return typeof v === "string" ? v : undefined;
+}
+
+function requiredFlag(values: Record<string, string | true>, name: string, m: Mistakes): string | undefined {
+  const v = stringFlag(values, name);
+  if (m.reported.has(`--${name}`)) return undefined;
+  if (v === undefined || v === "") {
+    m.call(`missing --${name}`);
+    m.reported.add(`--${name}`);
+    return undefined;
+  }
   return v;
+}
+
+/** A number for the schema to judge (`-5` included: the schema says what the limits are). */
+function numberFlag(values: Record<string, string | true>, name: string, m: Mistakes, what = "a whole number"): number | undefined {
+  const v = stringFlag(values, name);
+  if (v === undefined) return undefined;
+  if (/^-?\d+(\.\d+)?$/.test(v.trim())) return Number(v);
+  m.value(`--${name}`, `--${name} must be ${what}, got ${JSON.stringify(v)}`);
+  return undefined;
+}
+
+function listFlag(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 async function serve(config: Config): Promise<void> {
@@ -89,145 +226,291 @@ async function serve(config: Config): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-async function run(argv: string[]): Promise<number> {
+/** What run() learned before failing, for main() to say what to do. */
+interface RunContext {
+  config?: Config;
+}
+
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const [command = "serve", ...rest] = argv;
   if (command === "help" || command === "--help" || command === "-h") {
     console.log(USAGE);
     return 0;
   }
   const known = ["serve", "migrate", "account", "key"];
-  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`);
+  if (!known.includes(command)) throw new UsageError([`unknown command "${command}"`]);
 
-  const config = ensureSecretKey(loadConfig());
+  const m = new Mistakes();
+  const [sub, ...args] = rest;
+  const pick = (subs: string[]) => {
+    if (sub && subs.includes(sub)) return;
+    throw new UsageError([sub ? `unknown ${command} command "${sub}"` : `missing ${command} command (${subs.join(", ")})`]);
+  };
+  // Every command line is checked before the configuration and the database are touched.
+  let todo: (config: Config) => Promise<number>;
   switch (command) {
     case "serve":
-      flags(rest, {});
-      await serve(config);
-      return -1;
-    case "migrate": {
-      flags(rest, {});
-      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-      try {
-        await database.migrate();
-      } finally {
-        await database.close();
-      }
-      console.log(`migrations applied (${database.kind})`);
-      return 0;
-    }
-    case "account": {
-      const [sub, ...args] = rest;
-      if (sub !== "create") throw new UsageError(sub ? `unknown account command "${sub}"` : "missing account command (create)");
-      const values = flags(args, { email: { type: "string" }, password: { type: "string" }, admin: { type: "boolean" } });
-      const email = required(values, "email");
-      const password = required(values, "password");
-      // Bad values are refused before the database is opened.
-      parseNewAccount({ email, password });
-      const deps = await buildDeps(config, { log: createLogger("warn") });
-      try {
-        const account = await createAccount(deps, { email, password, operator: Boolean(values.admin) }, cliActor);
-        console.log(`${account.id} ${account.email}${account.isOperator ? " (operator)" : ""}`);
-      } finally {
-        await deps.close();
-      }
-      return 0;
-    }
-    case "key": {
-      const [sub, ...args] = rest;
-      if (sub === "create") return keyCreate(config, args);
-      if (sub === "revoke") return keyRevoke(config, args);
-      throw new UsageError(sub ? `unknown key command "${sub}"` : "missing key command (create, revoke)");
-    }
+      parseFlags(rest, {}, m);
+      todo = async (config) => (await serve(config), -1);
+      break;
+    case "migrate":
+      parseFlags(rest, {}, m);
+      todo = migrate;
+      break;
+    case "account":
+      pick(["create", "list"]);
+      todo = sub === "create" ? accountCreate(args, m) : accountList(args, m);
+      break;
+    default:
+      pick(["create", "list", "revoke", "roll"]);
+      todo = sub === "create" ? keyCreate(args, m) : sub === "list" ? keyList(args, m) : sub === "revoke" ? keyRevoke(args, m) : keyRoll(args, m);
   }
-  return 2;
+  m.check();
+  const config = (ctx.config = ensureSecretKey(loadConfig()));
+  return todo(config);
 }
 
-function intFlag(value: unknown, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "string" || !/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
-  return Number(value);
+async function migrate(config: Config): Promise<number> {
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await database.migrate();
+  } finally {
+    await database.close();
+  }
+  console.log(`migrations applied (${database.kind})`);
+  return 0;
 }
 
-function listFlag(value: unknown): string[] | undefined {
-  if (typeof value !== "string") return undefined;
-  return value
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
+/** Deps for one command, closed when it is done (the usage flush and the database with them). */
+async function withDeps<T>(config: Config, work: (deps: OwnedDeps) => Promise<T>): Promise<T> {
+  const deps = await buildDeps(config, { log: createLogger("warn") });
+  try {
+    return await work(deps);
+  } finally {
+    await deps.close();
+  }
 }
 
-async function keyCreate(config: Config, args: string[]): Promise<number> {
-  const values = flags(args, {
-    email: { type: "string" },
-    name: { type: "string" },
-    scopes: { type: "string" },
-    env: { type: "string" },
-    rate: { type: "string" },
-    expires: { type: "string" },
-    ips: { type: "string" },
-    quota: { type: "string" },
-  });
-  const email = required(values, "email");
+const json = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+const when = (iso: string | null, none = "never") => (iso ? `${iso.slice(0, 16).replace("T", " ")} UTC` : none);
+
+/** Columns padded to their widest cell; control characters shown as "?" (names are user text). */
+function table(header: string[], rows: string[][]): string {
+  const all = [header, ...rows.map((r) => r.map((c) => c.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?")))];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
+}
+
+async function accountOf(deps: OwnedDeps, email: string) {
+  const account = await findAccountByEmail(deps, email);
+  if (!account) throw new UsageError([`no account with email ${email} (see: keyport account list)`], false);
+  return account;
+}
+
+function accountCreate(args: string[], m: Mistakes) {
+  const { values } = parseFlags(args, { email: "string", password: "string", admin: "boolean" }, m);
+  const email = requiredFlag(values, "email", m);
+  const password = requiredFlag(values, "password", m);
+  // The same rules as the portal's sign-up (length, common passwords, not the email).
+  m.parse(() => parseInput(newAccountSchema, { email, password }, "account"));
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const account = await createAccount(deps, { email: email!, password: password!, operator: values.admin === true }, cliActor);
+      console.log(`${account.id} ${account.email}${account.isOperator ? " (operator)" : ""}`);
+      return 0;
+    });
+}
+
+function accountList(args: string[], m: Mistakes) {
+  const { values } = parseFlags(args, { json: "boolean" }, m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const list = await listAccounts(deps);
+      if (values.json) json(list);
+      else console.log(table(["ID", "EMAIL", "OPERATOR", "CREATED"], list.map((a) => [a.id, a.email, a.operator ? "yes" : "no", when(a.createdAt)])));
+      return 0;
+    });
+}
+
+function keyList(args: string[], m: Mistakes) {
+  const { values } = parseFlags(args, { email: "string", json: "boolean" }, m);
+  const email = requiredFlag(values, "email", m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const keys = await listKeys(deps, (await accountOf(deps, email!)).id);
+      if (values.json) json(keys);
+      else console.log(table(["ID", "NAME", "ENV", "KEY", "STATUS", "LAST USED"], keys.map((k) => [k.id, k.name, k.environment, k.display, k.status, when(k.lastUsedAt)])));
+      return 0;
+    });
+}
+
+function keyCreate(args: string[], m: Mistakes) {
+  const { values } = parseFlags(
+    args,
+    { email: "string", name: "string", scopes: "string", env: "string", rate: "string", expires: "string", ips: "string", quota: "string", json: "boolean" },
+    m,
+  );
+  const email = requiredFlag(values, "email", m);
   const input = {
-    name: required(values, "name"),
-    scopes: listFlag(required(values, "scopes")),
-    environment: values.env,
-    rateLimit: intFlag(values.rate, "rate"),
-    expiresAt: values.expires,
-    ipAllowlist: listFlag(values.ips),
-    monthlyQuota: intFlag(values.quota, "quota"),
+    name: requiredFlag(values, "name", m),
+    scopes: listFlag(requiredFlag(values, "scopes", m)),
+    environment: stringFlag(values, "env"),
+    rateLimit: numberFlag(values, "rate", m),
+    expiresAt: stringFlag(values, "expires"),
+    ipAllowlist: listFlag(stringFlag(values, "ips")),
+    monthlyQuota: numberFlag(values, "quota", m),
   };
-  // Bad values are refused before the database is opened.
-  const data = parseInput(createKeySchema, input, "key");
-  const deps = await buildDeps(config, { log: createLogger("warn") });
-  try {
-    const account = await findAccountByEmail(deps, email);
-    if (!account) throw new UsageError(`no account with email ${email}`);
-    const { secret } = await createKey(deps, account.id, data, cliActor);
-    // The secret alone on stdout, so `$(keyport key create …)` captures it.
-    console.log(secret);
-  } finally {
-    await deps.close();
-  }
-  return 0;
+  const data = m.parse(() => parseInput(createKeySchema, input, "key"));
+  // createKey refuses a past expiry too; said here, it is reported with the other mistakes.
+  const expires = input.expiresAt === undefined ? Number.NaN : Date.parse(input.expiresAt);
+  if (expires <= Date.now() && !m.lines.some((l) => l.startsWith("--expires"))) m.value("--expires", "--expires must be in the future");
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const account = await accountOf(deps, email!);
+      const { key, secret } = await createKey(deps, account.id, data!, cliActor);
+      if (values.json) {
+        json({ ...key, secret });
+      } else {
+        // The secret alone on stdout, so `KEY=$(keyport key create …)` captures it.
+        console.log(secret);
+        console.error(`created ${key.id} "${key.name}" (${key.environment})`);
+      }
+      return 0;
+    });
 }
 
-async function keyRevoke(config: Config, args: string[]): Promise<number> {
-  const { positionals } = (() => {
-    try {
-      return parseArgs({ args, options: {}, strict: true, allowPositionals: true });
-    } catch (err) {
-      throw new UsageError((err as Error).message.split("\n")[0]);
-    }
-  })();
-  if (positionals.length !== 1) throw new UsageError("key revoke takes one key id");
-  const deps = await buildDeps(config, { log: createLogger("warn") });
+/**
+ * A key named by its id (`key_…`) or by the key itself, recognised by its format and
+ * checksum and looked up by its SHA-256 hash (how it is stored). The secret is never echoed.
+ */
+function keyRef(raw: string, prefix: string, m: Mistakes): { id: string } | { hash: string } | undefined {
+  if (raw.startsWith("key_")) return { id: raw };
+  if (parseKey(raw, prefix).ok) return { hash: hashKey(raw) };
+  if (raw.startsWith(`${prefix}_`)) return void m.value("key", `that is not a whole ${prefix}_… key (its length or checksum is wrong): was it copied in full?`);
+  return void m.value("key", `expected a key id (key_…) or a key (${prefix}_live_… / ${prefix}_test_…)`);
+}
+
+async function findKey(deps: OwnedDeps, ref: { id: string } | { hash: string }) {
+  const owner = await findKeyOwner(deps, ref);
+  if (!owner) throw notFound("key");
+  return owner;
+}
+
+/** The id or key a command names, or a mistake when it names none. */
+function keyArgument(positionals: string[], m: Mistakes): string {
+  if (positionals[0] === undefined || positionals[0] === "") m.call("missing the key: its id (key_…) or the key itself");
+  return positionals[0] ?? "";
+}
+
+/**
+ * The key's prefix is configuration, read after the command line is checked: the key's
+ * format is checked when the command runs.
+ */
+function keyRevoke(args: string[], m: Mistakes) {
+  const { values, positionals } = parseFlags(args, { json: "boolean" }, m, 1);
+  const raw = keyArgument(positionals, m);
+  return async (config: Config) => {
+    const later = new Mistakes();
+    const ref = keyRef(raw, config.keyPrefix, later);
+    later.check();
+    return withDeps(config, async (deps) => {
+      const owner = await findKey(deps, ref!);
+      const key = await revokeKey(deps, owner.accountId, owner.id, cliActor);
+      if (values.json) json(key);
+      else console.log(`${key.id} revoked`);
+      return 0;
+    });
+  };
+}
+
+function keyRoll(args: string[], m: Mistakes) {
+  const { values, positionals } = parseFlags(args, { grace: "string", json: "boolean" }, m, 1);
+  const gracePeriodHours = numberFlag(values, "grace", m, "a number of hours");
+  const roll = m.parse(() => parseInput(rollKeySchema, { gracePeriodHours }, "roll"));
+  const raw = keyArgument(positionals, m);
+  return async (config: Config) => {
+    const later = new Mistakes();
+    const ref = keyRef(raw, config.keyPrefix, later);
+    later.check();
+    return withDeps(config, async (deps) => {
+      const owner = await findKey(deps, ref!);
+      const { key, secret, previous } = await rollKey(deps, owner.accountId, owner.id, roll!, cliActor);
+      if (values.json) {
+        json({ ...key, secret, previous });
+      } else {
+        console.log(secret);
+        console.error(`created ${key.id} "${key.name}" replacing ${previous.id}, ${previous.graceEndsAt ? `which works until ${when(previous.graceEndsAt)}` : "revoked now"}`);
+      }
+      return 0;
+    });
+  };
+}
+
+/** Why a TCP connection to REDIS_URL's host fails: ioredis reports only "Connection is closed.". */
+function redisReason(url: string): Promise<string | undefined> {
+  let target: { host: string; port: number };
   try {
-    const key = await revokeKeyById(deps, positionals[0]!, cliActor);
-    console.log(`${key.id} revoked`);
-  } finally {
-    await deps.close();
+    const u = new URL(url);
+    target = { host: u.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1", port: Number(u.port) || 6379 };
+  } catch {
+    return Promise.resolve(undefined);
   }
-  return 0;
+  return new Promise((resolve) => {
+    const socket = connect({ ...target, timeout: 2000 });
+    const done = (why: string | undefined) => {
+      socket.destroy();
+      resolve(why);
+    };
+    socket.once("connect", () => done(undefined));
+    socket.once("timeout", () => done("no answer within 2 s (a firewall, or the wrong host?)"));
+    socket.once("error", (err: NodeJS.ErrnoException) => {
+      const why: Record<string, string> = {
+        ECONNREFUSED: "connection refused (is Redis running and listening there?)",
+        ENOTFOUND: "no such host",
+        EAI_AGAIN: "the host name could not be resolved",
+        EHOSTUNREACH: "the host is unreachable",
+        ENETUNREACH: "the network is unreachable",
+      };
+      done(why[err.code ?? ""] ?? err.message);
+    });
+  });
+}
+
+/** The one line an infrastructure failure is reported with, saying what to do where that is known. */
+async function infrastructureLine(err: Error, ctx: RunContext): Promise<string> {
+  if (err instanceof DataDirLocked && err.message.includes("in use by another Keyport process")) {
+    const held = err.message.replace(/; stop it first.*$/, "");
+    const port = ctx.config?.port ?? 3000;
+    return `${held}. Stop it and run this again, or, while it runs, use its management API with a key holding keys:manage (curl -H "Authorization: Bearer $KEY" http://localhost:${port}/api/keys)`;
+  }
+  if (err instanceof RedisUnavailable && ctx.config?.redisUrl) {
+    const u = new URL(ctx.config.redisUrl);
+    const where = `${u.protocol}//${u.host}`;
+    const reported = /\((.*)\)$/.exec(err.message)?.[1];
+    const why = (await redisReason(ctx.config.redisUrl)) ?? (reported && reported !== "Connection is closed." ? reported : "it accepted the connection but did not answer as Redis (TLS, password or protocol?)");
+    return `cannot reach REDIS_URL ${where}: ${why}`;
+  }
+  return err.message;
 }
 
 /** Exit codes: 0 done, 1 configuration or infrastructure, 2 how the command was called. */
 async function main() {
+  const ctx: RunContext = {};
   try {
-    const code = await run(process.argv.slice(2));
+    const code = await run(process.argv.slice(2), ctx);
     if (code >= 0) process.exit(code);
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`keyport: ${err.message}\n\n${USAGE}`);
+      console.error(err.lines.map((l) => `keyport: ${l}`).join("\n") + (err.showUsage ? `\n\n${USAGE}` : ""));
       process.exit(2);
     }
     if (err instanceof DomainError) {
-      const fields = err.errors?.map((e) => `${e.field} ${e.message}`).join("; ");
-      console.error(`keyport: ${fields || err.detail}`);
+      const lines = err.errors?.length ? err.errors.map(flagLine) : [err.detail];
+      console.error(lines.map((l) => `keyport: ${l}`).join("\n"));
       process.exit(STATUS[err.code] >= 500 ? 1 : 2);
     }
     if (err instanceof ConfigError || err instanceof DatabaseUnavailable || err instanceof RedisUnavailable || err instanceof DataDirLocked) {
-      console.error(`keyport: ${err.message}`);
+      console.error(`keyport: ${await infrastructureLine(err, ctx)}`);
       process.exit(1);
     }
     console.error(`keyport: unexpected error: ${(err as Error).message}`);

@@ -11,6 +11,12 @@ describe("config", () => {
     expect(c.dataDir.endsWith("/data")).toBe(true);
   });
 
+  it("leaves /metrics open unless METRICS_TOKEN is set, and keeps the token as given", () => {
+    expect(parseConfig({}).metricsToken).toBeUndefined();
+    expect(parseConfig({ METRICS_TOKEN: "" }).metricsToken).toBeUndefined();
+    expect(parseConfig({ METRICS_TOKEN: "t".repeat(16) }).metricsToken).toBe("t".repeat(16));
+  });
+
   it.each([
     [{ PORT: "abc" }, 'PORT must be an integer 1-65535, got "abc"'],
     [{ PORT: "70000" }, 'PORT must be an integer 1-65535, got "70000"'],
@@ -20,6 +26,7 @@ describe("config", () => {
     [{ REDIS_URL: "not a url" }, "REDIS_URL must be a URL"],
     [{ KEY_PREFIX: "sk" }, "KEY_PREFIX must be 2-8 lowercase letters"],
     [{ SECRET_KEY: "short" }, "SECRET_KEY must be at least 32 characters, got 5"],
+    [{ METRICS_TOKEN: "too-short" }, "METRICS_TOKEN must be at least 16 characters, got 9"],
   ])("names the variable and the problem for %p", (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

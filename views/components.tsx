@@ -32,8 +32,10 @@ export const paths = {
   resend: (id: string) => `/portal/settings/webhook/deliveries/${encodeURIComponent(id)}/resend`,
 };
 
+/** Every message for a field (a list's entries too: `ipAllowlist.1`), joined: all of them at once. */
 export function errorFor(errors: FieldError[] | undefined, field: string): string | undefined {
-  return errors?.find((e) => e.field === field || e.field.startsWith(field + "."))?.message;
+  const messages = (errors ?? []).filter((e) => e.field === field || e.field.startsWith(field + ".")).map((e) => e.message);
+  return messages.length ? [...new Set(messages)].join("; ") : undefined;
 }
 
 /** A labelled input (or textarea) with its error message beside it (aria-describedby ties them together). */
@@ -102,9 +104,45 @@ export function CsrfField(props: { token: string }) {
   return <input type="hidden" name="_csrf" value={props.token} />;
 }
 
+/** An instant as canonical ISO 8601 in UTC (`2026-03-01T09:05:00.000Z`), or null when it does not parse. */
+function utcInstant(iso: string): string | null {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? null : new Date(t).toISOString();
+}
+
+/**
+ * "2026-03-01 09:05 UTC": readable without JavaScript and labelled UTC (an offset such as
+ * +02:00 is converted). A value that is not an instant (a bare date) keeps its first 16 characters.
+ */
 export function formatDate(iso: string | null | undefined): string {
   if (!iso) return "—";
-  return iso.replace("T", " ").slice(0, 16) + " UTC";
+  const utc = iso.includes("T") ? utcInstant(iso) : null;
+  return utc ? `${utc.slice(0, 10)} ${utc.slice(11, 16)} UTC` : `${iso.replace("T", " ").slice(0, 16)} UTC`;
+}
+
+/**
+ * An instant: `<time datetime="…Z">2026-03-01 09:05 UTC</time>`, which static/app.js rewrites
+ * into the reader's own time zone (also in fragments htmx swaps in). Without JavaScript the
+ * UTC text stays. The datetime attribute is the re-serialised instant, never the input text.
+ *
+ * @example <td><Time iso={k.lastUsedAt} /></td>
+ */
+export function Time(props: { iso: string | null | undefined }): JSX.Element {
+  const utc = props.iso && props.iso.includes("T") ? utcInstant(props.iso) : null;
+  if (!utc) return Html.escapeHtml(formatDate(props.iso));
+  return (
+    <time datetime={utc} safe>
+      {formatDate(utc)}
+    </time>
+  );
+}
+
+/**
+ * A table that scrolls sideways inside its own box on a narrow screen instead of widening the
+ * page. (Tables outside this wrapper get the same behaviour from app.css on narrow screens.)
+ */
+export function TableScroll(props: { children?: Children }) {
+  return <div class="table-scroll">{props.children}</div>;
 }
 
 export function formatCount(n: number): string {

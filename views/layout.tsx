@@ -9,12 +9,14 @@ export interface PageSession {
   /** Unread notifications (the count beside "Notifications"). */
   unread?: number;
   /** Rotations whose new secret waits to be revealed (the banner). */
-  pendingReveals?: { id: string; keyId: string }[];
+  pendingReveals?: { id: string; keyId: string; keyLabel: string }[];
 }
 
 /**
  * The page shell. No inline script or style (the CSP forbids both): htmx, its config in a
- * meta tag, and app.js come from static/. With a session, <body> carries the CSRF header for
+ * meta tag, and app.js come from static/. `includeIndicatorCSS: false` (htmx 4's name; htmx 2
+ * called it includeIndicatorStyles) stops htmx adding its own indicator rules to the page;
+ * app.css has them. With a session, <body> carries the CSRF header for
  * every htmx request (hx-headers:inherited, htmx 4's explicit inheritance) and boosts links
  * and forms, which still work as plain requests without JavaScript.
  */
@@ -91,7 +93,7 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
                   <form method="post" action={paths.reveal(r.id)}>
                     <input type="hidden" name="_csrf" value={s.csrfToken} />
                     <button type="submit" safe>
-                      {`Reveal the new secret (replaces ${r.keyId})`}
+                      {`Reveal the new secret (replaces ${r.keyLabel})`}
                     </button>
                   </form>
                 ))}

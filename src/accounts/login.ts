@@ -1,25 +1,15 @@
 import { eq } from "drizzle-orm";
-import { dictionary } from "@zxcvbn-ts/language-common";
 import type { Deps } from "../deps.ts";
 import { accounts } from "./accounts.sql.ts";
-import { createAccount, findAccountByEmail, type Account } from "./service.ts";
+import { createAccount, findAccountByEmail, passwordProblem, type Account } from "./service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { DomainError, type FieldError } from "../errors.ts";
 
-const COMMON_PASSWORDS = new Set((dictionary["passwords-common"] as string[]).map((p) => p.toLowerCase()));
-
-/** Portal rules on top of the account rules: not a known common password, not the email. */
-export function passwordProblem(password: string, email: string): string | null {
-  if (password.length < 12) return "must be at least 12 characters";
-  if (password.length > 256) return "must be at most 256 characters";
-  if (COMMON_PASSWORDS.has(password.toLowerCase())) return "is on a list of commonly used passwords; choose another";
-  if (password.trim().toLowerCase() === email.trim().toLowerCase()) return "must not be your email address";
-  return null;
-}
+/** The password rules live with the account rules (service.ts), so every caller applies the same ones. */
+export { passwordProblem };
 
 export async function signUp(deps: Pick<Deps, "db" | "clock" | "passwords">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
-  const problem = passwordProblem(input.password ?? "", input.email ?? "");
-  if (problem) throw new DomainError("invalid_request", "The account details are not valid.", [{ field: "password", message: problem }]);
+  // createAccount applies the account and password rules (the CLI's too).
   return createAccount(deps, input, { actor: "signup", ...who });
 }
 

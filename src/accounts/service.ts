@@ -1,4 +1,4 @@
-import { count, eq } from "drizzle-orm";
+import { asc, count, eq } from "drizzle-orm";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
@@ -13,12 +13,40 @@ export const emailSchema = z
   .max(254, "is longer than 254 characters")
   .pipe(z.email({ message: "is not a valid email address" }));
 
+let commonPasswords: Set<string> | undefined;
+/**
+ * The zxcvbn list of common passwords (49k entries), loaded on the first check: it costs
+ * about 0.2 s, which the CLI's key commands and the server's start should not pay.
+ */
+function isCommonPassword(password: string): boolean {
+  commonPasswords ??= new Set((require("@zxcvbn-ts/language-common") as typeof import("@zxcvbn-ts/language-common")).dictionary["passwords-common"]!.map((p) => String(p).toLowerCase()));
+  return commonPasswords.has(password.toLowerCase());
+}
+
+/**
+ * The password rules, for every way an account is made or its password changed (portal
+ * sign-up, CLI, settings): length, not a known common password (NIST SP 800-63B 3.1.1.2),
+ * and not the account's email (`newAccountSchema`, `passwordProblem`).
+ */
 export const passwordSchema = z
   .string()
   .min(12, "must be at least 12 characters")
-  .max(256, "must be at most 256 characters");
+  .max(256, "must be at most 256 characters")
+  .refine((p) => !isCommonPassword(p), "is on a list of commonly used passwords; choose another");
 
-export const newAccountSchema = z.object({ email: emailSchema, password: passwordSchema });
+const SAME_AS_EMAIL = "must not be your email address";
+const isEmail = (password: string, email: string) => password.trim().toLowerCase() === email.trim().toLowerCase();
+
+export const newAccountSchema = z.object({ email: emailSchema, password: passwordSchema }).superRefine((v, ctx) => {
+  if (isEmail(v.password, v.email)) ctx.addIssue({ code: "custom", path: ["password"], message: SAME_AS_EMAIL });
+});
+
+/** What is wrong with `password` for the account with `email`, by the rules above, or null. */
+export function passwordProblem(password: string, email: string): string | null {
+  const r = passwordSchema.safeParse(password);
+  if (!r.success) return r.error.issues[0]?.message ?? "is not allowed";
+  return isEmail(password, email) ? SAME_AS_EMAIL : null;
+}
 
 export type Account = typeof accounts.$inferSelect;
 
@@ -63,4 +91,13 @@ export async function findAccountByEmail(deps: Pick<Deps, "db">, email: string):
 export async function isOperator(deps: Pick<Deps, "db">, accountId: string): Promise<boolean> {
   const [row] = await deps.db.select({ op: accounts.isOperator }).from(accounts).where(eq(accounts.id, accountId));
   return Boolean(row?.op);
+}
+
+/** Every account, oldest first: what an operator sees of them (never a password hash). */
+export async function listAccounts(deps: Pick<Deps, "db">): Promise<{ id: string; email: string; operator: boolean; createdAt: string }[]> {
+  const rows = await deps.db
+    .select({ id: accounts.id, email: accounts.email, operator: accounts.isOperator, createdAt: accounts.createdAt })
+    .from(accounts)
+    .orderBy(asc(accounts.createdAt), asc(accounts.id));
+  return rows.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() }));
 }

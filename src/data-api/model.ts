@@ -32,15 +32,21 @@ export const ipAnalysisSchema = z.object({
 });
 export type IpAnalysis = z.infer<typeof ipAnalysisSchema>;
 
-export const batchItemSchema = z.object({
-  type: z.enum(["email", "ip"]),
-  value: z.string().min(1).max(512),
-});
+export const batchItemSchema = z.object(
+  {
+    type: z.enum(["email", "ip"], { error: 'must be "email" or "ip"' }),
+    value: z.string({ error: "must be text" }).min(1, "must not be empty").max(512, "must be at most 512 characters"),
+  },
+  { error: "must be an object with type and value" },
+);
 export type BatchItem = z.infer<typeof batchItemSchema>;
 
-export const batchRequestSchema = z.object({
-  items: z.array(batchItemSchema).min(1).max(100),
-});
+export const batchRequestSchema = z.object(
+  {
+    items: z.array(batchItemSchema, { error: "must be a list of {type, value} items" }).min(1, "must hold at least one item").max(100, "must hold at most 100 items"),
+  },
+  { error: "must be a JSON object with items" },
+);
 export type BatchRequest = z.infer<typeof batchRequestSchema>;
 
 export const batchResultSchema = z.union([

@@ -4,10 +4,12 @@ import { pageSession } from "../portal/page.ts";
 import { getPolicy, listRotations } from "../rotation/service.ts";
 import { accountOverview, keyUsageReport } from "../usage/queries.ts";
 import type { KeyDetailProps } from "../../views/keys/key-detail.tsx";
-import type { KeyFormState, KeyFormValues, KeysSectionProps } from "../../views/keys/keys.tsx";
-import type { KeyView } from "./model.ts";
+import type { RotationFormState } from "../../views/rotation/rotations.tsx";
+import type { KeyFormState, KeyFormValues, KeySearchValues, KeysSectionProps } from "../../views/keys/keys.tsx";
+import type { Environment } from "./format.ts";
+import type { KeyStatus, KeyView } from "./model.ts";
 import { SCOPES, SCOPE_NAMES } from "./scopes.ts";
-import { getKey, listKeys } from "./service.ts";
+import { getKey, keyLineage, searchKeys } from "./service.ts";
 
 /**
  * The key pages' models: plain functions of the account's data, so a page can be tested
@@ -32,16 +34,45 @@ export function keyFormValues(k: KeyView): KeyFormValues {
   };
 }
 
-/** The keys table, the create form (fresh or failed) and a just-created key's secret. */
+/** The list as a new visit shows it: every key that is not revoked, first page. */
+export const DEFAULT_SEARCH: KeySearchValues = { q: "", status: "", environment: "", revoked: false };
+
+/** The keys table (filtered, a page), the create form (fresh or failed) and a just-created key's secret. */
 export async function keysSectionModel(
   deps: Deps,
   s: Session,
   form: KeyFormState,
   origin: string,
   created?: { key: KeyView; secret: string },
+  search: KeySearchValues = DEFAULT_SEARCH,
+  page = 1,
 ): Promise<KeysSectionProps> {
-  const [keys, overview] = await Promise.all([listKeys(deps, s.accountId), accountOverview(deps.db, s.accountId, deps.clock.now())]);
-  return { keys, perKeyMonth: overview.perKeyMonth, form, scopes: SCOPE_LIST, created, csrf: s.csrfToken, origin, prefix: deps.config.keyPrefix, now: deps.clock.now() };
+  const [found, overview] = await Promise.all([
+    searchKeys(deps, s.accountId, {
+      q: search.q.trim() || undefined,
+      status: (search.status || undefined) as KeyStatus | undefined,
+      environment: (search.environment || undefined) as Environment | undefined,
+      includeRevoked: search.revoked,
+      page,
+    }),
+    accountOverview(deps.db, s.accountId, deps.clock.now()),
+  ]);
+  return {
+    keys: found.keys,
+    total: found.total,
+    page: found.page,
+    pages: found.pages,
+    search,
+    anyKeys: found.all > 0,
+    perKeyMonth: overview.perKeyMonth,
+    form,
+    scopes: SCOPE_LIST,
+    created,
+    csrf: s.csrfToken,
+    origin,
+    prefix: deps.config.keyPrefix,
+    now: deps.clock.now(),
+  };
 }
 
 export interface KeyDetailExtras {
@@ -49,19 +80,20 @@ export interface KeyDetailExtras {
   edit?: KeyFormState;
   /** The new secret after a roll, shown once. */
   rolled?: { secret: string };
-  /** Why a rotation was refused, beside the rotation panel. */
-  rotationError?: string;
+  /** A refused rotation: its messages and what was typed, in the rotation panel. */
+  rotation?: RotationFormState;
 }
 
 /** A key's page: its settings, usage over `range` days, rotations. Another account's key is not_found. */
 export async function keyDetailModel(deps: Deps, s: Session, id: string, range: number, extras: KeyDetailExtras = {}): Promise<KeyDetailProps> {
   const k = await getKey(deps, s.accountId, id);
   const now = deps.clock.now();
-  const [usage, rotations, policy, session] = await Promise.all([
+  const [usage, rotations, policy, session, lineage] = await Promise.all([
     keyUsageReport(deps.db, k.id, range, now),
     listRotations(deps, s.accountId, { keyId: k.id }),
     getPolicy(deps, s.accountId),
     pageSession(deps, s),
+    keyLineage(deps, s.accountId, k),
   ]);
   return {
     session,
@@ -70,7 +102,10 @@ export async function keyDetailModel(deps: Deps, s: Session, id: string, range: 
     edit: extras.edit ?? { values: keyFormValues(k) },
     scopes: SCOPE_LIST,
     rolled: extras.rolled,
+    replacedBy: lineage.replacedBy,
+    replaces: lineage.replaces,
+    defaultGraceHours: policy.defaultGraceHours,
     now,
-    rotation: { keyId: k.id, active: k.status === "active", rotations, csrf: s.csrfToken, now, defaultGraceHours: policy.defaultGraceHours, error: extras.rotationError },
+    rotation: { keyId: k.id, active: k.status === "active", rotations, csrf: s.csrfToken, now, defaultGraceHours: policy.defaultGraceHours, form: extras.rotation },
   };
 }

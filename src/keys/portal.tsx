@@ -2,7 +2,7 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
-import { DomainError, parseInput, type FieldError } from "../errors.ts";
+import { DomainError, parseInput, zodFieldErrors } from "../errors.ts";
 import { formEntries, formFields, formList, formNumber, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
@@ -35,6 +35,15 @@ const createKeyForm = z
   .transform(present)
   .pipe(createKeySchema);
 const updateKeyForm = z.object(keyFields).transform(present).pipe(updateKeySchema);
+/** The list's filters from the query; anything unknown is no filter. */
+const keySearchQuery = z.object({
+  q: formText.transform((s) => s.slice(0, 100)),
+  status: z.enum(["", "active", "expiring", "expired", "revoked"]).catch(""),
+  environment: z.enum(["", "live", "test"]).catch(""),
+  revoked: formText.transform((s) => s === "1"),
+  page: z.coerce.number().int().min(1).catch(1),
+});
+
 const rollForm = z.object({ gracePeriodHours: formNumber(24) }).transform(present).pipe(rollKeySchema);
 
 /** The text of each field as submitted, for a form shown again with its errors. */
@@ -52,17 +61,34 @@ function submitted(body: unknown): KeyFormValues {
   };
 }
 
-/** A refused form: its values again, with each message beside its field. */
-function refused(body: unknown, errors: FieldError[] | undefined, detail: string): KeyFormState {
-  return { values: submitted(body), errors: errors?.length ? errors : [{ field: "name", message: detail }] };
+/** A refused form: its values again, each message beside its field, or the refusal at its top. */
+function refused(body: unknown, err: DomainError): KeyFormState {
+  return err.errors?.length ? { values: submitted(body), errors: err.errors } : { values: submitted(body), message: err.detail };
+}
+
+/**
+ * A key form checked in one pass: every field's schema errors, and an expiry in the past
+ * among them (the service checks it too, against the clock, but only once the rest passed).
+ */
+function parseKeyForm<S extends z.ZodType>(schema: S, body: unknown, what: string, now: number): z.output<S> {
+  const fields = formFields(body);
+  const r = schema.safeParse(fields);
+  const raw = formText.parse(fields.expiresAt).trim();
+  const expires = raw === "" ? null : new Date(/^\d{4}-\d{2}-\d{2}$/.test(raw) ? `${raw}T23:59:59.999Z` : raw);
+  const past = expires !== null && !Number.isNaN(expires.getTime()) && expires.getTime() <= now;
+  if (r.success && !past) return r.data;
+  const errors = r.success ? [] : zodFieldErrors(r.error);
+  if (past && !errors.some((e) => e.field === "expiresAt")) errors.push({ field: "expiresAt", message: "must be in the future" });
+  throw new DomainError("invalid_request", `The ${what} is not valid.`, errors);
 }
 
 /** The keys pages: the list with the create form, a key's page, edit, roll and revoke. */
 export const keysPortal = (deps: Deps) =>
   new Elysia({ name: "keys-portal" })
     .use(authPlugin(deps))
-    .get("/portal/keys", async ({ session, request }) => {
-      const data = await keysSectionModel(deps, session, NEW_KEY_FORM, new URL(request.url).origin);
+    .get("/portal/keys", async ({ session, request, query }) => {
+      const { page, ...search } = keySearchQuery.parse(query);
+      const data = await keysSectionModel(deps, session, NEW_KEY_FORM, new URL(request.url).origin, undefined, search, page);
       return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, session) }));
     }, { page: true })
     .post("/portal/keys", async ({ session, actor, request, body }) => {
@@ -70,11 +96,11 @@ export const keysPortal = (deps: Deps) =>
       let state = NEW_KEY_FORM;
       let status = 201;
       try {
-        const input = parseInput(createKeyForm, formFields(body), "key");
+        const input = parseKeyForm(createKeyForm, body, "key", deps.clock.now());
         created = await createKey(deps, session.accountId, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        state = refused(body, err.errors, err.detail);
+        state = refused(body, err);
         status = 422;
       }
       const data = await keysSectionModel(deps, session, state, new URL(request.url).origin, created);
@@ -84,22 +110,22 @@ export const keysPortal = (deps: Deps) =>
       return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, session) }), status, headers);
     }, { page: true })
     .get("/portal/keys/:id", async ({ session, params, query }) => {
-      const data = await ownedOr404(() => keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days));
+      const data = await ownedOr404(session, () => keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days));
       return data instanceof Response ? data : htmlResponse(KeyDetailPage(data));
     }, { page: true })
     .post("/portal/keys/:id", async ({ session, actor, params, request, body }) => {
       try {
-        const input = parseInput(updateKeyForm, formFields(body), "change");
+        const input = parseKeyForm(updateKeyForm, body, "change", deps.clock.now());
         await updateKey(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        const data = await ownedOr404(() => keyDetailModel(deps, session, params.id, 7, { edit: refused(body, err.errors, err.detail) }));
+        const data = await ownedOr404(session, () => keyDetailModel(deps, session, params.id, 7, { edit: refused(body, err) }));
         return data instanceof Response ? data : htmlResponse(KeyDetailPage(data), 422, { "hx-push-url": paths.key(params.id) });
       }
       return redirectAfterPost(request, paths.key(params.id));
     }, { page: true })
     .post("/portal/keys/:id/revoke", async ({ session, actor, params, request }) => {
-      const done = await ownedOr404(() => revokeKey(deps, session.accountId, params.id, actor));
+      const done = await ownedOr404(session, () => revokeKey(deps, session.accountId, params.id, actor));
       return done instanceof Response ? done : redirectAfterPost(request, paths.key(params.id));
     }, { page: true })
     .post("/portal/keys/:id/roll", async ({ session, actor, params, body }) => {
@@ -109,8 +135,8 @@ export const keysPortal = (deps: Deps) =>
         rolled = await rollKey(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        if (err.code === "not_found") return notFoundPage();
-        return messagePage(422, "Not rolled", err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail);
+        if (err.code === "not_found") return notFoundPage(session);
+        return messagePage(422, "Not rolled", err.errors?.map((e) => e.message).join("; ") || err.detail, session);
       }
       const data = await keyDetailModel(deps, session, rolled.key.id, 7, { rolled: { secret: rolled.secret } });
       // htmx records the address of what it swapped in: the new key's page (a reload shows

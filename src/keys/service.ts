@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, isNull, max, ne, or, sql } from "drizzle-orm";
+import { and, desc, eq, gt, ilike, inArray, isNotNull, isNull, lte, max, ne, not, or, sql } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
 import type { Db, Tx } from "../db/client.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
@@ -213,7 +213,28 @@ export async function revokeKey(deps: KeyDeps, accountId: string, id: string, wh
  * Inside a transaction: a new key with the old one's settings, active at once, and the old
  * key `expiring` until `graceHours` from now (0 = revoked now). Rolls and rotations share it.
  */
-export async function replaceKey(tx: Tx, deps: KeyDeps, old: KeyRow, graceHours: number, now: Date): Promise<{ created: { row: KeyRow; secret: string }; previous: KeyRow }> {
+/**
+ * The replaced key's new name: "ci (rolled 2026-12-01)", so that the old and the new key
+ * differ in every list while the new one keeps the name programs and people know it by.
+ */
+export function replacedName(name: string, how: "rolled" | "rotated", now: Date): string {
+  const suffix = ` (${how} ${now.toISOString().slice(0, 10)})`;
+  const base = name.replace(/ \((rolled|rotated) \d{4}-\d{2}-\d{2}\)$/, "");
+  return base.slice(0, 100 - suffix.length) + suffix;
+}
+
+/**
+ * Replaces an active key inside `tx`: a new key with the same name and settings, and the
+ * old one renamed (replacedName), pointing at it, expiring after `graceHours` (0 = revoked now).
+ */
+export async function replaceKey(
+  tx: Tx,
+  deps: KeyDeps,
+  old: KeyRow,
+  graceHours: number,
+  now: Date,
+  how: "rolled" | "rotated",
+): Promise<{ created: { row: KeyRow; secret: string }; previous: KeyRow }> {
   const status = keyStatus(old, now.getTime());
   if (status !== "active") throw new DomainError("key_not_active", `Only an active key can be replaced; this one is ${status}.`);
   const created = await insertKey(
@@ -233,9 +254,10 @@ export async function replaceKey(tx: Tx, deps: KeyDeps, old: KeyRow, graceHours:
     old.id,
   );
   const graceEnd = new Date(now.getTime() + Math.round(graceHours * 3_600_000));
+  const replaced = { name: replacedName(old.name, how, now), replacedBy: created.row.id, updatedAt: now };
   const [previous] = await tx
     .update(apiKeys)
-    .set(graceHours > 0 ? { graceEndsAt: graceEnd, replacedBy: created.row.id, updatedAt: now } : { revokedAt: now, replacedBy: created.row.id, updatedAt: now })
+    .set(graceHours > 0 ? { ...replaced, graceEndsAt: graceEnd } : { ...replaced, revokedAt: now })
     .where(eq(apiKeys.id, old.id))
     .returning();
   return { created, previous: previous! };
@@ -257,7 +279,7 @@ export async function rollKey(
   const result = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
     const old = await findOwned(tx, accountId, id);
-    const replaced = await replaceKey(tx, deps, old, gracePeriodHours, now);
+    const replaced = await replaceKey(tx, deps, old, gracePeriodHours, now, "rolled");
     await recordAudit(
       tx,
       who,
@@ -281,4 +303,74 @@ export async function revokeKeyById(deps: KeyDeps, id: string, who: Actor): Prom
   const [row] = await deps.db.select({ accountId: apiKeys.accountId }).from(apiKeys).where(eq(apiKeys.id, id));
   if (!row) throw notFound("key");
   return revokeKey(deps, row.accountId, id, who);
+}
+
+/** What the keys page lists: a name search, status and environment filters, a page of 50. */
+export interface KeySearch {
+  q?: string;
+  status?: KeyStatus;
+  environment?: Environment;
+  /** Without a status filter revoked keys are left out unless asked for. */
+  includeRevoked?: boolean;
+  page?: number;
+}
+
+export const KEYS_PAGE = 50;
+
+/** The account's keys matching `search`, newest first, a page at a time, with the totals (matching, and all of the account's). */
+export async function searchKeys(deps: KeyDeps, accountId: string, search: KeySearch): Promise<{ keys: KeyView[]; total: number; all: number; page: number; pages: number }> {
+  const nowMs = deps.clock.now();
+  const now = new Date(nowMs);
+  // As keyStatus decides it; each side is false, never NULL, for a key without the date, so
+  // `not(revoked)` keeps active keys.
+  const revoked = or(isNotNull(apiKeys.revokedAt), and(isNotNull(apiKeys.graceEndsAt), lte(apiKeys.graceEndsAt, now)));
+  const statusCondition = {
+    revoked,
+    expiring: and(isNull(apiKeys.revokedAt), gt(apiKeys.graceEndsAt, now)),
+    expired: and(isNull(apiKeys.revokedAt), isNull(apiKeys.graceEndsAt), lte(apiKeys.expiresAt, now)),
+    active: and(isNull(apiKeys.revokedAt), isNull(apiKeys.graceEndsAt), or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, now))),
+  } as const;
+  const where = and(
+    eq(apiKeys.accountId, accountId),
+    search.q ? ilike(apiKeys.name, `%${search.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`) : undefined,
+    search.environment ? eq(apiKeys.environment, search.environment) : undefined,
+    search.status ? statusCondition[search.status] : search.includeRevoked ? undefined : not(revoked!),
+  );
+  const [{ n, all } = { n: 0, all: 0 }] = await deps.db
+    .select({ n: sql<number>`(count(*) filter (where ${where}))::int`, all: sql<number>`count(*)::int` })
+    .from(apiKeys)
+    .where(eq(apiKeys.accountId, accountId));
+  const pages = Math.max(1, Math.ceil(n / KEYS_PAGE));
+  const page = Math.min(Math.max(1, search.page ?? 1), pages);
+  const rows = await deps.db
+    .select()
+    .from(apiKeys)
+    .where(where)
+    .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
+    .limit(KEYS_PAGE)
+    .offset((page - 1) * KEYS_PAGE);
+  return { keys: (await withLastUsed(deps.db, rows)).map((r) => toView(r, deps.config.keyPrefix, nowMs)), total: n, all, page, pages };
+}
+
+/**
+ * For operators (the CLI): which key and account an id, or the SHA-256 of a key itself
+ * (`hashKey`), names, whatever the account; undefined when none does.
+ */
+export async function findKeyOwner(deps: Pick<Deps, "db">, by: { id: string } | { hash: string }): Promise<{ id: string; accountId: string } | undefined> {
+  const [row] = await deps.db
+    .select({ id: apiKeys.id, accountId: apiKeys.accountId })
+    .from(apiKeys)
+    .where("id" in by ? eq(apiKeys.id, by.id) : eq(apiKeys.hash, by.hash));
+  return row;
+}
+
+/** The keys a key's page links to: the one that replaced it and the one it replaced (by a roll or rotation). */
+export async function keyLineage(deps: KeyDeps, accountId: string, key: Pick<KeyView, "id" | "replacedBy">): Promise<{ replacedBy: KeyView | null; replaces: KeyView | null }> {
+  const rows = await deps.db
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.accountId, accountId), or(key.replacedBy ? eq(apiKeys.id, key.replacedBy) : undefined, eq(apiKeys.replacedBy, key.id))));
+  const now = deps.clock.now();
+  const view = (r: KeyRow | undefined) => (r ? toView(r, deps.config.keyPrefix, now) : null);
+  return { replacedBy: view(rows.find((r) => r.id === key.replacedBy)), replaces: view(rows.find((r) => r.replacedBy === key.id)) };
 }

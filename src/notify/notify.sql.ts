@@ -37,6 +37,14 @@ export const webhookEndpoints = pgTable("webhook_endpoints", {
   secretSealed: text("secret_sealed").notNull(),
   /** Set only by an operator: deliver to private/loopback targets (SSRF guard off). */
   allowPrivate: boolean("allow_private").notNull().default(false),
+  /** The events sent to it; null is every event, including ones added in later versions. */
+  events: text("events").array().$type<NotificationEvent[]>(),
+  /**
+   * The secret a rotation replaced, sealed like the current one: deliveries are signed with
+   * both until `previousSecretExpiresAt` (24 h), so receivers can switch without a gap.
+   */
+  previousSecretSealed: text("previous_secret_sealed"),
+  previousSecretExpiresAt: timestamp("previous_secret_expires_at", { withTimezone: true, mode: "date" }),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
 
@@ -47,7 +55,8 @@ export const webhookDeliveries = pgTable(
   {
     id: text("id").primaryKey(),
     accountId: text("account_id").notNull(),
-    notificationId: text("notification_id").notNull(),
+    /** Null for a test event (`webhook.test`), which is no notification. */
+    notificationId: text("notification_id"),
     event: text("event").notNull(),
     url: text("url").notNull(),
     state: text("state", { enum: DELIVERY_STATES }).notNull(),

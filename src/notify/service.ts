@@ -13,14 +13,14 @@ export interface NotificationInput {
 
 /**
  * Writes a notification (the in-app list and the outbox) inside the caller's transaction,
- * plus a pending webhook delivery when the account has an endpoint: the change and its
- * notification commit or roll back together.
+ * plus a pending webhook delivery when the account has an endpoint that gets this event:
+ * the change and its notification commit or roll back together.
  */
 export async function emit(tx: Tx | Db, n: NotificationInput, at: Date): Promise<string> {
   const id = newId("ntf");
   await tx.insert(notifications).values({ id, accountId: n.accountId, event: n.event, keyId: n.keyId ?? null, data: n.data ?? {}, createdAt: at });
-  const [endpoint] = await tx.select({ url: webhookEndpoints.url }).from(webhookEndpoints).where(eq(webhookEndpoints.accountId, n.accountId));
-  if (endpoint) {
+  const [endpoint] = await tx.select({ url: webhookEndpoints.url, events: webhookEndpoints.events }).from(webhookEndpoints).where(eq(webhookEndpoints.accountId, n.accountId));
+  if (endpoint && (endpoint.events === null || endpoint.events.includes(n.event))) {
     await tx.insert(webhookDeliveries).values({
       id: newId("dlv"),
       accountId: n.accountId,

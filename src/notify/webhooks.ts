@@ -1,15 +1,16 @@
 import { createHmac } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { and, desc, eq, lte } from "drizzle-orm";
+import { and, desc, eq, lte, sql } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
+import { isOperator } from "../accounts/service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { analyzeIp } from "../data-api/ip.ts";
 import { newId, randomBase62 } from "../ids.ts";
 import { DomainError, notFound } from "../errors.ts";
-import type { DeliveryView, WebhookInput } from "./model.ts";
-import { notifications, webhookDeliveries, webhookEndpoints } from "./notify.sql.ts";
+import { TEST_EVENT, type DeliveryView, type WebhookInput, type WebhookSettings, type WebhookView } from "./model.ts";
+import { NOTIFICATION_EVENTS, notifications, webhookDeliveries, webhookEndpoints } from "./notify.sql.ts";
 
 type HookDeps = Pick<Deps, "db" | "clock" | "config" | "log">;
 
@@ -17,16 +18,25 @@ export const DELIVERY_TIMEOUT_MS = 10_000;
 export const RETRY_WINDOW_MS = 24 * 3_600_000;
 const FIRST_RETRY_MS = 30_000;
 const MAX_RETRY_MS = 2 * 3_600_000;
+/** How long a rotated-out signing secret still signs deliveries (Stripe's default for a roll). */
+export const SECRET_OVERLAP_MS = 24 * 3_600_000;
 
 function sealer(deps: Pick<Deps, "config">): Sealer {
   if (!deps.config.secretKey) throw new Error("SECRET_KEY is not set");
   return new Sealer(deps.config.secretKey, "webhook-secrets");
 }
 
-/** `Keyport-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` (Stripe's scheme). */
-export function signPayload(secret: string, body: string, unixSeconds: number): string {
-  const mac = createHmac("sha256", secret).update(`${unixSeconds}.${body}`).digest("hex");
-  return `t=${unixSeconds},v1=${mac}`;
+/**
+ * `Keyport-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` (Stripe's scheme),
+ * one `v1` per secret: during a rotation's overlap the new secret's first, then the old one's.
+ * A receiver accepts the delivery when any `v1` matches a secret it holds.
+ *
+ * @example
+ * signPayload(["whsec_new", "whsec_old"], body, 1700000000) // "t=1700000000,v1=<new>,v1=<old>"
+ */
+export function signPayload(secrets: string | readonly string[], body: string, unixSeconds: number): string {
+  const macs = (typeof secrets === "string" ? [secrets] : secrets).map((secret) => `v1=${createHmac("sha256", secret).update(`${unixSeconds}.${body}`).digest("hex")}`);
+  return [`t=${unixSeconds}`, ...macs].join(",");
 }
 
 const LOCAL_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
@@ -35,7 +45,7 @@ function fieldError(message: string): DomainError {
   return new DomainError("invalid_request", "The webhook URL is not valid.", [{ field: "url", message }]);
 }
 
-/** https anywhere; plain http only for localhost (development). */
+/** https anywhere; plain http only for localhost (development, so a private target: operators only). */
 export function parseWebhookUrl(raw: string): URL {
   if (raw.length === 0) throw fieldError("is required");
   if (raw.length > 2000) throw fieldError("must be at most 2000 characters");
@@ -46,7 +56,7 @@ export function parseWebhookUrl(raw: string): URL {
     throw fieldError("is not a URL");
   }
   if (url.username || url.password) throw fieldError("must not contain credentials");
-  if (url.protocol === "http:" && !LOCAL_NAMES.has(url.hostname)) throw fieldError("must use https (plain http only for localhost)");
+  if (url.protocol === "http:" && !LOCAL_NAMES.has(url.hostname)) throw fieldError("must use https (plain http only for localhost, where an operator allows private targets)");
   if (url.protocol !== "https:" && url.protocol !== "http:") throw fieldError("must use https");
   return url;
 }
@@ -71,49 +81,117 @@ export async function assertPublicTarget(url: URL, allowPrivate: boolean): Promi
   for (const a of addresses) {
     const info = analyzeIp(a);
     if (!info || info.private || info.loopback || info.reserved) {
-      throw new DomainError("webhook_target_refused", `The webhook host resolves to a non-public address (${a}); an operator must allow private targets for it.`, [
+      throw new DomainError("webhook_target_refused", `The webhook host resolves to a non-public address (${a}); only an operator's account may allow private targets.`, [
         { field: "url", message: "resolves to a private, loopback, link-local or reserved address" },
       ]);
     }
   }
 }
 
-/** Sets the account's endpoint; the signing secret is returned this once. */
+/**
+ * Sets the account's endpoint: its URL, the events it gets and (an operator's account only)
+ * whether private targets are allowed. Creating it makes the signing secret, returned this
+ * once; changing it keeps its secrets, so a receiver's verification goes on working.
+ */
 export async function setWebhook(
   deps: HookDeps,
   accountId: string,
   input: WebhookInput,
   who: Actor,
   callerIsOperator: boolean,
-): Promise<{ url: string; secret: string; allowPrivate: boolean }> {
+): Promise<{ url: string; allowPrivate: boolean; events: string[]; secret?: string }> {
   const url = parseWebhookUrl(input.url);
   const allowPrivate = callerIsOperator && input.allowPrivate === true;
   await assertPublicTarget(url, allowPrivate);
+  // Every event is stored as "all", so events added in a later version are sent too.
+  const events = input.events && input.events.length < NOTIFICATION_EVENTS.length ? input.events : null;
   const secret = `whsec_${randomBase62(32)}`;
   const now = new Date(deps.clock.now());
-  await deps.db.transaction(async (tx) => {
-    const values = { url: url.toString(), secretSealed: sealer(deps).seal(secret, accountId), allowPrivate, createdAt: now };
-    await tx
+  const values = { url: url.toString(), allowPrivate, events };
+  const created = await deps.db.transaction(async (tx) => {
+    const inserted = await tx
       .insert(webhookEndpoints)
-      .values({ accountId, ...values })
-      .onConflictDoUpdate({ target: webhookEndpoints.accountId, set: values });
-    await recordAudit(tx, who, { accountId, action: "webhook.set", changes: { url: url.toString(), allowPrivate } }, now);
+      .values({ accountId, ...values, secretSealed: sealer(deps).seal(secret, accountId), createdAt: now })
+      .onConflictDoNothing({ target: webhookEndpoints.accountId })
+      .returning({ accountId: webhookEndpoints.accountId });
+    if (!inserted.length) await tx.update(webhookEndpoints).set(values).where(eq(webhookEndpoints.accountId, accountId));
+    await recordAudit(tx, who, { accountId, action: "webhook.set", changes: { url: url.toString(), allowPrivate, events: events ?? "all" } }, now);
+    return inserted.length > 0;
   });
-  return { url: url.toString(), secret, allowPrivate };
+  return { url: url.toString(), allowPrivate, events: events ?? [...NOTIFICATION_EVENTS], ...(created ? { secret } : {}) };
 }
 
-export async function getWebhook(deps: Pick<Deps, "db">, accountId: string): Promise<{ url: string; allowPrivate: boolean; createdAt: string } | null> {
+/** Until when the secret a rotation replaced still signs, or null once it no longer does (an expired one is never used). */
+function overlapEnd(e: typeof webhookEndpoints.$inferSelect, now: number): Date | null {
+  return e.previousSecretSealed && e.previousSecretExpiresAt && e.previousSecretExpiresAt.getTime() > now ? e.previousSecretExpiresAt : null;
+}
+
+/** The account's endpoint as the API shows it (never a secret), or null. */
+export async function webhookEndpoint(deps: Pick<Deps, "db" | "clock">, accountId: string): Promise<WebhookView | null> {
   const [row] = await deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
-  return row ? { url: row.url, allowPrivate: row.allowPrivate, createdAt: row.createdAt.toISOString() } : null;
+  if (!row) return null;
+  return {
+    url: row.url,
+    allowPrivate: row.allowPrivate,
+    events: row.events ?? [...NOTIFICATION_EVENTS],
+    previousSecretExpiresAt: overlapEnd(row, deps.clock.now())?.toISOString() ?? null,
+    createdAt: row.createdAt.toISOString(),
+  };
 }
 
+/** The webhook section of Settings (src/accounts/settings.ts loads it by this name). */
+export async function getWebhook(deps: Pick<Deps, "db" | "clock">, accountId: string): Promise<WebhookSettings> {
+  const [endpoint, mayAllowPrivate] = await Promise.all([webhookEndpoint(deps, accountId), isOperator(deps, accountId)]);
+  return { endpoint, mayAllowPrivate };
+}
+
+/** Removes the endpoint; its pending deliveries are given up (a later endpoint must not get them). */
 export async function deleteWebhook(deps: Pick<Deps, "db" | "clock">, accountId: string, who: Actor): Promise<void> {
   const now = new Date(deps.clock.now());
   await deps.db.transaction(async (tx) => {
-    await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
-    await recordAudit(tx, who, { accountId, action: "webhook.deleted" }, now);
+    const gone = await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId)).returning({ url: webhookEndpoints.url });
+    if (!gone.length) return;
+    await tx
+      .update(webhookDeliveries)
+      .set({ state: "gave_up", lastError: "the endpoint was removed" })
+      .where(and(eq(webhookDeliveries.accountId, accountId), eq(webhookDeliveries.state, "pending")));
+    await recordAudit(tx, who, { accountId, action: "webhook.deleted", changes: { url: gone[0]!.url } }, now);
   });
 }
+
+/**
+ * A new signing secret, returned this once. The replaced one goes on signing deliveries
+ * (a second `v1`) for 24 h, so receivers can switch to the new one without refusing any;
+ * a second rotation within them drops the oldest.
+ */
+export async function rotateWebhookSecret(deps: HookDeps, accountId: string, who: Actor): Promise<{ secret: string; previousSecretExpiresAt: string }> {
+  const secret = `whsec_${randomBase62(32)}`;
+  const now = new Date(deps.clock.now());
+  const expires = new Date(now.getTime() + SECRET_OVERLAP_MS);
+  await deps.db.transaction(async (tx) => {
+    // One UPDATE: its SET reads the row as it was, so the current secret becomes the previous one atomically.
+    const rotated = await tx
+      .update(webhookEndpoints)
+      .set({ previousSecretSealed: sql`${webhookEndpoints.secretSealed}`, previousSecretExpiresAt: expires, secretSealed: sealer(deps).seal(secret, accountId) })
+      .where(eq(webhookEndpoints.accountId, accountId))
+      .returning({ url: webhookEndpoints.url });
+    if (!rotated.length) throw noWebhook();
+    await recordAudit(tx, who, { accountId, action: "webhook.secret_rotated", changes: { previousSecretExpiresAt: expires.toISOString() } }, now);
+  });
+  return { secret, previousSecretExpiresAt: expires.toISOString() };
+}
+
+/** A `webhook.test` delivery to the endpoint, due now: sent, signed and retried like any other. */
+export async function sendTestEvent(deps: Pick<Deps, "db" | "clock">, accountId: string): Promise<string> {
+  const [endpoint] = await deps.db.select({ url: webhookEndpoints.url }).from(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
+  if (!endpoint) throw noWebhook();
+  const now = new Date(deps.clock.now());
+  const id = newId("dlv");
+  await deps.db.insert(webhookDeliveries).values({ id, accountId, notificationId: null, event: TEST_EVENT, url: endpoint.url, state: "pending", nextAttemptAt: now, createdAt: now });
+  return id;
+}
+
+const noWebhook = () => new DomainError("no_webhook", "Set a webhook URL first.");
 
 export async function listDeliveries(deps: Pick<Deps, "db">, accountId: string, limit = 50): Promise<DeliveryView[]> {
   const rows = await deps.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.accountId, accountId)).orderBy(desc(webhookDeliveries.createdAt), desc(webhookDeliveries.id)).limit(limit);
@@ -139,7 +217,7 @@ export async function resendDelivery(deps: Pick<Deps, "db" | "clock">, accountId
     .where(and(eq(webhookDeliveries.id, deliveryId), eq(webhookDeliveries.accountId, accountId)));
   if (!d) throw notFound("delivery");
   const [endpoint] = await deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
-  if (!endpoint) throw new DomainError("no_webhook", "Set a webhook URL first.");
+  if (!endpoint) throw noWebhook();
   const now = new Date(deps.clock.now());
   const id = newId("dlv");
   await deps.db.insert(webhookDeliveries).values({ id, accountId, notificationId: d.notificationId, event: d.event, url: endpoint.url, state: "pending", nextAttemptAt: now, createdAt: now });
@@ -165,27 +243,31 @@ export async function deliverDue(deps: HookDeps, opts: { fetch?: typeof fetch; l
   const due = await deps.db
     .select({ d: webhookDeliveries, n: notifications, e: webhookEndpoints })
     .from(webhookDeliveries)
-    .innerJoin(notifications, eq(notifications.id, webhookDeliveries.notificationId))
+    .leftJoin(notifications, eq(notifications.id, webhookDeliveries.notificationId))
     .innerJoin(webhookEndpoints, eq(webhookEndpoints.accountId, webhookDeliveries.accountId))
     .where(and(eq(webhookDeliveries.state, "pending"), lte(webhookDeliveries.nextAttemptAt, new Date(now))))
     .orderBy(webhookDeliveries.nextAttemptAt)
     .limit(opts.limit ?? 50);
   for (const { d, n, e } of due) {
     run.attempted++;
-    const body = JSON.stringify({ id: n.id, type: n.event, createdAt: n.createdAt.toISOString(), data: { keyId: n.keyId, ...n.data } });
+    // A test event is no notification: the delivery is the event.
+    const body = n
+      ? JSON.stringify({ id: n.id, type: n.event, createdAt: n.createdAt.toISOString(), data: { keyId: n.keyId, ...n.data } })
+      : JSON.stringify({ id: d.id, type: d.event, createdAt: d.createdAt.toISOString(), data: {} });
     let status: number | null = null;
     let error: string | null = null;
     try {
       const url = new URL(e.url);
       await assertPublicTarget(url, e.allowPrivate);
-      const secret = sealer(deps).open(e.secretSealed, e.accountId);
+      const secrets = [sealer(deps).open(e.secretSealed, e.accountId)];
+      if (e.previousSecretSealed && overlapEnd(e, deps.clock.now())) secrets.push(sealer(deps).open(e.previousSecretSealed, e.accountId));
       const res = await doFetch(url, {
         method: "POST",
         headers: {
           "content-type": "application/json",
           "user-agent": "Keyport-Webhooks/1",
-          "keyport-signature": signPayload(secret, body, Math.floor(deps.clock.now() / 1000)),
-          "keyport-event": n.event,
+          "keyport-signature": signPayload(secrets, body, Math.floor(deps.clock.now() / 1000)),
+          "keyport-event": d.event,
           "keyport-delivery": d.id,
         },
         body,

@@ -1,10 +1,13 @@
 import { Elysia } from "elysia";
 import { Gauge } from "prom-client";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Deps } from "../deps.ts";
+import { problemResponse } from "../plugins/problem.ts";
 
 /**
  * /healthz: the process runs. /readyz: 200 when the database and Redis answer, else 503
- * naming the failure ("degraded" when only Redis is away). /metrics: Prometheus.
+ * naming the failure ("degraded" when only Redis is away). /metrics: Prometheus, behind
+ * `Authorization: Bearer <METRICS_TOKEN>` when that is set.
  */
 export const opsRoutes = (deps: Deps) => {
   registerDegradedGauge(deps);
@@ -32,13 +35,29 @@ export const opsRoutes = (deps: Deps) => {
       set.status = dbOk && redisOk ? 200 : 503;
       return { status: !dbOk ? "unavailable" : redisOk ? "ready" : "degraded", checks };
     })
-    .get("/metrics", async ({ set }) => {
-      set.headers["content-type"] = deps.metrics.registry.contentType;
+    .get("/metrics", async ({ headers }) => {
+      const refused = metricsRefusal(deps.config.metricsToken, headers.authorization);
+      if (refused) return refused;
       return new Response(await deps.metrics.registry.metrics(), {
         headers: { "content-type": deps.metrics.registry.contentType },
       });
     });
 };
+
+/**
+ * The 401 for a /metrics request without the configured token, or null to serve it. Both
+ * sides are hashed to the same length first, so the comparison takes the same time whatever
+ * the guess (timingSafeEqual needs equal lengths and would leak the token's otherwise).
+ */
+function metricsRefusal(token: string | undefined, authorization: string | undefined): Response | null {
+  if (!token) return null;
+  const challenge = { "www-authenticate": 'Bearer realm="metrics"' };
+  const given = /^Bearer +(\S+)\s*$/i.exec(authorization ?? "")?.[1];
+  if (!given) return problemResponse("missing_api_key", "/metrics needs Authorization: Bearer <METRICS_TOKEN>.", {}, challenge);
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  if (!timingSafeEqual(digest(given), digest(token))) return problemResponse("invalid_api_key", "The metrics token is not valid.", {}, challenge);
+  return null;
+}
 
 /** keyport_redis_degraded: 1 while Redis fails and the outage policy decides limits. */
 function registerDegradedGauge(deps: Deps): void {

@@ -1,11 +1,23 @@
 import type { Deps } from "../deps.ts";
 import type { Session } from "../accounts/sessions.ts";
 import { unreadCount } from "../notify/service.ts";
+import { listKeys } from "../keys/service.ts";
 import { pendingReveals } from "../rotation/service.ts";
 import type { PageSession } from "../../views/layout.tsx";
 
 /** What every page's layout shows of the session: the account, its CSRF token, the unread count, secrets waiting. */
 export async function pageSession(deps: Deps, s: Session): Promise<PageSession> {
   const [unread, reveals] = await Promise.all([unreadCount(deps.db, s.accountId), pendingReveals(deps, s.accountId)]);
-  return { email: s.email, csrfToken: s.csrfToken, isOperator: s.isOperator, unread, pendingReveals: reveals.map((r) => ({ id: r.id, keyId: r.keyId })) };
+  // Named as people know them: the replaced key's name and masked form (rare: only while a secret waits).
+  const keys = reveals.length ? new Map((await listKeys(deps, s.accountId)).map((k) => [k.id, k])) : new Map();
+  return {
+    email: s.email,
+    csrfToken: s.csrfToken,
+    isOperator: s.isOperator,
+    unread,
+    pendingReveals: reveals.map((r) => {
+      const k = keys.get(r.keyId);
+      return { id: r.id, keyId: r.keyId, keyLabel: k ? `“${k.name}” ${k.display}` : "a key" };
+    }),
+  };
 }

@@ -1,5 +1,7 @@
 /** How portal pages answer: HTML with the page headers, redirects after a POST, the message page. */
 import { DomainError } from "../errors.ts";
+import type { Session } from "../accounts/sessions.ts";
+import type { PageSession } from "../../views/layout.tsx";
 import { MessagePage } from "../../views/message.tsx";
 
 /**
@@ -22,8 +24,13 @@ export function htmlResponse(body: JSX.Element | string, status = 200, headers: 
 }
 
 /** The message page: a title and a sentence, for refusals and errors a browser navigates to. */
-export function messagePage(status: number, title: string, message: string): Response {
-  return htmlResponse(MessagePage({ title, message }), status);
+export function messagePage(status: number, title: string, message: string, session?: Session): Response {
+  return htmlResponse(MessagePage({ title, message, session: session && layoutSession(session) }), status);
+}
+
+/** What the layout needs of a session to show the signed-in navigation (no counts: no queries). */
+export function layoutSession(s: Session): PageSession {
+  return { email: s.email, csrfToken: s.csrfToken, isOperator: s.isOperator };
 }
 
 export const NOT_FOUND = { title: "Not found", message: "There is no such page, or it belongs to another account." };
@@ -36,17 +43,17 @@ export function errorPage(status: number): Response {
 }
 
 /** Another account's object, or none: the same page, so ids cannot be probed. */
-export const notFoundPage = () => messagePage(404, NOT_FOUND.title, NOT_FOUND.message);
+export const notFoundPage = (session?: Session) => messagePage(404, NOT_FOUND.title, NOT_FOUND.message, session);
 
 /**
  * Runs a lookup of the account's own object: another account's object, or none, answers
  * the 404 page (ids cannot be probed); other failures go on.
  */
-export async function ownedOr404<T>(fn: () => Promise<T>): Promise<T | Response> {
+export async function ownedOr404<T>(session: Session, fn: () => Promise<T>): Promise<T | Response> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof DomainError && err.code === "not_found") return notFoundPage();
+    if (err instanceof DomainError && err.code === "not_found") return notFoundPage(session);
     throw err;
   }
 }

@@ -6,6 +6,7 @@ import { settingsModel } from "../accounts/settings.ts";
 import type { Deps } from "../deps.ts";
 import { DomainError, parseInput } from "../errors.ts";
 import { keyDetailModel } from "../keys/pages.ts";
+import { getKey } from "../keys/service.ts";
 import { STATUS } from "../plugins/problem.ts";
 import { formFields, formNumber, formOptionalText, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
@@ -16,7 +17,7 @@ import { SettingsPage } from "../../views/accounts/settings.tsx";
 import { paths } from "../../views/components.tsx";
 import { KeyDetailPage } from "../../views/keys/key-detail.tsx";
 import { CompliancePage } from "../../views/rotation/compliance.tsx";
-import { RevealPage } from "../../views/rotation/rotations.tsx";
+import { RevealPage, type RotationFormState } from "../../views/rotation/rotations.tsx";
 import { COMPLIANCE_CSV_COLUMNS, complianceCsvRows, complianceReport, type ComplianceReport } from "./compliance.ts";
 import { emergencySchema, policySchema, scheduleSchema } from "./model.ts";
 import { cancelRotation, emergencyRotation, revealRotationSecret, scheduleRotation, setPolicy } from "./service.ts";
@@ -45,19 +46,24 @@ export function complianceCsv(report: ComplianceReport): Response {
   return csvResponse(stringify(complianceCsvRows(report), { header: true, columns: COMPLIANCE_CSV_COLUMNS }), "compliance.csv");
 }
 
-const message = (err: DomainError) => err.errors?.map((e) => `${e.field} ${e.message}`).join("; ") || err.detail;
-
 /**
  * Rotation from a key's page (schedule, rotate now, cancel, reveal), the rotation policy
  * on the settings page, and the account's compliance report.
  */
 export const rotationPortal = (deps: Deps) => {
-  /** A refused rotation: the key's page with the reason beside the rotation panel (404 for another account's key). */
-  async function refusedOnKeyPage(s: Session, keyId: string, err: DomainError): Promise<Response> {
-    if (err.code === "not_found") return notFoundPage();
-    const data = await ownedOr404(() => keyDetailModel(deps, s, keyId, 7, { rotationError: message(err) }));
+  /**
+   * A refused rotation: the key's page with each message beside its field and what was typed
+   * kept, or the refusal at the top of the panel (404 for another account's key).
+   */
+  async function refusedOnKeyPage(s: Session, keyId: string, err: DomainError, values: RotationFormState["values"]): Promise<Response> {
+    if (err.code === "not_found") return notFoundPage(s);
+    const form: RotationFormState = err.errors?.length ? { errors: err.errors, values } : { message: err.detail, values };
+    const data = await ownedOr404(s, () => keyDetailModel(deps, s, keyId, 7, { rotation: form }));
     return data instanceof Response ? data : htmlResponse(KeyDetailPage(data), 422);
   }
+
+  /** The key a rotation replaced, by name, for the reveal page. */
+  const replacedKey = (s: Session, keyId: string) => getKey(deps, s.accountId, keyId).catch(() => null);
 
   return new Elysia({ name: "rotation-portal" })
     .use(authPlugin(deps))
@@ -67,7 +73,8 @@ export const rotationPortal = (deps: Deps) => {
         await scheduleRotation(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        return refusedOnKeyPage(session, params.id, err);
+        const f = formFields(body);
+        return refusedOnKeyPage(session, params.id, err, { at: formText.parse(f.at), gracePeriodHours: formText.parse(f.gracePeriodHours), reason: formText.parse(f.reason) });
       }
       return redirectAfterPost(request, paths.key(params.id));
     }, { page: true })
@@ -78,9 +85,9 @@ export const rotationPortal = (deps: Deps) => {
         result = await emergencyRotation(deps, session.accountId, params.id, input, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        return refusedOnKeyPage(session, params.id, err);
+        return refusedOnKeyPage(session, params.id, err, { emergencyReason: formText.parse(formFields(body).reason) });
       }
-      return htmlResponse(RevealPage({ session: await pageSession(deps, session), secret: result.secret, rotation: result.rotation }), 200, {
+      return htmlResponse(RevealPage({ session: await pageSession(deps, session), secret: result.secret, rotation: result.rotation, replaced: await replacedKey(session, result.rotation.keyId) }), 200, {
         "cache-control": "no-store",
         "hx-push-url": paths.key(result.rotation.newKeyId ?? result.rotation.keyId),
       });
@@ -91,21 +98,21 @@ export const rotationPortal = (deps: Deps) => {
         return redirectAfterPost(request, paths.key(r.keyId));
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        if (err.code === "not_found") return notFoundPage();
-        return messagePage(409, "Not cancelled", err.detail);
+        if (err.code === "not_found") return notFoundPage(session);
+        return messagePage(409, "Not cancelled", err.detail, session);
       }
     }, { page: true })
     .post("/portal/rotations/:id/reveal", async ({ session, actor, params }) => {
       try {
         const { secret, rotation } = await revealRotationSecret(deps, session.accountId, params.id, actor);
-        return htmlResponse(RevealPage({ session: await pageSession(deps, session), secret, rotation }), 200, {
+        return htmlResponse(RevealPage({ session: await pageSession(deps, session), secret, rotation, replaced: await replacedKey(session, rotation.keyId) }), 200, {
           "cache-control": "no-store",
           "hx-push-url": paths.key(rotation.newKeyId ?? rotation.keyId),
         });
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        if (err.code === "not_found") return notFoundPage();
-        return messagePage(STATUS[err.code], "Already revealed", err.detail);
+        if (err.code === "not_found") return notFoundPage(session);
+        return messagePage(STATUS[err.code], "Already revealed", err.detail, session);
       }
     }, { page: true })
     .post("/portal/settings/policy", async ({ session, actor, body }) => {

@@ -108,6 +108,15 @@ export async function scheduleRotation(deps: RotationDeps, accountId: string, ke
   return toRotationView(row);
 }
 
+/** Why a rotation can no longer be cancelled, in words. */
+const ALREADY: Record<RotationView["state"], string> = {
+  scheduled: "is scheduled",
+  grace_period: "has already started (the old key is in its grace period)",
+  completed: "is already complete",
+  cancelled: "was already cancelled",
+  failed: "has failed",
+};
+
 /** Cancels a rotation that has not started: one conditional UPDATE, so it races safely with the sweep. */
 export async function cancelRotation(deps: RotationDeps, accountId: string, rotationId: string, who: Actor): Promise<RotationView> {
   const now = new Date(deps.clock.now());
@@ -120,7 +129,7 @@ export async function cancelRotation(deps: RotationDeps, accountId: string, rota
     if (!row) {
       const [existing] = await tx.select().from(keyRotations).where(and(eq(keyRotations.id, rotationId), eq(keyRotations.accountId, accountId)));
       if (!existing) throw notFound("rotation");
-      throw new DomainError("rotation_not_cancellable", `This rotation is ${existing.state.replace("_", " ")} and can no longer be cancelled.`);
+      throw new DomainError("rotation_not_cancellable", `This rotation ${ALREADY[existing.state]} and can no longer be cancelled.`);
     }
     await recordAudit(tx, who, { accountId, action: "rotation.cancelled", keyId: row.oldKeyId, changes: { rotationId } }, now);
     return toRotationView(row);
@@ -155,7 +164,7 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
         await recordAudit(tx, who, { accountId: claimed.accountId, action: "rotation.failed", keyId: claimed.oldKeyId, changes: { rotationId, failure: failed!.failure } }, now);
         return { row: failed!, secret: "", oldHash: "" };
       }
-      const { created, previous } = await replaceKey(tx, deps, old, claimed.gracePeriodHours, now);
+      const { created, previous } = await replaceKey(tx, deps, old, claimed.gracePeriodHours, now, "rotated");
       const graceEndsAt = new Date(nowMs + Math.round(claimed.gracePeriodHours * HOUR));
       const revealUntil = new Date(Math.max(graceEndsAt.getTime(), nowMs + MIN_REVEAL_WINDOW_MS));
       const [row] = await tx

@@ -20,13 +20,13 @@ export const usagePortal = (deps: Deps) =>
   new Elysia({ name: "usage-portal" })
     .use(authPlugin(deps))
     .get("/portal/keys/:id/usage", async ({ session, params, query, request }) => {
-      const data = await ownedOr404(() => keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days));
+      const data = await ownedOr404(session, () => keyDetailModel(deps, session, params.id, usageRangeQuery.parse(query).days));
       if (data instanceof Response) return data;
       const headers = { vary: "HX-Request" };
       return wantsFragment(request) ? htmlResponse(UsagePanel(data), 200, headers) : htmlResponse(KeyDetailPage(data), 200, headers);
     }, { page: true })
     .get("/portal/keys/:id/usage.csv", async ({ session, params, query }) => {
-      const k = await ownedOr404(() => getKey(deps, session.accountId, params.id));
+      const k = await ownedOr404(session, () => getKey(deps, session.accountId, params.id));
       if (k instanceof Response) return k;
       const { days } = csvQuery.parse(query);
       const report = await keyUsageReport(deps.db, k.id, days, deps.clock.now());

@@ -61,6 +61,14 @@ for (const backend of backends) {
       expect(b.cookie).toBeUndefined();
     });
 
+    it("shows every sign-up error at once: the email's and the password's", async () => {
+      const res = await new Browser(h).post("/signup", { email: "a@b", password: "short" }, { htmx: true });
+      expect(res.status).toBe(422);
+      const html = await res.text();
+      expect(html).toMatch(/id="f-email-error"[^>]*>[^<]*not a valid email/);
+      expect(html).toMatch(/id="f-password-error"[^>]*>[^<]*at least 12 characters/);
+    });
+
     it("refuses a taken email", async () => {
       const address = email();
       await new Browser(h).signUp(address);

@@ -34,12 +34,21 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
+export interface ChromiumOptions {
+  /** 1280 × 900 unless told: the desktop size the journey runs at. */
+  viewport?: { width: number; height: number };
+  /** An IANA zone such as "Asia/Kolkata" (no daylight saving: a stable offset); the machine's own otherwise. */
+  timezoneId?: string;
+  locale?: string;
+}
+
 /**
  * One headless chromium with a fresh profile and one page whose console, uncaught errors and
- * `securitypolicyviolation` events are collected into `report` across navigations.
+ * `securitypolicyviolation` events are collected into `report` across navigations (pages
+ * opened later in the context report there too).
  * Throws, naming the fix, when chromium is not installed: the test fails, it never skips.
  */
-export async function launchChromium(): Promise<Chromium> {
+export async function launchChromium(options: ChromiumOptions = {}): Promise<Chromium> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get update && apt-get install -y chromium), as .ci/run does. Never \`npx playwright install\`.`);
   }
@@ -48,7 +57,9 @@ export async function launchChromium(): Promise<Chromium> {
     executablePath: CHROMIUM,
     headless: true,
     args: ARGS,
-    viewport: { width: 1280, height: 900 },
+    viewport: options.viewport ?? { width: 1280, height: 900 },
+    ...(options.timezoneId ? { timezoneId: options.timezoneId } : {}),
+    ...(options.locale ? { locale: options.locale } : {}),
   });
   const report: PageReport = { console: [], failedRequests: [], pageErrors: [], cspViolations: [] };
   // The binding and the listener are installed through the DevTools protocol, outside the
@@ -60,10 +71,14 @@ export async function launchChromium(): Promise<Chromium> {
       report(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
     });
   });
+  const watch = (page: Page) => {
+    page.on("console", (m) => void report.console.push({ type: m.type(), text: m.text(), page: page.url(), source: m.location().url }));
+    page.on("response", (r) => void (r.status() >= 400 && report.failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`)));
+    page.on("pageerror", (err) => void report.pageErrors.push(`${err.name}: ${err.message} (on ${page.url()})`));
+  };
   const page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (m) => void report.console.push({ type: m.type(), text: m.text(), page: page.url(), source: m.location().url }));
-  page.on("response", (r) => void (r.status() >= 400 && report.failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`)));
-  page.on("pageerror", (err) => void report.pageErrors.push(`${err.name}: ${err.message} (on ${page.url()})`));
+  watch(page);
+  context.on("page", watch);
   return {
     context,
     page,

@@ -5,12 +5,16 @@ import { randomBytes } from "node:crypto";
 import type { Locator, Page, Response as PageResponse } from "playwright-core";
 import { launchChromium, type Chromium } from "./chromium.ts";
 import { startServer, type ServerProcess } from "./server.ts";
+import { PAGE_HEADERS } from "../../src/portal/respond.ts";
+import { Time } from "../../views/components.tsx";
+import { Layout } from "../../views/layout.tsx";
 
 // A new user's way through Keyport in a real chromium against a real `keyport serve`:
 // sign up → create a key → read its secret once → call /v1 with it → see the request on the
-// usage page after a flush → roll with a grace period → revoke → both keys answer 401.
+// usage page after a flush → roll with a grace period → the other pages → the same pages on
+// a phone-sized screen (a second chromium at 390 × 844) → revoke → both keys answer 401.
 // The steps run in order and share the state below; each names what an earlier failure
-// left it without.
+// left it without. Neither browser may log a console error, a CSP violation or a page error.
 
 const SCREENSHOTS = join(import.meta.dir, "screenshots");
 // A step drives a real browser against a server process: clicks, navigations and a flush
@@ -20,9 +24,14 @@ const EMAIL = `e2e-${randomBytes(4).toString("hex")}@example.com`;
 const PASSWORD = "a long and unusual passphrase";
 const SECRET = /^kp_live_[0-9A-Za-z]{46}$/;
 
+/** The phone-sized browser: its own profile (so its own session), in a zone east of UTC. */
+const NARROW = { viewport: { width: 390, height: 844 }, timezoneId: "Asia/Kolkata", locale: "en-US" };
+
 let server: ServerProcess;
 let browser: Chromium;
 let page: Page;
+let narrow: Chromium;
+let phone: Page;
 const dialogs: { type: string; message: string }[] = [];
 const journey: { secret?: string; keyId?: string; newSecret?: string; newKeyId?: string; addressAfterRoll?: string } = {};
 
@@ -64,17 +73,70 @@ async function revokeOnItsPage(keyId: string) {
   expect(page.url()).toBe(`${server.origin}/portal/keys/${keyId}`);
 }
 
-async function shoot(name: string, mask: Locator[] = []) {
+async function shoot(name: string, mask: Locator[] = [], on: Page = page) {
   // The secret panels are masked: a screenshot on disk must not hold a working key.
-  await page.screenshot({ path: join(SCREENSHOTS, name), fullPage: true, mask, maskColor: "#888" });
+  await on.screenshot({ path: join(SCREENSHOTS, name), fullPage: true, mask, maskColor: "#888" });
+}
+
+/**
+ * On the phone: the page is no wider than the window at 390 px, nor at 360 px (nothing
+ * scrolls sideways), every link and button of the header is inside the window, and no
+ * navigation label breaks across lines. Leaves the window at 390 × 844.
+ */
+async function fitsThePhone(name: string) {
+  const problems: string[] = [];
+  for (const width of [390, 360]) {
+    await phone.setViewportSize({ width, height: 844 });
+    const found = await phone.evaluate(() => {
+      const out: string[] = [];
+      const { scrollWidth } = document.documentElement;
+      if (scrollWidth > window.innerWidth) {
+        // Name the widest element that sticks out, so a failure says where to look.
+        const scrolls = (el: Element) => {
+          for (let p = el.parentElement; p; p = p.parentElement) if (["auto", "scroll", "hidden"].includes(getComputedStyle(p).overflowX)) return true;
+          return false;
+        };
+        const wide = Array.from(document.querySelectorAll("body *"))
+          .map((el) => ({ el, right: el.getBoundingClientRect().right }))
+          .filter((x) => x.right > window.innerWidth + 0.5 && !scrolls(x.el))
+          .sort((a, b) => b.right - a.right)[0];
+        const name = (el: Element) => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${typeof el.className === "string" && el.className ? "." + el.className.split(" ").join(".") : ""}`;
+        const where = wide ? ` (${name(wide.el)} in ${wide.el.parentElement ? name(wide.el.parentElement) : "?"} reaches ${Math.round(wide.right)} px)` : "";
+        out.push(`the page is ${scrollWidth} px wide${where}`);
+      }
+      for (const el of Array.from(document.querySelectorAll("header.top a, header.top button, header.top .who"))) {
+        const r = el.getBoundingClientRect();
+        if (r.left < 0 || r.right > window.innerWidth + 0.5) out.push(`"${el.textContent?.trim()}" is outside the window (${Math.round(r.left)}-${Math.round(r.right)} px)`);
+      }
+      for (const a of Array.from(document.querySelectorAll("header.top nav a"))) {
+        const label = a.firstChild;
+        if (!label || label.nodeType !== Node.TEXT_NODE) continue;
+        const range = document.createRange();
+        range.selectNodeContents(label);
+        if (range.getClientRects().length > 1) out.push(`the label "${label.textContent?.trim()}" breaks across lines`);
+      }
+      return out;
+    });
+    problems.push(...found.map((f) => `${width} px: ${f}`));
+  }
+  await phone.setViewportSize(NARROW.viewport);
+  expect({ name, problems }).toEqual({ name, problems: [] });
+}
+
+/** On the phone: goes to a portal page by its link in the main navigation (a boosted htmx navigation). */
+async function phoneNav(label: string | RegExp, path: string) {
+  await phone.getByRole("navigation", { name: "Main" }).getByRole("link", { name: label, exact: typeof label === "string" }).click();
+  await phone.waitForURL(`${server.origin}${path}`);
 }
 
 describe("a new user's journey in the browser", () => {
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     server = await startServer({ USAGE_FLUSH_MS: "200" });
-    browser = await launchChromium();
+    [browser, narrow] = await Promise.all([launchChromium(), launchChromium(NARROW)]);
     page = browser.page;
+    phone = narrow.page;
+    phone.setDefaultTimeout(15_000);
     // The copy button writes to the clipboard; the test reads it back.
     await browser.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.origin });
     page.setDefaultTimeout(15_000);
@@ -85,7 +147,7 @@ describe("a new user's journey in the browser", () => {
   }, STEP_MS);
 
   afterAll(async () => {
-    await browser?.close();
+    await Promise.all([browser?.close(), narrow?.close()]);
     const code = await server?.stop();
     if (code !== undefined && code !== 0) console.error(`keyport serve exited ${code}. Its output:\n${server.output()}`);
   }, STEP_MS);
@@ -268,6 +330,155 @@ describe("a new user's journey in the browser", () => {
   );
 
   it(
+    "shows the audit log, notifications, settings and compliance pages",
+    async () => {
+      const newKeyId = need(journey.newKeyId, "rolled key id");
+      const main = page.getByRole("navigation", { name: "Main" });
+      await main.getByRole("link", { name: "Audit log" }).click();
+      await page.getByRole("heading", { name: "Audit log" }).waitFor();
+      expect(await page.locator("table.audit tbody tr").count()).toBeGreaterThanOrEqual(3);
+      await page.locator("table.audit details.raw summary").first().click();
+      await shoot("6-audit.png");
+      await main.getByRole("link", { name: "Notifications" }).click();
+      await page.getByRole("heading", { name: "Notifications" }).waitFor();
+      await main.getByRole("link", { name: "Settings" }).click();
+      await page.getByRole("heading", { name: "Settings" }).waitFor();
+      // Settings mixes forms of every capability: its cards are all the same width.
+      const cards = await page.locator("main > .card").evaluateAll((els) => els.map((e) => Math.round(e.getBoundingClientRect().width)));
+      expect(cards.length).toBeGreaterThanOrEqual(3);
+      expect(new Set(cards).size).toBe(1);
+      await shoot("7-settings.png");
+      await main.getByRole("link", { name: "Compliance" }).click();
+      await page.getByRole("heading", { name: /Compliance/ }).first().waitFor();
+      // The key page sets revoking apart from rolling: a card of its own, the last one.
+      await page.goto(`${server.origin}/portal/keys/${newKeyId}`);
+      const last = page.locator("main > section.card").last();
+      expect(await last.getAttribute("class")).toContain("danger-zone");
+      expect(await last.getByRole("button", { name: "Revoke key" }).count()).toBe(1);
+      expect(await last.getByRole("button", { name: "Roll key" }).count()).toBe(0);
+      await page.locator("#usage-panel .chart-legend").getByText("Errors").waitFor();
+    },
+    STEP_MS,
+  );
+
+  it(
+    "at 390 × 844, shows the home, sign-up and login pages without sideways scrolling, and logs in",
+    async () => {
+      await phone.goto(`${server.origin}/`);
+      await fitsThePhone("home");
+      await shoot("m-1-home.png", [], phone);
+      await phone.getByRole("navigation", { name: "Account" }).getByRole("link", { name: "Sign up" }).click();
+      await phone.getByRole("heading", { name: "Create your account" }).waitFor();
+      await fitsThePhone("signup");
+      await phone.getByRole("navigation", { name: "Account" }).getByRole("link", { name: "Log in" }).click();
+      await phone.getByRole("heading", { name: "Log in" }).waitFor();
+      await fitsThePhone("login");
+      await shoot("m-2-login.png", [], phone);
+      await phone.getByLabel("Email").fill(EMAIL);
+      await phone.getByLabel("Password").fill(PASSWORD);
+      await phone.getByRole("button", { name: "Log in" }).click();
+      await phone.waitForURL(`${server.origin}/portal`);
+      await phone.getByRole("heading", { name: "Dashboard" }).waitFor();
+      expect(await phone.locator("header .who").textContent()).toBe(EMAIL);
+      expect(await phone.getByRole("button", { name: "Log out" }).isVisible()).toBe(true);
+      await fitsThePhone("dashboard");
+      await shoot("m-3-dashboard.png", [], phone);
+    },
+    STEP_MS,
+  );
+
+  it(
+    "at 390 × 844, shows every portal page without sideways scrolling: tables and the chart scroll in their own box",
+    async () => {
+      const keyId = need(journey.keyId, "key id");
+      const newKeyId = need(journey.newKeyId, "rolled key id");
+      await phoneNav("Keys", "/portal/keys");
+      await phone.locator(`#key-${newKeyId}`).waitFor();
+      await fitsThePhone("keys");
+      await shoot("m-4-keys.png", [], phone);
+
+      await phone.goto(`${server.origin}/portal/keys/${newKeyId}`);
+      await fitsThePhone("key detail");
+      // The chart keeps a readable width and scrolls inside its box; the legend names both series.
+      const chart = await phone.locator("#usage-panel .chart-scroll").evaluate((box) => ({ svg: Math.round(box.querySelector("svg")!.getBoundingClientRect().width), box: box.clientWidth }));
+      expect(chart.svg).toBeGreaterThanOrEqual(540);
+      expect(chart.svg).toBeGreaterThan(chart.box);
+      expect(await phone.locator("#usage-panel .chart-legend .legend-item").allTextContents()).toEqual(["Successes", "Errors"]);
+      expect(await phone.locator("main > section.card").last().getAttribute("class")).toContain("danger-zone");
+      await shoot("m-5-key-detail.png", [], phone);
+      await phone.goto(`${server.origin}/portal/keys/${keyId}`);
+      await phone.locator(".facts .badge-expiring").waitFor();
+      await fitsThePhone("key detail in its grace period");
+
+      await phoneNav("Audit log", "/portal/audit");
+      await phone.locator("table.audit details.raw summary").first().click();
+      await fitsThePhone("audit log");
+      // The raw record wraps at a readable width, not one character a line.
+      expect(await phone.locator("table.audit pre.changes").first().evaluate((pre) => pre.getBoundingClientRect().width)).toBeGreaterThan(150);
+      await shoot("m-6-audit.png", [], phone);
+
+      await phoneNav(/^Notifications/, "/portal/notifications");
+      await fitsThePhone("notifications");
+      await phoneNav("Settings", "/portal/settings");
+      await fitsThePhone("settings");
+      await shoot("m-7-settings.png", [], phone);
+      await phoneNav("Compliance", "/portal/compliance");
+      await fitsThePhone("compliance");
+      await shoot("m-8-compliance.png", [], phone);
+    },
+    STEP_MS,
+  );
+
+  it(
+    "shows times in the reader's own zone once app.js ran, in UTC without it, also in content htmx swaps in",
+    async () => {
+      // No page renders <Time> yet: a probe page at the server's origin does, under the
+      // portal's CSP, with the real htmx and app.js from /static.
+      const at = "2026-03-01T09:05:00.000Z";
+      const later = "2026-07-04T18:30:00+00:00";
+      const probe = String(
+        await Layout({
+          title: "Times",
+          children: [
+            `<p id="probe-inner">${await Time({ iso: at })}</p>`,
+            `<div id="probe-outer"><button type="button" hx-get="/e2e-probe/outer" hx-target="#probe-outer" hx-swap="outerHTML">Outer</button></div>`,
+            `<button type="button" hx-get="/e2e-probe/inner" hx-target="#probe-inner">Inner</button>`,
+          ].join(""),
+        }),
+      );
+      // Without JavaScript: readable UTC, labelled, with the instant in the attribute.
+      expect(probe).toContain(`<time datetime="${at}">2026-03-01 09:05 UTC</time>`);
+      const html = (body: string) => ({ status: 200, headers: { ...PAGE_HEADERS, "content-type": "text/html; charset=utf-8" }, body });
+      await narrow.context.route(`${server.origin}/e2e-probe/**`, async (route) => {
+        const path = new URL(route.request().url()).pathname;
+        if (path === "/e2e-probe/times") return route.fulfill(html(probe));
+        const time = String(await Time({ iso: later }));
+        return route.fulfill(html(path.endsWith("/outer") ? `<div id="probe-outer">${time}</div>` : time));
+      });
+      try {
+        await phone.goto(`${server.origin}/e2e-probe/times`);
+        const first = phone.locator("#probe-inner time");
+        await phone.waitForFunction(() => document.querySelector("#probe-inner time")?.hasAttribute("data-local"));
+        // Asia/Kolkata is UTC+5:30 all year.
+        expect(await first.textContent()).toBe("2026-03-01 14:35 GMT+5:30");
+        expect(await first.getAttribute("title")).toBe("2026-03-01 09:05 UTC");
+
+        // A fragment swapped into a target (htmx:after:swap), and one that replaced the element
+        // that asked for it (outerHTML: the event reaches the document from the new content).
+        await phone.getByRole("button", { name: "Inner" }).click();
+        await phone.waitForFunction(() => document.querySelector('#probe-inner time[datetime="2026-07-04T18:30:00.000Z"]')?.hasAttribute("data-local"));
+        expect(await first.textContent()).toBe("2026-07-05 00:00 GMT+5:30");
+        await phone.getByRole("button", { name: "Outer" }).click();
+        await phone.waitForFunction(() => document.querySelector("#probe-outer time")?.hasAttribute("data-local"));
+        expect(await phone.locator("#probe-outer time").textContent()).toBe("2026-07-05 00:00 GMT+5:30");
+      } finally {
+        await narrow.context.unroute(`${server.origin}/e2e-probe/**`);
+      }
+    },
+    STEP_MS,
+  );
+
+  it(
     "revokes the new key and the old one in its grace period after confirming; both answer 401 key_revoked",
     async () => {
       const secret = need(journey.secret, "secret");
@@ -297,7 +508,8 @@ describe("a new user's journey in the browser", () => {
         expect({ which, status: res.status, code: res.body.code }).toEqual({ which, status: 401, code: "key_revoked" });
       }
 
-      await page.goto(`${server.origin}/portal/keys`);
+      // Revoked keys are listed only when asked for.
+      await page.goto(`${server.origin}/portal/keys?revoked=1`);
       expect(await page.locator(`#key-${keyId} .badge-revoked`).textContent()).toBe("revoked");
       expect(await page.locator(`#key-${newKeyId} .badge-revoked`).textContent()).toBe("revoked");
       await shoot("5-keys-revoked.png");
@@ -305,15 +517,19 @@ describe("a new user's journey in the browser", () => {
     STEP_MS,
   );
 
-  it("went the whole way without a CSP violation or an uncaught error: htmx runs without inline script or eval", () => {
-    const r = need(browser?.report, "browser");
-    const csp = r.console.filter((m) => /Content Security Policy/i.test(m.text));
-    expect({ csp, cspViolations: r.cspViolations, pageErrors: r.pageErrors }).toEqual({ csp: [], cspViolations: [], pageErrors: [] });
+  it("went the whole way, at both widths, without a CSP violation or an uncaught error: htmx runs without inline script, inline style or eval", () => {
+    for (const [width, b] of [["1280", browser], ["390", narrow]] as const) {
+      const r = need(b?.report, `browser at ${width} px`);
+      const csp = r.console.filter((m) => /Content Security Policy|Refused to|inline style/i.test(m.text));
+      expect({ width, csp, cspViolations: r.cspViolations, pageErrors: r.pageErrors }).toEqual({ width, csp: [], cspViolations: [], pageErrors: [] });
+    }
   });
 
-  it("went the whole way without a console error", () => {
-    const r = need(browser?.report, "browser");
-    const errors = r.console.filter((m) => m.type === "error");
-    expect({ errors, failedRequests: r.failedRequests }).toEqual({ errors: [], failedRequests: [] });
+  it("went the whole way, at both widths, without a console error", () => {
+    for (const [width, b] of [["1280", browser], ["390", narrow]] as const) {
+      const r = need(b?.report, `browser at ${width} px`);
+      const errors = r.console.filter((m) => m.type === "error");
+      expect({ width, errors, failedRequests: r.failedRequests }).toEqual({ width, errors: [], failedRequests: [] });
+    }
   });
 });

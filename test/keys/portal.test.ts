@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
-import { bearer } from "../support/fixtures.ts";
+import { cliActor } from "../../src/audit/service.ts";
+import { revokeKey } from "../../src/keys/service.ts";
+import { bearer, newKey } from "../support/fixtures.ts";
 import { email, secretIn } from "../support/pages.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
@@ -33,6 +35,38 @@ for (const backend of backends) {
       expect(await b.page("/portal/keys")).not.toContain(secret);
     });
 
+    it("searches the list by name, filters by status and environment, hides revoked keys unless asked, and pages past 50", async () => {
+      const b = new Browser(h);
+      await b.signUp(email());
+      const account = (await h.deps.db.query.sessions.findFirst({ where: (t, { like }) => like(t.id, b.cookie!.slice("kp_session=".length).split(".")[0]!) }))!.accountId;
+      const made = async (name: string, input: { environment?: "live" | "test" } = {}) => {
+        clock.advance(1000);
+        return newKey(h, account, { name, ...input });
+      };
+      await made("alpha");
+      await made("beta", { environment: "test" });
+      const gone = await made("gamma");
+      await revokeKey(h.deps, account, gone.key.id, cliActor);
+      const names = (html: string) => [...html.matchAll(/<a href="\/portal\/keys\/key_\w+">([^<]+)<\/a>/g)].map((m) => m[1]);
+
+      expect(names(await b.page("/portal/keys"))).toEqual(["beta", "alpha"]);
+      expect(names(await b.page("/portal/keys?revoked=1"))).toEqual(["gamma", "beta", "alpha"]);
+      expect(names(await b.page("/portal/keys?status=revoked"))).toEqual(["gamma"]);
+      expect(names(await b.page("/portal/keys?q=ALP"))).toEqual(["alpha"]);
+      expect(names(await b.page("/portal/keys?environment=test"))).toEqual(["beta"]);
+      // A LIKE wildcard in the search is text, not a pattern.
+      expect(names(await b.page("/portal/keys?q=%25"))).toEqual([]);
+      expect(await b.page("/portal/keys?q=zzz")).toContain("No key matches these filters.");
+
+      // Past 50: revoked keys do not count against the 25 active ones, so the list grows.
+      for (let i = 0; i < 50; i++) await revokeKey(h.deps, account, (await made(`old-${String(i).padStart(2, "0")}`)).key.id, cliActor);
+      const first = await b.page("/portal/keys?revoked=1");
+      expect(names(first)).toHaveLength(50);
+      expect(first).toContain("Page 1 of 2");
+      const second = await b.page("/portal/keys?revoked=1&page=2");
+      expect(names(second)).toEqual(["gamma", "beta", "alpha"]);
+    });
+
     it.each([
       ["rateLimit", { rateLimit: "0" }, "must be at least 1"],
       ["rateLimit", { rateLimit: "fast" }, "whole number"],
@@ -53,6 +87,33 @@ for (const backend of backends) {
       expect(html).toMatch(/<option value="test" selected/);
       if (field !== "scopes") expect(html).toMatch(/value="ip:read" checked/);
       expect(secretIn(html)).toBeUndefined();
+    });
+
+    it("shows every field's error at once, the past expiry and each bad IP among them", async () => {
+      const b = new Browser(h);
+      await b.signUp(email());
+      const form = { name: "", environment: "test", scopes: [] as string[], rateLimit: "0", ipAllowlist: "10.0.0.300\n10.0.0.0/33", monthlyQuota: "-3", expiresAt: "2001-01-01" };
+      const html = await (await b.post("/portal/keys", form, { htmx: true })).text();
+      for (const [field, message] of [
+        ["name", "must not be empty"],
+        ["scopes", "at least one scope"],
+        ["rateLimit", "at least 1"],
+        ["expiresAt", "must be in the future"],
+        ["monthlyQuota", "at least 1"],
+      ]) {
+        expect(html).toMatch(new RegExp(`id="f-${field}-error"[^>]*>[^<]*${message}`));
+      }
+      expect(html).toContain("10.0.0.300");
+      expect(html).toMatch(/id="f-ipAllowlist-error"[^>]*>[^<]*not an IP address[^<]*prefix length/s);
+    });
+
+    it("puts a refusal of the whole form at its top: the key limit", async () => {
+      const b = new Browser(h);
+      await b.signUp(email());
+      for (let i = 0; i < 25; i++) expect((await b.post("/portal/keys", { name: `k${i}`, scopes: "email:read" }, { htmx: true })).status).toBe(201);
+      const html = await (await b.post("/portal/keys", { name: "one too many", scopes: "email:read" }, { htmx: true })).text();
+      expect(html).toMatch(/<h2>Create a key<\/h2><p class="form-error" role="alert">An account may hold at most 25 active keys/);
+      expect(html).not.toMatch(/id="f-name-error"/);
     });
 
     it("works without JavaScript: a plain form post answers the whole page", async () => {

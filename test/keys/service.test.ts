@@ -4,7 +4,7 @@ import { cliActor } from "../../src/audit/service.ts";
 import { auditEvents, apiKeys } from "../../src/db/schema.ts";
 import { hashKey } from "../../src/keys/format.ts";
 import { MAX_ACTIVE_KEYS, createKeySchema } from "../../src/keys/model.ts";
-import { createKey, getKey, listKeys, revokeKey } from "../../src/keys/service.ts";
+import { createKey, getKey, listKeys, replacedName, revokeKey } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { DomainError, parseInput } from "../../src/errors.ts";
 import { backends } from "../support/backends.ts";
@@ -103,11 +103,22 @@ for (const backend of backends) {
       expect(secret).toMatch(/^kp_live_/);
       expect(next).toMatchObject({ name: "rolled", rateLimit: 77, ipAllowlist: ["10.0.0.0/8"], monthlyQuota: 1000, status: "active" });
       expect(previous).toMatchObject({ status: "expiring", replacedBy: next.id, graceEndsAt: new Date(clock.now() + 24 * 3_600_000).toISOString() });
+      // Old and new differ by name in every list; the new one keeps the name.
+      expect(previous.name).toBe(`rolled (rolled ${new Date(clock.now()).toISOString().slice(0, 10)})`);
       clock.advance(24 * 3_600_000 - 1);
       expect((await getKey(h.deps, account.id, key.id)).status).toBe("expiring");
       clock.advance(1);
       expect((await getKey(h.deps, account.id, key.id)).status).toBe("revoked");
       expect((await fails(roll(h, account.id, key.id, {}))).code).toBe("key_not_active");
+    });
+
+    it("names a replaced key once, within 100 characters, however often it is rolled", () => {
+      const day = new Date("2026-12-01T10:00:00Z");
+      expect(replacedName("ci", "rolled", day)).toBe("ci (rolled 2026-12-01)");
+      expect(replacedName("ci (rolled 2026-11-01)", "rotated", day)).toBe("ci (rotated 2026-12-01)");
+      const long = replacedName("x".repeat(100), "rolled", day);
+      expect(long).toHaveLength(100);
+      expect(long.endsWith(" (rolled 2026-12-01)")).toBe(true);
     });
 
     it("rolls with no grace period by revoking the old key at once", async () => {

@@ -48,7 +48,7 @@ for (const backend of backends) {
       const r = receiver([]);
       try {
         const a = await newAccount(h);
-        const { secret } = await setWebhook(h.deps, a.id, { url: r.url, allowPrivate: true }, cliActor, true);
+        const secret = (await setWebhook(h.deps, a.id, { url: r.url, allowPrivate: true }, cliActor, true)).secret!;
         expect(secret).toMatch(/^whsec_/);
         const { key } = await newKey(h, a.id, { name: "hooked" });
         const run = await deliverDue(h.deps);
@@ -126,9 +126,10 @@ for (const backend of backends) {
       expect((err as DomainError).code).toBe(code);
     });
 
-    it("signs as documented", () => {
-      const sig = signPayload("whsec_x", '{"a":1}', 1700000000);
-      expect(sig).toBe(`t=1700000000,v1=${createHmac("sha256", "whsec_x").update('1700000000.{"a":1}').digest("hex")}`);
+    it("signs as documented, one v1 per secret, the new one first", () => {
+      const mac = (secret: string) => createHmac("sha256", secret).update('1700000000.{"a":1}').digest("hex");
+      expect(signPayload("whsec_x", '{"a":1}', 1700000000)).toBe(`t=1700000000,v1=${mac("whsec_x")}`);
+      expect(signPayload(["whsec_new", "whsec_old"], '{"a":1}', 1700000000)).toBe(`t=1700000000,v1=${mac("whsec_new")},v1=${mac("whsec_old")}`);
     });
   });
 }

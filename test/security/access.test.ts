@@ -79,6 +79,8 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "PUT /api/webhook": () => ({ api: "/api/webhook", json: { url: "https://hooks.example.com/x" } }),
   "DELETE /api/webhook": () => ({ api: "/api/webhook" }),
   "POST /api/webhook/deliveries/:id/resend": (v) => ({ api: `/api/webhook/deliveries/${v.deliveryId}/resend` }),
+  "POST /api/webhook/test": () => ({ api: "/api/webhook/test" }),
+  "POST /api/webhook/rotate-secret": () => ({ api: "/api/webhook/rotate-secret" }),
 
   "GET /portal": () => ({ portal: "/portal" }),
   "POST /logout": () => ({ portal: "/logout" }),
@@ -104,6 +106,9 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "POST /portal/notifications/read": () => ({ portal: "/portal/notifications/read" }),
   "POST /portal/settings/webhook": () => ({ portal: "/portal/settings/webhook", form: { url: "https://hooks.example.com/x" } }),
   "POST /portal/settings/webhook/deliveries/:id/resend": (v) => ({ portal: `/portal/settings/webhook/deliveries/${v.deliveryId}/resend` }),
+  "POST /portal/settings/webhook/test": () => ({ portal: "/portal/settings/webhook/test" }),
+  "POST /portal/settings/webhook/rotate-secret": () => ({ portal: "/portal/settings/webhook/rotate-secret" }),
+  "POST /portal/settings/webhook/delete": () => ({ portal: "/portal/settings/webhook/delete" }),
 
   "GET /admin/compliance": () => ({ admin: "/admin/compliance" }),
   "GET /admin/compliance.csv": () => ({ admin: "/admin/compliance.csv" }),

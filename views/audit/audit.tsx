@@ -1,25 +1,31 @@
 /** @jsxImportSource @kitajs/html */
-import { escape, formatDate, paths } from "../components.tsx";
+import { escape, paths, Time } from "../components.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 
+/** An audit event as people read it: a sentence, the key's name, the actor's email. */
 export interface AuditRow {
   id: string;
   action: string;
+  summary: string;
+  /** Who: an email, a key's name, "the command line". */
   actor: string;
-  keyId: string | null;
+  key: { id: string; name: string; display: string } | null;
   ip: string | null;
+  /** The raw record, behind a details toggle. */
   changes: Record<string, unknown>;
   createdAt: string;
 }
 
-export function AuditPage(props: {
+export interface AuditPageProps {
   session: PageSession;
   events: AuditRow[];
   filters: { action?: string; keyId?: string };
   actions: string[];
-  keys: { id: string; name: string }[];
+  keys: { id: string; name: string; display: string }[];
   nextCursor: string | null;
-}) {
+}
+
+export function AuditPage(props: AuditPageProps) {
   const f = props.filters;
   const next = props.nextCursor
     ? `${paths.audit}?${new URLSearchParams({ ...(f.action ? { action: f.action } : {}), ...(f.keyId ? { keyId: f.keyId } : {}), cursor: props.nextCursor }).toString()}`
@@ -42,7 +48,7 @@ export function AuditPage(props: {
           <option value="">all</option>
           {props.keys.map((k) => (
             <option value={k.id} selected={f.keyId === k.id} safe>
-              {`${k.name} (${k.id})`}
+              {`${k.name} (${k.display})`}
             </option>
           ))}
         </select>
@@ -53,24 +59,29 @@ export function AuditPage(props: {
           <thead>
             <tr>
               <th scope="col">When</th>
-              <th scope="col">Action</th>
+              <th scope="col">What</th>
               <th scope="col">Key</th>
-              <th scope="col">Actor</th>
+              <th scope="col">Who</th>
               <th scope="col">IP</th>
-              <th scope="col">Changes</th>
             </tr>
           </thead>
           <tbody>
             {props.events.map((e) => (
               <tr>
-                <td safe>{formatDate(e.createdAt)}</td>
-                <td>
-                  <code safe>{e.action}</code>
+                <td class="when">
+                  <Time iso={e.createdAt} />
                 </td>
                 <td>
-                  {e.keyId ? (
-                    <a href={paths.key(e.keyId)} safe>
-                      {e.keyId}
+                  <span safe>{e.summary}</span>
+                  <details class="raw">
+                    <summary safe>{e.action}</summary>
+                    <pre class="changes">{escape(JSON.stringify({ id: e.id, keyId: e.key?.id ?? null, ...e.changes }, null, 2))}</pre>
+                  </details>
+                </td>
+                <td>
+                  {e.key ? (
+                    <a href={paths.key(e.key.id)}>
+                      <span safe>{e.key.name}</span> <code safe>{e.key.display}</code>
                     </a>
                   ) : (
                     "—"
@@ -78,9 +89,6 @@ export function AuditPage(props: {
                 </td>
                 <td safe>{e.actor}</td>
                 <td safe>{e.ip ?? "—"}</td>
-                <td>
-                  <code class="changes">{Object.keys(e.changes).length ? escape(JSON.stringify(e.changes)) : ""}</code>
-                </td>
               </tr>
             ))}
           </tbody>

@@ -1,8 +1,9 @@
 /** @jsxImportSource @kitajs/html */
+import type { Children } from "@kitajs/html";
 import type { KeyView } from "../../src/keys/model.ts";
 import type { UsageReport } from "../../src/usage/queries.ts";
 import { UsagePanel } from "../usage/panel.tsx";
-import { CsrfField, escape, formatCount, formatDate, paths } from "../components.tsx";
+import { CsrfField, escape, formatCount, paths, Time } from "../components.tsx";
 import { EditKeyForm, SecretPanel, StatusBadge, type KeyFormState } from "./keys.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 import { RotationPanel, type RotationPanelProps } from "../rotation/rotations.tsx";
@@ -14,9 +15,23 @@ export interface KeyDetailProps {
   edit: KeyFormState;
   scopes: { name: string; description: string }[];
   rolled?: { secret: string };
+  /** The key that replaced this one, and the one it replaced (a roll or rotation). */
+  replacedBy?: Pick<KeyView, "id" | "name" | "display"> | null;
+  replaces?: Pick<KeyView, "id" | "name" | "display"> | null;
+  /** The account's default grace (its rotation policy), preselected for a roll. */
+  defaultGraceHours: number;
   now: number;
   /** The rotation panel's data (views/rotations.tsx), rendered below the usage. */
   rotation?: RotationPanelProps;
+}
+
+/** Another key by its name and masked form, linked to its page. */
+function KeyLink(props: { k: Pick<KeyView, "id" | "name" | "display"> }) {
+  return (
+    <a href={paths.key(props.k.id)}>
+      <span safe>{props.k.name}</span> <code safe>{props.k.display}</code>
+    </a>
+  );
 }
 
 /** Revoking is open to an active key and to one in a roll's grace period (ending it early). */
@@ -28,6 +43,16 @@ function RevokeForm(props: { k: KeyView; csrf: string }) {
         Revoke key
       </button>
     </form>
+  );
+}
+
+/** The destructive action, last on the page and set apart from Roll. */
+function DangerZone(props: { children?: Children }) {
+  return (
+    <section class="card actions danger-zone" aria-labelledby="danger-zone-title">
+      <h2 id="danger-zone-title">Danger zone</h2>
+      {props.children}
+    </section>
   );
 }
 
@@ -62,18 +87,32 @@ export function KeyDetailPage(props: KeyDetailProps) {
           <dt>IP allowlist</dt>
           <dd>{k.ipAllowlist.length ? escape(k.ipAllowlist.join(", ")) : "any address"}</dd>
           <dt>Expires</dt>
-          <dd safe>{formatDate(k.expiresAt)}</dd>
+          <dd>
+            <Time iso={k.expiresAt} />
+          </dd>
           <dt>Created</dt>
-          <dd safe>{formatDate(k.createdAt)}</dd>
+          <dd>
+            <Time iso={k.createdAt} />
+          </dd>
           <dt>Last used</dt>
-          <dd safe>{formatDate(k.lastUsedAt)}</dd>
-          {k.replacedBy ? (
+          <dd>
+            <Time iso={k.lastUsedAt} />
+          </dd>
+          {props.replacedBy ? (
             <>
               <dt>Replaced by</dt>
               <dd>
-                <a href={paths.key(k.replacedBy)} safe>
-                  {k.replacedBy}
-                </a>
+                <KeyLink k={props.replacedBy} />
+              </dd>
+            </>
+          ) : (
+            ""
+          )}
+          {props.replaces ? (
+            <>
+              <dt>Replaces</dt>
+              <dd>
+                <KeyLink k={props.replaces} />
               </dd>
             </>
           ) : (
@@ -87,29 +126,33 @@ export function KeyDetailPage(props: KeyDetailProps) {
         <>
           <EditKeyForm k={k} state={props.edit} scopes={props.scopes} csrf={props.session.csrfToken} />
           <section class="card actions">
-            <h2>Roll or revoke</h2>
+            <h2>Roll</h2>
+            <p>Rolling makes a new key now; this one keeps working for the grace period you choose, so your integration can switch over.</p>
             <form method="post" action={paths.keyRoll(k.id)} hx-confirm="Roll this key? A new key is made now; this one keeps working only for the grace period.">
               <CsrfField token={props.session.csrfToken} />
               <label for="f-grace">Grace period for the current key</label>
               <select id="f-grace" name="gracePeriodHours">
-                <option value="0">none: stop it now</option>
-                <option value="1">1 hour</option>
-                <option value="24" selected>
-                  24 hours
-                </option>
-                <option value="72">72 hours</option>
+                {[...new Set([0, 1, 24, 72, props.defaultGraceHours])]
+                  .sort((a, b) => a - b)
+                  .map((hours) => (
+                    <option value={String(hours)} selected={hours === props.defaultGraceHours} safe>
+                      {hours === 0 ? "none: stop it now" : `${hours} ${hours === 1 ? "hour" : "hours"}${hours === props.defaultGraceHours ? " (policy default)" : ""}`}
+                    </option>
+                  ))}
               </select>
               <button type="submit">Roll key</button>
             </form>
-            <RevokeForm k={k} csrf={props.session.csrfToken} />
           </section>
+          <DangerZone>
+            <p>Revoking stops this key at once: every request with it fails from the next one on. It cannot be undone.</p>
+            <RevokeForm k={k} csrf={props.session.csrfToken} />
+          </DangerZone>
         </>
       ) : k.status === "expiring" ? (
-        <section class="card actions">
-          <h2>Revoke</h2>
-          <p>This key was rolled and works until its grace period ends. Revoke it to stop it now, for example if it leaked.</p>
+        <DangerZone>
+          <p>This key was rolled and works until its grace period ends. Revoke it to stop it now, for example if it leaked. It cannot be undone.</p>
           <RevokeForm k={k} csrf={props.session.csrfToken} />
-        </section>
+        </DangerZone>
       ) : (
         ""
       )}

@@ -1,7 +1,7 @@
 /** @jsxImportSource @kitajs/html */
 import type { KeyView } from "../../src/keys/model.ts";
 import type { FieldError } from "../../src/errors.ts";
-import { Badge, CsrfField, Field, errorFor, formatCount, formatDate, paths, timeLeft } from "../components.tsx";
+import { Badge, CsrfField, Field, errorFor, formatCount, paths, timeLeft, Time } from "../components.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 
 export interface KeyFormValues {
@@ -16,7 +16,27 @@ export interface KeyFormValues {
 
 export interface KeyFormState {
   values: KeyFormValues;
+  /** Each beside its field. */
   errors?: FieldError[];
+  /** A refusal of the whole form (the key limit), at its top. */
+  message?: string;
+}
+
+/** What stands at the top of a refused form: its own message, or a pointer to the fields. */
+function FormRefusal(props: { state: KeyFormState; fields: string }) {
+  if (props.state.message) {
+    return (
+      <p class="form-error" role="alert" safe>
+        {props.state.message}
+      </p>
+    );
+  }
+  if (!props.state.errors?.length) return "";
+  return (
+    <p class="form-error" role="alert" safe>
+      {props.fields}
+    </p>
+  );
 }
 
 export function StatusBadge(props: { k: KeyView; now: number }) {
@@ -123,13 +143,7 @@ export function CreateKeyForm(props: { state: KeyFormState; scopes: { name: stri
   return (
     <form id="create-key" method="post" action={paths.keys} hx-post={paths.keys} hx-target="#keys-section" hx-swap="outerHTML" class="card">
       <h2>Create a key</h2>
-      {props.state.errors?.length ? (
-        <p class="form-error" role="alert">
-          The key was not created: see the fields marked below.
-        </p>
-      ) : (
-        ""
-      )}
+      <FormRefusal state={props.state} fields="The key was not created: see the fields marked below." />
       <CsrfField token={props.csrf} />
       <KeyFields state={props.state} scopes={props.scopes} create />
       <button type="submit">Create key</button>
@@ -141,13 +155,7 @@ export function EditKeyForm(props: { k: KeyView; state: KeyFormState; scopes: { 
   return (
     <form id="edit-key" method="post" action={paths.key(props.k.id)} class="card">
       <h2>Edit</h2>
-      {props.state.errors?.length ? (
-        <p class="form-error" role="alert">
-          Nothing was changed: see the fields marked below.
-        </p>
-      ) : (
-        ""
-      )}
+      <FormRefusal state={props.state} fields="Nothing was changed: see the fields marked below." />
       <CsrfField token={props.csrf} />
       <KeyFields state={props.state} scopes={props.scopes} create={false} />
       <button type="submit">Save changes</button>
@@ -199,7 +207,9 @@ export function KeyTable(props: { keys: KeyView[]; perKeyMonth: Record<string, n
             <td>
               <StatusBadge k={k} now={props.now} />
             </td>
-            <td safe>{formatDate(k.lastUsedAt)}</td>
+            <td class="when">
+              <Time iso={k.lastUsedAt} />
+            </td>
             <td safe>{formatCount(props.perKeyMonth[k.id] ?? 0)}</td>
           </tr>
         ))}
@@ -208,8 +218,87 @@ export function KeyTable(props: { keys: KeyView[]; perKeyMonth: Record<string, n
   );
 }
 
+/** The list's filters as the page's GET form sends them. */
+export interface KeySearchValues {
+  q: string;
+  status: string;
+  environment: string;
+  revoked: boolean;
+}
+
+/** Search by name, status and environment; revoked keys shown only when asked for. */
+function KeyFilters(props: { search: KeySearchValues; total: number }) {
+  const s = props.search;
+  const option = (value: string, label: string, current: string) => (
+    <option value={value} selected={current === value} safe>
+      {label}
+    </option>
+  );
+  return (
+    <form method="get" action={paths.keys} class="filters card" role="search">
+      <label for="k-q">Name</label>
+      <input id="k-q" name="q" type="search" value={s.q} placeholder="search" />
+      <label for="k-status">Status</label>
+      <select id="k-status" name="status">
+        {option("", "not revoked", s.status)}
+        {option("active", "active", s.status)}
+        {option("expiring", "expiring", s.status)}
+        {option("expired", "expired", s.status)}
+        {option("revoked", "revoked", s.status)}
+      </select>
+      <label for="k-env">Environment</label>
+      <select id="k-env" name="environment">
+        {option("", "all", s.environment)}
+        {option("live", "live", s.environment)}
+        {option("test", "test", s.environment)}
+      </select>
+      <label class="check">
+        <input type="checkbox" name="revoked" value="1" checked={s.revoked} /> show revoked
+      </label>
+      <button type="submit">Filter</button>
+      <span class="muted" safe>
+        {`${props.total} ${props.total === 1 ? "key" : "keys"}`}
+      </span>
+    </form>
+  );
+}
+
+/** Links to the other pages of the list, keeping the filters. */
+function KeyPages(props: { search: KeySearchValues; page: number; pages: number }) {
+  if (props.pages <= 1) return "";
+  const s = props.search;
+  const href = (page: number) =>
+    `${paths.keys}?${new URLSearchParams({ ...(s.q ? { q: s.q } : {}), ...(s.status ? { status: s.status } : {}), ...(s.environment ? { environment: s.environment } : {}), ...(s.revoked ? { revoked: "1" } : {}), page: String(page) }).toString()}`;
+  return (
+    <nav class="pages" aria-label="Pages">
+      {props.page > 1 ? (
+        <a href={href(props.page - 1)} rel="prev">
+          ← Newer
+        </a>
+      ) : (
+        ""
+      )}
+      <span safe>{`Page ${props.page} of ${props.pages}`}</span>
+      {props.page < props.pages ? (
+        <a href={href(props.page + 1)} rel="next">
+          Older →
+        </a>
+      ) : (
+        ""
+      )}
+    </nav>
+  );
+}
+
 export interface KeysSectionProps {
   keys: KeyView[];
+  /** How many keys the filters match, and which page of them this is. */
+  total: number;
+  page: number;
+  pages: number;
+  search: KeySearchValues;
+  /** Whether the account has any key at all (an empty search is not an empty account). */
+  anyKeys: boolean;
   perKeyMonth: Record<string, number>;
   form: KeyFormState;
   scopes: { name: string; description: string }[];
@@ -225,7 +314,15 @@ export function KeysSection(props: KeysSectionProps) {
   return (
     <div id="keys-section">
       {props.created ? <SecretPanel secret={props.created.secret} title={`Key "${props.created.key.name}" created`} /> : ""}
-      {props.keys.length ? <KeyTable keys={props.keys} perKeyMonth={props.perKeyMonth} now={props.now} /> : <EmptyKeys origin={props.origin} prefix={props.prefix} />}
+      {props.anyKeys ? <KeyFilters search={props.search} total={props.total} /> : ""}
+      {props.keys.length ? (
+        <KeyTable keys={props.keys} perKeyMonth={props.perKeyMonth} now={props.now} />
+      ) : props.anyKeys ? (
+        <p class="card muted">No key matches these filters.</p>
+      ) : (
+        <EmptyKeys origin={props.origin} prefix={props.prefix} />
+      )}
+      <KeyPages search={props.search} page={props.page} pages={props.pages} />
       <CreateKeyForm state={props.form} scopes={props.scopes} csrf={props.csrf} />
     </div>
   );

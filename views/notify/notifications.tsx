@@ -1,5 +1,5 @@
 /** @jsxImportSource @kitajs/html */
-import { CsrfField, formatDate, paths } from "../components.tsx";
+import { CsrfField, paths, Time } from "../components.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 
 const LABELS: Record<string, string> = {
@@ -13,10 +13,17 @@ const LABELS: Record<string, string> = {
   "usage.quota_warning": "Quota nearly used",
 };
 
-export function NotificationsPage(props: {
-  session: PageSession;
-  items: { id: string; event: string; keyId: string | null; data: Record<string, unknown>; createdAt: string; readAt: string | null }[];
-}) {
+/** A notification as people read it: the key's name and masked form rather than its id. */
+export interface NotificationItem {
+  id: string;
+  event: string;
+  key: { id: string; name: string; display: string } | null;
+  data: Record<string, unknown>;
+  createdAt: string;
+  readAt: string | null;
+}
+
+export function NotificationsPage(props: { session: PageSession; items: NotificationItem[] }) {
   return (
     <Layout title="Notifications" session={props.session} active="notifications">
       <h1>Notifications</h1>
@@ -32,12 +39,14 @@ export function NotificationsPage(props: {
         <ul class="notifications card">
           {props.items.map((n) => (
             <li class={n.readAt ? "read" : "unread"}>
-              <strong safe>{LABELS[n.event] ?? n.event}</strong> <span class="muted" safe>{formatDate(n.createdAt)}</span>
-              {n.keyId ? (
+              <strong safe>{LABELS[n.event] ?? n.event}</strong> <span class="muted">
+                <Time iso={n.createdAt} />
+              </span>
+              {n.key ? (
                 <>
                   {" · "}
-                  <a href={paths.key(n.keyId)} safe>
-                    {n.keyId}
+                  <a href={paths.key(n.key.id)}>
+                    <span safe>{n.key.name}</span> <code safe>{n.key.display}</code>
                   </a>
                 </>
               ) : (

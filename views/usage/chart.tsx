@@ -1,5 +1,5 @@
 /** @jsxImportSource @kitajs/html */
-import { formatCount } from "../components.tsx";
+import { TableScroll, formatCount } from "../components.tsx";
 
 export interface ChartDay {
   day: string;
@@ -9,7 +9,7 @@ export interface ChartDay {
 
 const W = 720;
 const H = 220;
-const PAD = { left: 48, right: 12, top: 12, bottom: 28 };
+const PAD = { left: 56, right: 12, top: 12, bottom: 28 };
 
 /**
  * A round axis maximum (1, 2 or 5 times a power of ten, or 4) whose half, the middle grid
@@ -24,8 +24,10 @@ function niceMax(n: number): number {
 
 /**
  * Daily successes and errors as stacked bars, rendered on the server as SVG (no JS). The SVG
- * has a title and description, and the same numbers follow in a table for screen readers
- * and for copying.
+ * has a title and description, an HTML legend (colours from app.css classes, no inline
+ * style) names the two series, and the same numbers follow in a table for screen readers
+ * and for copying. On a narrow screen the SVG keeps a readable minimum width and scrolls
+ * sideways inside .chart-scroll instead of shrinking.
  */
 export function UsageChart(props: { id: string; title: string; days: ChartDay[] }) {
   const max = niceMax(Math.max(0, ...props.days.map((d) => d.successes + d.errors)));
@@ -38,63 +40,75 @@ export function UsageChart(props: { id: string; title: string; days: ChartDay[] 
   const total = props.days.reduce((n, d) => n + d.successes + d.errors, 0);
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-labelledby={`${props.id}-title ${props.id}-desc`} class="usage-chart">
-        <title id={`${props.id}-title`} safe>
-          {props.title}
-        </title>
-        <desc id={`${props.id}-desc`} safe>
-          {`${formatCount(total)} requests from ${props.days[0]?.day ?? ""} to ${props.days.at(-1)?.day ?? ""}; successes in blue, errors in red.`}
-        </desc>
-        {[0, 0.5, 1].map((f) => (
-          <g>
-            <line x1={PAD.left} x2={W - PAD.right} y1={y(max * f)} y2={y(max * f)} class="grid" />
-            <text x={PAD.left - 6} y={y(max * f) + 4} text-anchor="end" class="axis" safe>
-              {formatCount(max * f)}
-            </text>
-          </g>
-        ))}
-        {props.days.map((d, i) => {
-          const x = PAD.left + i * slot + (slot - barW) / 2;
-          const ok = y(d.successes);
-          const errTop = y(d.successes + d.errors);
-          return (
+      <figcaption class="chart-legend">
+        <span class="legend-item">
+          <span class="swatch swatch-ok" aria-hidden="true"></span>Successes
+        </span>
+        <span class="legend-item">
+          <span class="swatch swatch-err" aria-hidden="true"></span>Errors
+        </span>
+      </figcaption>
+      <div class="chart-scroll">
+        <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-labelledby={`${props.id}-title ${props.id}-desc`} class="usage-chart">
+          <title id={`${props.id}-title`} safe>
+            {props.title}
+          </title>
+          <desc id={`${props.id}-desc`} safe>
+            {`${formatCount(total)} requests from ${props.days[0]?.day ?? ""} to ${props.days.at(-1)?.day ?? ""}; successes in blue, errors in red.`}
+          </desc>
+          {[0, 0.5, 1].map((f) => (
             <g>
-              <rect x={x} y={ok} width={barW} height={PAD.top + plotH - ok} class="bar-ok" />
-              <rect x={x} y={errTop} width={barW} height={ok - errTop} class="bar-err" />
-              {i % labelEvery === 0 ? (
-                <text x={x + barW / 2} y={H - 8} text-anchor="middle" class="axis" safe>
-                  {d.day.slice(5)}
-                </text>
-              ) : (
-                ""
-              )}
+              <line x1={PAD.left} x2={W - PAD.right} y1={y(max * f)} y2={y(max * f)} class="grid" />
+              <text x={PAD.left - 6} y={y(max * f) + 4} text-anchor="end" class="axis" safe>
+                {formatCount(max * f)}
+              </text>
             </g>
-          );
-        })}
-      </svg>
+          ))}
+          {props.days.map((d, i) => {
+            const x = PAD.left + i * slot + (slot - barW) / 2;
+            const ok = y(d.successes);
+            const errTop = y(d.successes + d.errors);
+            return (
+              <g>
+                <rect x={x} y={ok} width={barW} height={PAD.top + plotH - ok} class="bar-ok" />
+                <rect x={x} y={errTop} width={barW} height={ok - errTop} class="bar-err" />
+                {i % labelEvery === 0 ? (
+                  <text x={x + barW / 2} y={H - 8} text-anchor="middle" class="axis" safe>
+                    {d.day.slice(5)}
+                  </text>
+                ) : (
+                  ""
+                )}
+              </g>
+            );
+          })}
+        </svg>
+      </div>
       <details class="chart-data">
         <summary>Data table</summary>
-        <table>
-          <caption safe>{props.title}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Day (UTC)</th>
-              <th scope="col">Successes</th>
-              <th scope="col">Errors</th>
-            </tr>
-          </thead>
-          <tbody>
-            {props.days.map((d) => (
+        <TableScroll>
+          <table>
+            <caption safe>{props.title}</caption>
+            <thead>
               <tr>
-                <th scope="row" safe>
-                  {d.day}
-                </th>
-                <td safe>{formatCount(d.successes)}</td>
-                <td safe>{formatCount(d.errors)}</td>
+                <th scope="col">Day (UTC)</th>
+                <th scope="col">Successes</th>
+                <th scope="col">Errors</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {props.days.map((d) => (
+                <tr>
+                  <th scope="row" safe>
+                    {d.day}
+                  </th>
+                  <td safe>{formatCount(d.successes)}</td>
+                  <td safe>{formatCount(d.errors)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableScroll>
       </details>
     </figure>
   );

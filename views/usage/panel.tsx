@@ -2,7 +2,7 @@
 import type { KeyView } from "../../src/keys/model.ts";
 import { USAGE_RANGES, type UsageReport } from "../../src/usage/model.ts";
 import { UsageChart } from "./chart.tsx";
-import { formatCount, paths } from "../components.tsx";
+import { TableScroll, formatCount, paths } from "../components.tsx";
 
 function ms(v: number | null): string {
   return v === null ? "—" : `${v} ms`;
@@ -52,26 +52,28 @@ export function UsagePanel(props: { k: KeyView; usage: UsageReport }) {
       <UsageChart id={`usage-${props.k.id}`} title={`Daily requests of ${props.k.name}, last ${u.days} days`} days={u.daily} />
       <h3>Top endpoints</h3>
       {u.topEndpoints.length ? (
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Endpoint</th>
-              <th scope="col">Requests</th>
-              <th scope="col">Errors</th>
-            </tr>
-          </thead>
-          <tbody>
-            {u.topEndpoints.map((e) => (
+        <TableScroll>
+          <table>
+            <thead>
               <tr>
-                <td>
-                  <code safe>{e.endpoint}</code>
-                </td>
-                <td safe>{formatCount(e.requests)}</td>
-                <td safe>{formatCount(e.errors)}</td>
+                <th scope="col">Endpoint</th>
+                <th scope="col">Requests</th>
+                <th scope="col">Errors</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {u.topEndpoints.map((e) => (
+                <tr>
+                  <td>
+                    <code safe>{e.endpoint}</code>
+                  </td>
+                  <td safe>{formatCount(e.requests)}</td>
+                  <td safe>{formatCount(e.errors)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableScroll>
       ) : (
         <p class="muted">No requests in this range yet.</p>
       )}

@@ -1,0 +1,139 @@
+import { inArray } from "drizzle-orm";
+import type { Deps } from "../deps.ts";
+import { accounts } from "../accounts/accounts.sql.ts";
+import type { Session } from "../accounts/sessions.ts";
+import { listKeys } from "../keys/service.ts";
+import type { KeyView } from "../keys/model.ts";
+import { pageSession } from "../portal/page.ts";
+import type { AuditPageProps, AuditRow } from "../../views/audit/audit.tsx";
+import type { AuditEventView } from "./model.ts";
+import { auditActions, listAuditEvents } from "./service.ts";
+import { DomainError } from "../errors.ts";
+
+type KeyName = Pick<KeyView, "id" | "name" | "display">;
+
+const when = (iso: unknown) => (typeof iso === "string" ? iso.replace("T", " ").slice(0, 16) + " UTC" : "");
+const quoted = (s: unknown) => `“${String(s)}”`;
+
+/** A change's value for people: a list joined, null as "none", text quoted. */
+function value(v: unknown): string {
+  if (v === null || v === undefined) return "none";
+  if (Array.isArray(v)) return v.length ? v.join(", ") : "none";
+  if (typeof v === "string") return /^\d{4}-\d{2}-\d{2}T/.test(v) ? when(v) : quoted(v);
+  return String(v);
+}
+
+const FIELD_NAMES: Record<string, string> = {
+  name: "name",
+  scopes: "scopes",
+  rateLimit: "rate limit",
+  ipAllowlist: "IP allowlist",
+  expiresAt: "expiry",
+  monthlyQuota: "monthly quota",
+  status: "status",
+};
+
+/**
+ * One sentence for an audit event, in words and names (ids stay in the details). `key`
+ * names the keys the event's changes refer to.
+ */
+export function describeEvent(e: Pick<AuditEventView, "action" | "changes">, key: (id: unknown) => string): string {
+  const c = e.changes as Record<string, unknown>;
+  switch (e.action) {
+    case "account.created":
+      return c.operator ? "Account created, as an operator" : "Account created";
+    case "account.login":
+      return "Signed in";
+    case "account.login_failed":
+      return "Failed sign-in";
+    case "account.password_changed":
+      return "Password changed; other sessions signed out";
+    case "key.created":
+      if (c.rolledFrom) return `Key ${quoted(c.name)} created by rolling ${key(c.rolledFrom)}`;
+      if (c.rotatedFrom) return `Key ${quoted(c.name)} created by rotating ${key(c.rotatedFrom)}`;
+      return `Key ${quoted(c.name)} created`;
+    case "key.updated": {
+      const parts = Object.entries(c).map(([field, ch]) => {
+        const { from, to } = (ch ?? {}) as { from?: unknown; to?: unknown };
+        return `${FIELD_NAMES[field] ?? field} ${value(from)} → ${value(to)}`;
+      });
+      return parts.length ? `Changed ${parts.join("; ")}` : "Changed";
+    }
+    case "key.revoked":
+      return "Key revoked";
+    case "key.rolled":
+      return c.graceEndsAt ? `Rolled: replaced by ${key(c.replacedBy)}; works until ${when(c.graceEndsAt)}` : `Rolled: replaced by ${key(c.replacedBy)} and revoked at once`;
+    case "rotation.scheduled":
+      return c.at ? `Rotation scheduled for ${when(c.at)}${c.reason ? ` (${c.reason})` : ""}` : `Rotation scheduled${c.reason ? ` (${c.reason})` : ""}`;
+    case "rotation.started":
+      return `Rotation started: replaced by ${key(c.newKeyId)}${c.graceEndsAt ? `; works until ${when(c.graceEndsAt)}` : ""}`;
+    case "rotation.completed":
+      return "Rotation completed: the old key is revoked";
+    case "rotation.cancelled":
+      return "Rotation cancelled";
+    case "rotation.failed":
+      return `Rotation failed${c.failure ? `: ${c.failure}` : ""}`;
+    case "rotation.emergency":
+      return `Emergency rotation${c.reason ? ` (${c.reason})` : ""}, ${c.gracePeriodHours ? `grace ${c.gracePeriodHours} h` : "old key revoked at once"}`;
+    case "rotation.secret_revealed":
+      return "The new key's secret was revealed";
+    case "rotation.policy_changed":
+      return `Rotation policy: maximum key age ${c.maxKeyAgeDays ? `${c.maxKeyAgeDays} days` : "off"}, grace ${c.defaultGraceHours} h, emergency grace ${c.emergencyGraceHours} h`;
+    case "webhook.set":
+      return `Webhook set to ${String(c.url ?? "")}${c.allowPrivate ? " (private targets allowed)" : ""}${Array.isArray(c.events) ? `, for ${c.events.join(", ")}` : ""}`;
+    case "webhook.deleted":
+      return "Webhook removed";
+    case "webhook.secret_rotated":
+      return `Webhook signing secret rotated; the previous one is valid until ${when(c.previousSecretExpiresAt)}`;
+    default:
+      return e.action.replace(/[._]/g, " ");
+  }
+}
+
+/** Who did it, for people: an account's email, a key's name, the CLI, Keyport itself. */
+async function actorNames(deps: Deps, events: AuditEventView[], keys: Map<string, KeyName>): Promise<(actor: string) => string> {
+  const accountIds = [...new Set(events.map((e) => e.actor).filter((a) => a.startsWith("account:")).map((a) => a.slice("account:".length)))];
+  const rows = accountIds.length ? await deps.db.select({ id: accounts.id, email: accounts.email }).from(accounts).where(inArray(accounts.id, accountIds)) : [];
+  const emails = new Map(rows.map((r) => [r.id, r.email]));
+  return (actor) => {
+    if (actor.startsWith("account:")) return emails.get(actor.slice(8)) ?? "a deleted account";
+    if (actor.startsWith("key:")) {
+      const k = keys.get(actor.slice(4));
+      return k ? `key ${quoted(k.name)} (${k.display})` : "an API key";
+    }
+    if (actor === "cli") return "the command line";
+    if (actor === "system") return "Keyport (scheduled)";
+    return actor;
+  };
+}
+
+/** The audit page: events in words, with the key's name and the actor's email. */
+export async function auditPageModel(deps: Deps, s: Session, q: { action?: string; keyId?: string; cursor?: string }): Promise<AuditPageProps> {
+  const filters = { action: q.action || undefined, keyId: q.keyId || undefined };
+  let page: Awaited<ReturnType<typeof listAuditEvents>>;
+  try {
+    page = await listAuditEvents(deps.db, s.accountId, { ...filters, cursor: q.cursor || undefined });
+  } catch (err) {
+    // A cursor this page did not give: the first page.
+    if (!(err instanceof DomainError)) throw err;
+    page = await listAuditEvents(deps.db, s.accountId, filters);
+  }
+  const [actions, allKeys, session] = await Promise.all([auditActions(deps.db, s.accountId), listKeys(deps, s.accountId), pageSession(deps, s)]);
+  const keys = new Map<string, KeyName>(allKeys.map((k) => [k.id, k]));
+  const actor = await actorNames(deps, page.data, keys);
+  const keyLabel = (id: unknown) => {
+    const k = typeof id === "string" ? keys.get(id) : undefined;
+    return k ? `${quoted(k.name)} (${k.display})` : "another key";
+  };
+  const events: AuditRow[] = page.data.map((e) => ({
+    id: e.id,
+    createdAt: e.createdAt,
+    action: e.action,
+    summary: describeEvent(e, keyLabel),
+    key: e.keyId ? (keys.get(e.keyId) ?? null) : null,
+    actor: actor(e.actor),
+    ip: e.ip,
+    changes: e.changes,
+  }));
+  return { session, events, filters, actions, keys: allKeys.map((k) => ({ id: k.id, name: k.name, display: k.display })), nextCursor: page.nextCursor };
+}
