@@ -390,6 +390,20 @@ function keyRef(raw: string, prefix: string, m: Mistakes): { id: string } | { ha
   return void m.value("key", `expected a key id (key_…) or a key (${prefix}_live_… / ${prefix}_test_…)`);
 }
 
+/**
+ * A command on the key named by its id or by the key itself. The key's prefix is
+ * configuration, read after the command line is checked: the key's format is checked when
+ * the command runs.
+ */
+function withKeyArgument(raw: string, work: (deps: OwnedDeps, owner: Awaited<ReturnType<typeof findKey>>) => Promise<number>) {
+  return async (config: Config) => {
+    const later = new Mistakes();
+    const ref = keyRef(raw, config.keyPrefix, later);
+    later.check();
+    return withDeps(config, async (deps) => work(deps, await findKey(deps, ref!)));
+  };
+}
+
 async function findKey(deps: OwnedDeps, ref: { id: string } | { hash: string }) {
   const owner = await findKeyOwner(deps, ref);
   if (!owner) throw notFound("key");
@@ -402,25 +416,15 @@ function keyArgument(positionals: string[], m: Mistakes): string {
   return positionals[0] ?? "";
 }
 
-/**
- * The key's prefix is configuration, read after the command line is checked: the key's
- * format is checked when the command runs.
- */
 function keyRevoke(args: string[], m: Mistakes) {
   const { values, positionals } = parseFlags(args, { json: "boolean" }, m, 1);
   const raw = keyArgument(positionals, m);
-  return async (config: Config) => {
-    const later = new Mistakes();
-    const ref = keyRef(raw, config.keyPrefix, later);
-    later.check();
-    return withDeps(config, async (deps) => {
-      const owner = await findKey(deps, ref!);
-      const key = await revokeKey(deps, owner.accountId, owner.id, cliActor);
-      if (values.json) json(key);
-      else console.log(`${key.id} revoked`);
-      return 0;
-    });
-  };
+  return withKeyArgument(raw, async (deps, owner) => {
+    const key = await revokeKey(deps, owner.accountId, owner.id, cliActor);
+    if (values.json) json(key);
+    else console.log(`${key.id} revoked`);
+    return 0;
+  });
 }
 
 function keyRoll(args: string[], m: Mistakes) {
@@ -428,22 +432,16 @@ function keyRoll(args: string[], m: Mistakes) {
   const gracePeriodHours = numberFlag(values, "grace", m, "a number of hours");
   const roll = m.parse(() => parseInput(rollKeySchema, { gracePeriodHours }, "roll"));
   const raw = keyArgument(positionals, m);
-  return async (config: Config) => {
-    const later = new Mistakes();
-    const ref = keyRef(raw, config.keyPrefix, later);
-    later.check();
-    return withDeps(config, async (deps) => {
-      const owner = await findKey(deps, ref!);
-      const { key, secret, previous } = await rollKey(deps, owner.accountId, owner.id, roll!, cliActor);
-      if (values.json) {
-        json({ ...key, secret, previous });
-      } else {
-        console.log(secret);
-        console.error(`created ${key.id} "${key.name}" replacing ${previous.id}, ${previous.graceEndsAt ? `which works until ${when(previous.graceEndsAt)}` : "revoked now"}`);
-      }
-      return 0;
-    });
-  };
+  return withKeyArgument(raw, async (deps, owner) => {
+    const { key, secret, previous } = await rollKey(deps, owner.accountId, owner.id, roll!, cliActor);
+    if (values.json) {
+      json({ ...key, secret, previous });
+    } else {
+      console.log(secret);
+      console.error(`created ${key.id} "${key.name}" replacing ${previous.id}, ${previous.graceEndsAt ? `which works until ${when(previous.graceEndsAt)}` : "revoked now"}`);
+    }
+    return 0;
+  });
 }
 
 /** Why a TCP connection to REDIS_URL's host fails: ioredis reports only "Connection is closed.". */

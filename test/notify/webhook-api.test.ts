@@ -9,25 +9,7 @@ import { deliverDue, listDeliveries, SECRET_OVERLAP_MS } from "../../src/notify/
 import { backends } from "../support/backends.ts";
 import { bearer, newAccount, newKey, problem } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
-
-interface Received {
-  headers: Headers;
-  body: string;
-}
-
-/** A webhook receiver on loopback that answers 200 to every delivery. */
-function receiver() {
-  const got: Received[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      got.push({ headers: req.headers, body: await req.text() });
-      return new Response("ok");
-    },
-  });
-  return { url: `http://127.0.0.1:${server.port}/hooks`, port: server.port, got, stop: () => server.stop(true) };
-}
+import { webhookReceiver } from "../support/receiver.ts";
 
 /** What a receiver does (Stripe's scheme): accept when any `v1` of the header is the HMAC with the secret it holds. */
 function verify(secret: string, header: string, body: string): boolean {
@@ -63,7 +45,7 @@ for (const backend of backends) {
       return { account: a, headers: bearer(secret) };
     }
     function listen() {
-      const r = receiver();
+      const r = webhookReceiver();
       stops.push(r.stop);
       return r;
     }

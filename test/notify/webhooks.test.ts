@@ -9,25 +9,7 @@ import { deliverDue, listDeliveries, resendDelivery, setWebhook, signPayload } f
 import { backends } from "../support/backends.ts";
 import { newAccount, newKey, rejection } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
-
-interface Received {
-  headers: Headers;
-  body: string;
-}
-
-/** A webhook receiver on loopback that answers with the statuses it is given, in order. */
-function receiver(statuses: number[]) {
-  const got: Received[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      got.push({ headers: req.headers, body: await req.text() });
-      return new Response("ok", { status: statuses.shift() ?? 200 });
-    },
-  });
-  return { url: `http://127.0.0.1:${server.port}/hooks`, got, stop: () => server.stop(true) };
-}
+import { webhookReceiver } from "../support/receiver.ts";
 
 function verify(secret: string, header: string, body: string): boolean {
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
@@ -45,7 +27,7 @@ for (const backend of backends) {
     afterAll(() => h.close());
 
     it("delivers a signed JSON event the receiver can verify", async () => {
-      const r = receiver([]);
+      const r = webhookReceiver([]);
       try {
         const a = await newAccount(h);
         const secret = (await setWebhook(h.deps, a.id, { url: r.url, allowPrivate: true }, cliActor, true)).secret!;
@@ -66,7 +48,7 @@ for (const backend of backends) {
     });
 
     it("retries after a 500 with backoff and delivers on the next attempt", async () => {
-      const r = receiver([500]);
+      const r = webhookReceiver([500]);
       try {
         const a = await newAccount(h);
         await setWebhook(h.deps, a.id, { url: r.url, allowPrivate: true }, cliActor, true);
@@ -84,7 +66,7 @@ for (const backend of backends) {
     });
 
     it("gives up after the 24-hour window, and a resend tries again", async () => {
-      const r = receiver(Array.from({ length: 100 }, () => 503));
+      const r = webhookReceiver(Array.from({ length: 100 }, () => 503));
       try {
         const a = await newAccount(h);
         await setWebhook(h.deps, a.id, { url: r.url, allowPrivate: true }, cliActor, true);
