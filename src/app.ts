@@ -7,7 +7,8 @@ import { errorPage } from "./portal/respond.ts";
 import { dataApiRoutes } from "./data-api/routes.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
-import { docsRoutes } from "./docs/api.ts";
+import { docsCatalog, docsRoutes } from "./docs/api.ts";
+import { docsPortal } from "./docs/portal.tsx";
 import { keysApi } from "./keys/api.ts";
 import { usageApi } from "./usage/api.ts";
 import { auditApi } from "./audit/api.ts";
@@ -31,11 +32,11 @@ export function createApp(deps: Deps) {
   // requests themselves, src/gateway/route.ts); the error hook covers every route.
   let server: () => Server<unknown> | null = () => null;
   const app = new Elysia()
-    .use(errorsPlugin(deps.log, errorPage))
+    .use(errorsPlugin(deps, errorPage))
     .use(dataApiRoutes({ deps, record, inflight, server: () => server() }))
     .use(observePlugin(record, inflight))
     .use(opsRoutes(deps))
-    .use(staticRoutes())
+    .use(staticRoutes(deps))
     .use(keysApi(deps))
     .use(usageApi(deps))
     .use(auditApi(deps))
@@ -49,8 +50,10 @@ export function createApp(deps: Deps) {
     .use(rotationPortal(deps))
     .use(notifyPortal(deps))
     .use(adminPortal(deps));
-  // The document describes the routes above: it is made from the app itself, once.
-  app.use(docsRoutes(app));
+  // The document describes the routes above: it is made from the app itself, once, and the
+  // reference pages are rendered from it (their try-it calls back into the app).
+  const catalog = docsCatalog(app);
+  app.use(docsRoutes(catalog)).use(docsPortal(deps, app, catalog));
   server = () => app.server;
   return Object.assign(app, { inflight });
 }

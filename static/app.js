@@ -1,4 +1,4 @@
-// Keyport's only script besides htmx: the copy button of a secret shown once, and local
+// Keyport's only script besides htmx: copy buttons (a secret shown once, code samples), and local
 // times. Loaded from /static so the Content-Security-Policy needs no inline script and no
 // eval. The pages work without it: times then read in UTC, as the server wrote them.
 
@@ -7,17 +7,46 @@ document.addEventListener("click", (event) => {
   if (!button) return;
   const source = document.getElementById(button.getAttribute("data-copy-target") || "");
   if (!source) return;
-  const text = source.textContent || "";
-  const done = () => {
-    button.textContent = "Copied";
+  const shown = source.textContent || "";
+  const done = (label) => {
+    button.textContent = label;
     setTimeout(() => (button.textContent = "Copy"), 2000);
   };
-  if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(done, () => selectText(source));
-  } else {
+  if (!navigator.clipboard || !window.isSecureContext) {
     selectText(source);
+    return;
   }
+  // A reference sample shows the sandbox key masked (kp_test_AbCd…wxyz); the copy holds the
+  // whole key, asked of the server for this session only when the button is pressed.
+  const mask = button.getAttribute("data-sandbox-mask");
+  const text = mask && shown.includes(mask) ? wholeSandboxKey().then((key) => (key ? shown.split(mask).join(key) : shown)) : Promise.resolve(shown);
+  const write =
+    typeof ClipboardItem === "function" && navigator.clipboard.write
+      ? // A promised item keeps the click's permission while the key is fetched (Safari needs it).
+        navigator.clipboard.write([new ClipboardItem({ "text/plain": text.then((t) => new Blob([t], { type: "text/plain" })) })])
+      : text.then((t) => navigator.clipboard.writeText(t));
+  write.then(
+    () => done("Copied"),
+    () => selectText(source),
+  );
 });
+
+// Copy buttons that need this script are rendered hidden; without JavaScript they would do nothing.
+function showCopyButtons(root) {
+  if (!root || typeof root.querySelectorAll !== "function") return;
+  for (const b of root.querySelectorAll("button.copy[hidden]")) b.hidden = false;
+}
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => showCopyButtons(document));
+else showCopyButtons(document);
+document.addEventListener("htmx:after:swap", () => showCopyButtons(document));
+
+/** The session's sandbox key, whole, or null when it has expired (the sample is copied masked). */
+function wholeSandboxKey() {
+  const headers = JSON.parse(document.body.getAttribute("hx-headers:inherited") || "{}");
+  return fetch("/docs/sandbox-key", { method: "POST", headers, credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((j) => (j && typeof j.key === "string" ? j.key : null), () => null);
+}
 
 function selectText(node) {
   const range = document.createRange();

@@ -30,6 +30,7 @@ export const paths = {
   webhook: "/portal/settings/webhook",
   policy: "/portal/settings/policy",
   resend: (id: string) => `/portal/settings/webhook/deliveries/${encodeURIComponent(id)}/resend`,
+  docs: "/docs",
 };
 
 /** Every message for a field (a list's entries too: `ipAllowlist.1`), joined: all of them at once. */

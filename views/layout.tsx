@@ -28,6 +28,7 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
     ["audit", paths.audit, "Audit log"],
     ["compliance", paths.compliance, "Compliance"],
     ["settings", paths.settings, "Settings"],
+    ["docs", paths.docs, "API reference"],
   ] as const;
   return (
     <>
@@ -80,6 +81,9 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
               </>
             ) : (
               <nav aria-label="Account">
+                <a href={paths.docs} aria-current={props.active === "docs" ? "page" : undefined}>
+                  API reference
+                </a>
                 <a href={paths.login}>Log in</a>
                 <a href={paths.signup}>Sign up</a>
               </nav>

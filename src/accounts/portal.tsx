@@ -1,6 +1,7 @@
 /** @jsxImportSource @kitajs/html */
 import { Elysia } from "elysia";
 import { z } from "zod";
+import { revokeSandboxKeys } from "../keys/service.ts";
 import type { Deps } from "../deps.ts";
 import { DomainError } from "../errors.ts";
 import { clientIp } from "../gateway/chain.ts";
@@ -65,7 +66,9 @@ export const accountsPortal = (deps: Deps) => {
         return render(422, { errors: err.errors, message: err.errors?.length ? undefined : err.detail });
       }
     })
-    .post("/logout", async ({ session, request }) => {
+    .post("/logout", async ({ session, actor, request }) => {
+      // The reference's try-it key ends with the session.
+      await revokeSandboxKeys(deps, { sessionId: session.id }, actor);
       await deleteSession(deps, session.id);
       return redirectAfterPost(request, paths.login, { "set-cookie": clearedSessionCookie(request, deps.config) });
     }, { page: true })
@@ -79,6 +82,7 @@ export const accountsPortal = (deps: Deps) => {
         return htmlResponse(SettingsPage(await settingsModel(deps, session, { password: { errors: err.errors } })), 422, { "hx-push-url": paths.settings });
       }
       await deleteOtherSessions(deps, session.accountId, session.id);
+      await revokeSandboxKeys(deps, { accountId: session.accountId, exceptSessionId: session.id }, actor);
       return htmlResponse(SettingsPage(await settingsModel(deps, session, { password: { saved: true } })), 200, { "hx-push-url": paths.settings });
     }, { page: true });
 };

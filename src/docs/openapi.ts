@@ -2,12 +2,16 @@ import { toOpenAPISchema } from "@elysiajs/openapi";
 import type { AnyElysia } from "elysia";
 import { z } from "zod";
 import { version } from "../../package.json";
-import { REQUEST_EXAMPLES, TAGS, jsonSchema, problemSchema } from "../plugins/openapi.ts";
+import { PARAM_DOCS, REQUEST_EXAMPLES, TAGS, jsonSchema, problemSchema } from "../plugins/openapi.ts";
 
 /** Only the programs' API is documented: the data API and the management API. */
 const DOCUMENTED = /^\/(v1|api)\//;
 
-type Operation = { operationId?: string; requestBody?: { content?: Record<string, { example?: unknown }> } };
+type Operation = {
+  operationId?: string;
+  parameters?: { name: string; in: string; description?: string; example?: unknown; schema?: Record<string, unknown> }[];
+  requestBody?: { content?: Record<string, { example?: unknown }> };
+};
 
 /**
  * The OpenAPI 3.1 document of /v1 and /api, made from the running app's routes: their zod
@@ -24,6 +28,14 @@ export function openApiDocument(app: AnyElysia): Record<string, unknown> {
       const example = op.operationId ? REQUEST_EXAMPLES.get(op.operationId) : undefined;
       const json = op.requestBody?.content?.["application/json"];
       if (example !== undefined && json) json.example = example;
+      const params = op.operationId ? PARAM_DOCS.get(op.operationId) : undefined;
+      for (const p of op.parameters ?? []) {
+        const d = params?.[p.name];
+        // The generator leaves a schema's description inside it; the parameter carries it too.
+        const description = d?.description ?? (typeof p.schema?.description === "string" ? p.schema.description : undefined);
+        if (description !== undefined) p.description = description;
+        if (d?.example !== undefined) p.example = d.example;
+      }
       // Bodies are JSON: the generator also lists form encodings Elysia could parse.
       if (op.requestBody?.content) op.requestBody.content = json ? { "application/json": json } : op.requestBody.content;
     }

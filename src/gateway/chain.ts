@@ -1,3 +1,4 @@
+import type { Server } from "bun";
 import type { Deps } from "../deps.ts";
 import { KeyStoreUnavailable, type CachedKey } from "../keys/cache.ts";
 import { hashKey, keyLength, parseKey } from "../keys/format.ts";
@@ -70,6 +71,18 @@ function extractKey(headers: Headers): string | null {
     return m ? m[1]! : "";
   }
   return headers.get("x-api-key");
+}
+
+/**
+ * Requests the app makes to itself through `app.handle` (the reference's try-it) have no
+ * socket: this holds the address of the client each one acts for, so IP allowlists, the
+ * failed-authentication limit and the audit log see the real caller.
+ */
+export const innerRequestIp = new WeakMap<Request, string>();
+
+/** The socket's address of a request, or the client's address an in-process request acts for. */
+export function socketAddress(server: Pick<Server<unknown>, "requestIP"> | null, request: Request): string | undefined {
+  return server?.requestIP(request)?.address ?? innerRequestIp.get(request);
 }
 
 /** The client address: the socket's, or the last X-Forwarded-For hop (added by our proxy) when TRUST_PROXY is set. */

@@ -4,9 +4,10 @@ import type { Scope } from "../keys/scopes.ts";
 import { emit } from "../notify/service.ts";
 import { apiErrorResponse } from "../plugins/errors.ts";
 import { DomainError } from "../errors.ts";
-import { PROBLEM_CONTENT_TYPE, domainHeaders, domainProblem, type Problem } from "../plugins/problem.ts";
+import { requestOrigin } from "../plugins/origin.ts";
+import { PROBLEM_CONTENT_TYPE, domainHeaders, domainProblem, problemAt, type Problem } from "../plugins/problem.ts";
 import { newRequestId, type InFlight, type RequestRecorder } from "../plugins/observe.ts";
-import { runChain, type GatewayPass, type Rejection } from "./chain.ts";
+import { runChain, socketAddress, type GatewayPass, type Rejection } from "./chain.ts";
 
 /** The once-a-month marker outlives any month. */
 const QUOTA_WARNING_MARK_MS = 32 * 86_400_000;
@@ -56,11 +57,13 @@ async function warnQuota(deps: Deps, key: GatewayPass["key"], w: NonNullable<Gat
 /**
  * A problem+json answer through Elysia's JSON path, like a 200: its headers are already in
  * `set`. (A Response here would be copied by Elysia into a new one, body streamed, to add them.)
+ * Its type is made absolute here, where the request is known: on refusals only, from
+ * requestOrigin's string slicing (no URL parsing on the hot path).
  */
-function problemAnswer(set: GatewaySet, problem: Problem): Problem {
+function problemAnswer(deps: Deps, request: Request, set: GatewaySet, problem: Problem): Problem {
   set.status = problem.status;
   set.headers["content-type"] = PROBLEM_CONTENT_TYPE;
-  return problem;
+  return problemAt(requestOrigin(request, deps.config), problem);
 }
 
 /**
@@ -81,13 +84,13 @@ function problemAnswer(set: GatewaySet, problem: Problem): Problem {
 export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string, opts: GatewayRoute, handle: (input: I, pass: GatewayPass, request: Request) => unknown) {
   const { deps, record, inflight } = env;
   const endpoint = `${method} ${route}`;
-  const socketIp = (request: Request) => () => env.server()?.requestIP(request)?.address;
+  const socketIp = (request: Request) => () => socketAddress(env.server(), request);
 
   const finish = (request: Request, set: GatewaySet, input: I, cost: number, startedAt: number, requestId: string, result: GatewayPass | Rejection): unknown => {
     let answer: unknown;
     let status = 200;
     if ("problem" in result) {
-      answer = problemAnswer(set, result.problem);
+      answer = problemAnswer(deps, request, set, result.problem);
       status = result.problem.status;
     } else {
       try {
@@ -97,10 +100,10 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
           // The handler's expected refusals (a bad address, an invalid batch).
           Object.assign(set.headers, domainHeaders(err));
           const problem = domainProblem(err);
-          answer = problemAnswer(set, problem);
+          answer = problemAnswer(deps, request, set, problem);
           status = problem.status;
         } else {
-          const response = apiErrorResponse(err, request, set.headers, deps.log);
+          const response = apiErrorResponse(err, request, set.headers, deps);
           answer = response;
           status = response.status;
         }
@@ -116,7 +119,7 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
   };
 
   const failed = (request: Request, headers: Record<string, string | number>, startedAt: number, requestId: string, err: unknown): Response => {
-    const response = apiErrorResponse(err, request, headers, deps.log);
+    const response = apiErrorResponse(err, request, headers, deps);
     record(method, route, response.status, performance.now() - startedAt, requestId);
     inflight.n--;
     return response;

@@ -21,6 +21,7 @@ const EXAMPLE_KEY = {
   lastUsedAt: null,
   createdAt: "2026-12-01T10:00:00.000Z",
   revokedAt: null,
+  sandbox: false,
 } as const;
 const EXAMPLE_SECRET = "kp_live_Xq3v8Lw2Rk9Tz6Yb1Nc4Md7Fg0Hs5Jp2Ue8Wa3Qo1Ri";
 

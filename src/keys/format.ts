@@ -31,6 +31,24 @@ export function generateKey(prefix: string, env: Environment): string {
   return head + checksum(head);
 }
 
+/**
+ * A key derived rather than drawn: the same `<prefix>_<env>_<40 base62><checksum>` shape,
+ * its 40 characters taken from HMAC-SHA256(secret, `label`‖counter) by rejection sampling
+ * (bytes under 248 = 4·62, so each character is uniform). Whoever holds `secret` and
+ * `label` can make it again; nobody else can.
+ */
+export function deriveKey(prefix: string, env: Environment, secret: string, label: string): string {
+  let body = "";
+  for (let block = 0; body.length < RANDOM_LENGTH; block++) {
+    const bytes = new Bun.CryptoHasher("sha256", secret).update(`${label}\0${block}`).digest();
+    for (const b of bytes) {
+      if (b < 248 && body.length < RANDOM_LENGTH) body += BASE62[b % 62];
+    }
+  }
+  const head = `${prefix}_${env}_${body}`;
+  return head + checksum(head);
+}
+
 export type ParsedKey = { ok: true; env: Environment } | { ok: false };
 
 const BODY = /^[0-9A-Za-z]{46}$/;

@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, integer, pgTable, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
 import { accounts } from "../accounts/accounts.sql.ts";
 
@@ -31,6 +32,15 @@ export const apiKeys = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     revokedAt: timestamp("revoked_at", { withTimezone: true, mode: "date" }),
+    /**
+     * Set on a sandbox key: the API reference's try-it key of one portal session (its id).
+     * Revoked when that session logs out; never counted against the key limit.
+     */
+    sandboxSessionId: text("sandbox_session_id"),
   },
-  (t) => [uniqueIndex("api_keys_hash_idx").on(t.hash), index("api_keys_account_idx").on(t.accountId, t.createdAt)],
+  (t) => [
+    uniqueIndex("api_keys_hash_idx").on(t.hash),
+    index("api_keys_account_idx").on(t.accountId, t.createdAt),
+    index("api_keys_sandbox_session_idx").on(t.sandboxSessionId).where(sql`${t.sandboxSessionId} is not null`),
+  ],
 );

@@ -117,6 +117,7 @@ export const keyViewSchema = z.object({
   lastUsedAt: isoTime.nullable(),
   createdAt: isoTime,
   revokedAt: isoTime.nullable(),
+  sandbox: z.boolean().describe("A try-it key of the API reference: a test key minted for one portal session, revoked at its logout."),
 });
 export type KeyView = z.output<typeof keyViewSchema>;
 export type KeyStatus = KeyView["status"];

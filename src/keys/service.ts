@@ -65,6 +65,7 @@ export function toView(row: KeyRow, prefix: string, now: number): KeyView {
     lastUsedAt: iso(row.lastUsedAt),
     createdAt: row.createdAt.toISOString(),
     revokedAt: iso(row.revokedAt),
+    sandbox: row.sandboxSessionId !== null,
   };
 }
 
@@ -96,8 +97,8 @@ async function insertKey(
   const [{ n } = { n: 0 }] = await tx
     .select({ n: sql<number>`count(*)::int` })
     .from(apiKeys)
-    // A key being replaced stops counting: rolling at the limit must work.
-    .where(and(eq(apiKeys.accountId, accountId), activeCondition(now), replacing ? ne(apiKeys.id, replacing) : undefined));
+    // A key being replaced stops counting: rolling at the limit must work. Sandbox keys never count.
+    .where(and(eq(apiKeys.accountId, accountId), activeCondition(now), isNull(apiKeys.sandboxSessionId), replacing ? ne(apiKeys.id, replacing) : undefined));
   if (n >= MAX_ACTIVE_KEYS) {
     throw new DomainError("key_limit_reached", `An account may hold at most ${MAX_ACTIVE_KEYS} active keys; revoke one first.`);
   }
@@ -133,6 +134,89 @@ export async function createKey(deps: KeyDeps, accountId: string, data: NewKey, 
     return created;
   });
   return { key: toView(row, deps.config.keyPrefix, nowMs), secret };
+}
+
+/** What a sandbox key is: the reference's try-it key (src/docs/sandbox.ts sets the numbers). */
+export interface SandboxKeyFields {
+  scopes: string[];
+  rateLimit: number;
+  monthlyQuota: number;
+  expiresAt: Date;
+}
+
+/** The session's sandbox key that still answers (not revoked, not expired), if any. */
+export async function activeSandboxKey(deps: KeyDeps, accountId: string, sessionId: string, tx: Pick<Db, "select"> = deps.db): Promise<KeyRow | undefined> {
+  const now = new Date(deps.clock.now());
+  const [row] = await tx
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.accountId, accountId), eq(apiKeys.sandboxSessionId, sessionId), isNull(apiKeys.revokedAt), gt(apiKeys.expiresAt, now)))
+    .orderBy(desc(apiKeys.createdAt))
+    .limit(1);
+  return row;
+}
+
+/**
+ * The session's sandbox key, made on first use: a `test` key named "sandbox" whose secret is
+ * `secretFor(id)` (derived, never stored: src/docs/sandbox.ts). One per session at a time:
+ * concurrent first uses wait on the account's row and the second finds the first's key.
+ * Audited like any key; no notification or webhook (it is the reference's, not an integration's).
+ */
+export async function ensureSandboxKey(
+  deps: KeyDeps,
+  accountId: string,
+  sessionId: string,
+  fields: SandboxKeyFields,
+  secretFor: (keyId: string) => string,
+  who: Actor,
+): Promise<{ row: KeyRow; created: boolean }> {
+  const existing = await activeSandboxKey(deps, accountId, sessionId);
+  if (existing) return { row: existing, created: false };
+  const now = new Date(deps.clock.now());
+  return deps.db.transaction(async (tx) => {
+    await lockAccount(tx, accountId);
+    const raced = await activeSandboxKey(deps, accountId, sessionId, tx);
+    if (raced) return { row: raced, created: false };
+    const id = newId("key");
+    const secret = secretFor(id);
+    const { start, end } = keyParts(secret, deps.config.keyPrefix);
+    const [row] = await tx
+      .insert(apiKeys)
+      .values({ id, accountId, name: "sandbox", environment: "test", ...fields, hash: hashKey(secret), start, end, sandboxSessionId: sessionId, createdAt: now, updatedAt: now })
+      .returning();
+    await recordAudit(
+      tx,
+      who,
+      { accountId, action: "key.created", keyId: id, changes: { name: "sandbox", environment: "test", scopes: fields.scopes, rateLimit: fields.rateLimit, sandbox: true } },
+      now,
+    );
+    return { row: row!, created: true };
+  });
+}
+
+/**
+ * When sessions end: their sandbox keys are revoked, on every instance at the next request.
+ * One session's at logout; every other session's of an account when a password change ends them.
+ */
+export async function revokeSandboxKeys(deps: KeyDeps, sessions: { sessionId: string } | { accountId: string; exceptSessionId: string }, who: Actor): Promise<number> {
+  const now = new Date(deps.clock.now());
+  const which =
+    "sessionId" in sessions
+      ? eq(apiKeys.sandboxSessionId, sessions.sessionId)
+      : and(eq(apiKeys.accountId, sessions.accountId), isNotNull(apiKeys.sandboxSessionId), ne(apiKeys.sandboxSessionId, sessions.exceptSessionId));
+  const rows = await deps.db.transaction(async (tx) => {
+    const revoked = await tx
+      .update(apiKeys)
+      .set({ revokedAt: now, updatedAt: now })
+      .where(and(which, isNull(apiKeys.revokedAt)))
+      .returning();
+    for (const r of revoked) {
+      await recordAudit(tx, who, { accountId: r.accountId, action: "key.revoked", keyId: r.id, changes: { status: { from: keyStatus({ ...r, revokedAt: null }, now.getTime()), to: "revoked" }, reason: "logout" } }, now);
+    }
+    return revoked;
+  });
+  for (const r of rows) await deps.keyCache.announce(r.hash);
+  return rows.length;
 }
 
 export async function listKeys(deps: KeyDeps, accountId: string): Promise<KeyView[]> {

@@ -2,6 +2,7 @@ import { Elysia } from "elysia";
 import { Gauge } from "prom-client";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Deps } from "../deps.ts";
+import { requestOrigin } from "../plugins/origin.ts";
 import { problemResponse } from "../plugins/problem.ts";
 
 /**
@@ -35,8 +36,8 @@ export const opsRoutes = (deps: Deps) => {
       set.status = dbOk && redisOk ? 200 : 503;
       return { status: !dbOk ? "unavailable" : redisOk ? "ready" : "degraded", checks };
     })
-    .get("/metrics", async ({ headers }) => {
-      const refused = metricsRefusal(deps.config.metricsToken, headers.authorization);
+    .get("/metrics", async ({ request }) => {
+      const refused = metricsRefusal(request, deps.config);
       if (refused) return refused;
       return new Response(await deps.metrics.registry.metrics(), {
         headers: { "content-type": deps.metrics.registry.contentType },
@@ -49,13 +50,15 @@ export const opsRoutes = (deps: Deps) => {
  * sides are hashed to the same length first, so the comparison takes the same time whatever
  * the guess (timingSafeEqual needs equal lengths and would leak the token's otherwise).
  */
-function metricsRefusal(token: string | undefined, authorization: string | undefined): Response | null {
+function metricsRefusal(request: Request, config: Deps["config"]): Response | null {
+  const token = config.metricsToken;
   if (!token) return null;
   const challenge = { "www-authenticate": 'Bearer realm="metrics"' };
-  const given = /^Bearer +(\S+)\s*$/i.exec(authorization ?? "")?.[1];
-  if (!given) return problemResponse("missing_api_key", "/metrics needs Authorization: Bearer <METRICS_TOKEN>.", {}, challenge);
+  const given = /^Bearer +(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "")?.[1];
+  const origin = requestOrigin(request, config);
+  if (!given) return problemResponse(origin, "missing_api_key", "/metrics needs Authorization: Bearer <METRICS_TOKEN>.", {}, challenge);
   const digest = (s: string) => createHash("sha256").update(s).digest();
-  if (!timingSafeEqual(digest(given), digest(token))) return problemResponse("invalid_api_key", "The metrics token is not valid.", {}, challenge);
+  if (!timingSafeEqual(digest(given), digest(token))) return problemResponse(origin, "invalid_api_key", "The metrics token is not valid.", {}, challenge);
   return null;
 }
 

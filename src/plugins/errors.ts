@@ -1,7 +1,9 @@
 import { Elysia, type ValidationError } from "elysia";
 import { z } from "zod";
 import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
+import type { Config } from "../config.ts";
 import type { Logger } from "../ops/log.ts";
+import { requestOrigin } from "./origin.ts";
 import { ProblemError, domainResponse, problemJson, problemResponse } from "./problem.ts";
 
 /** How a browser is answered instead of problem+json, by status (the portal's message page). */
@@ -26,27 +28,33 @@ function validationErrors(error: Readonly<ValidationError>): FieldError[] {
 
 const WHAT: Record<string, string> = { body: "request body", query: "query", params: "path" };
 
+/** What the error answers need: the log for the unexpected ones, the config for the request's origin (problem types). */
+export interface ErrorsDeps {
+  log: Logger;
+  config: Pick<Config, "trustProxy">;
+}
+
 /**
  * One global onError: expected failures (DomainError) become problem+json with their code's
  * status; parse and validation failures become 400 invalid_request; anything else is logged
  * with its stack and answered with a generic 500 that never echoes the error's message.
  * Browsers navigating the portal get `page` instead.
  */
-export const errorsPlugin = (log: Logger, page: ErrorPage) =>
+export const errorsPlugin = (deps: ErrorsDeps, page: ErrorPage) =>
   // Destructured on purpose: Elysia reads which context fields a hook uses from its source,
   // and a hook taking the whole context makes it parse cookies, query and headers on every
   // request of every route (measured: -10% requests/s for the whole app).
   new Elysia({ name: "errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
-    const response = answer({ code, error, request, set }, log, page);
+    const response = answer({ code, error, request, set }, deps, page);
     // The access log and metrics read the status from `set` once the answer is sent.
     set.status = response.status;
     return response;
   });
 
 /** The problem+json answer for an error a data-API handler threw (the same as the global hook gives). */
-export function apiErrorResponse(error: unknown, request: Request, headers: Record<string, string | number>, log: Logger): Response {
+export function apiErrorResponse(error: unknown, request: Request, headers: Record<string, string | number>, deps: ErrorsDeps): Response {
   const code = (error as { code?: unknown })?.code;
-  return problemAnswer({ code: typeof code === "string" ? code : "UNKNOWN", error, request, set: { headers } }, log);
+  return problemAnswer({ code: typeof code === "string" ? code : "UNKNOWN", error, request, set: { headers } }, deps);
 }
 
 function sqlState(error: unknown): string | undefined {
@@ -65,49 +73,53 @@ function wantsPage(request: Request): boolean {
   return (request.headers.get("accept") ?? "").includes("text/html");
 }
 
-/** The path of a request URL without parsing it (`http://host/path?query` → `/path`). */
+/**
+ * The path of a request URL without parsing it (`http://host/path?query` → `/path`). Bun's
+ * request.url is the bare path when the Host header is not a valid host.
+ */
 function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const start = url.startsWith("/") ? 0 : url.indexOf("/", url.indexOf("//") + 2);
   if (start < 0) return "/";
   const end = url.indexOf("?", start);
   return end < 0 ? url.slice(start) : url.slice(start, end);
 }
 
-function answer(ctx: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger, page: ErrorPage): Response {
-  const response = problemAnswer(ctx, log);
+function answer(ctx: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, deps: ErrorsDeps, page: ErrorPage): Response {
+  const response = problemAnswer(ctx, deps);
   return wantsPage(ctx.request) ? page(response.status) : response;
 }
 
-function problemAnswer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, log: Logger): Response {
-  if (error instanceof DomainError) return domainResponse(error);
-  if (error instanceof ProblemError) return problemJson(error.problem);
+function problemAnswer({ code, error, request, set }: { code: string | number; error: unknown; request: Request; set: { headers: unknown } }, deps: ErrorsDeps): Response {
+  const origin = requestOrigin(request, deps.config);
+  if (error instanceof DomainError) return domainResponse(origin, error);
+  if (error instanceof ProblemError) return problemJson(origin, error.problem);
   switch (code) {
     case "NOT_FOUND":
-      return problemResponse("not_found", "No route matches this method and path.");
+      return problemResponse(origin, "not_found", "No route matches this method and path.");
     case "VALIDATION": {
       const v = error as Readonly<ValidationError>;
-      return problemResponse("invalid_request", `The ${WHAT[v.type] ?? "request"} is not valid.`, { errors: validationErrors(v) });
+      return problemResponse(origin, "invalid_request", `The ${WHAT[v.type] ?? "request"} is not valid.`, { errors: validationErrors(v) });
     }
     case "PARSE":
-      return problemResponse("invalid_request", "The request body could not be parsed.");
+      return problemResponse(origin, "invalid_request", "The request body could not be parsed.");
     case "INVALID_COOKIE_SIGNATURE":
-      return problemResponse("invalid_request", "A cookie is not valid.");
+      return problemResponse(origin, "invalid_request", "A cookie is not valid.");
   }
   // A malformed percent-escape in the path (`/v1/ip/%%`) fails Elysia's decoding.
-  if (error instanceof URIError) return problemResponse("invalid_request", "The URL is not validly percent-encoded.");
+  if (error instanceof URIError) return problemResponse(origin, "invalid_request", "The URL is not validly percent-encoded.");
   // SQLSTATE class 22 (data exception: a NUL byte, an invalid encoding, a number out of
   // range) means the input reached the database malformed; it is the caller's error.
-  if (/^22[0-9A-Z]{3}$/.test(sqlState(error) ?? "")) return problemResponse("invalid_request", "The request holds a value that cannot be stored or searched for.");
+  if (/^22[0-9A-Z]{3}$/.test(sqlState(error) ?? "")) return problemResponse(origin, "invalid_request", "The request holds a value that cannot be stored or searched for.");
   const status = (error as { status?: number }).status;
-  if (status === 413) return problemResponse("payload_too_large", "The request body is too large.");
-  if (typeof status === "number" && status >= 400 && status < 500) return problemResponse("invalid_request", "The request could not be handled.");
+  if (status === 413) return problemResponse(origin, "payload_too_large", "The request body is too large.");
+  if (typeof status === "number" && status >= 400 && status < 500) return problemResponse(origin, "invalid_request", "The request could not be handled.");
   const e = error as Error;
-  log.error("unhandled error", {
+  deps.log.error("unhandled error", {
     requestId: (set.headers as Record<string, string>)["x-request-id"],
     path: pathOf(request.url),
     name: e?.name,
     message: e?.message,
     stack: e?.stack,
   });
-  return problemResponse("internal_error", "Something went wrong on our side; the request id identifies it in our logs.");
+  return problemResponse(origin, "internal_error", "Something went wrong on our side; the request id identifies it in our logs.");
 }

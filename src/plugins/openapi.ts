@@ -1,7 +1,7 @@
 import type { DocumentDecoration } from "elysia";
 import { z } from "zod";
 import type { ErrorCode } from "../errors.ts";
-import { PROBLEM_CONTENT_TYPE, STATUS, problemBody } from "./problem.ts";
+import { PROBLEM_CONTENT_TYPE, STATUS, problemAt, problemBody } from "./problem.ts";
 
 /**
  * What a route tells /openapi.json beyond its body/query/params schemas: its operation id,
@@ -65,6 +65,22 @@ export interface OperationDoc {
   errors?: ErrorCode[];
   /** An example request body, where the route takes one. */
   requestExample?: unknown;
+  /** Path and query parameters' descriptions and examples, by name (merged into the generated ones). */
+  params?: Record<string, ParamDoc>;
+  /** Hand-written samples (`x-codeSamples`): each replaces the reference's generated one in its language. */
+  codeSamples?: CodeSample[];
+}
+
+export interface ParamDoc {
+  description?: string;
+  example?: string;
+}
+
+/** A code sample as Redocly's `x-codeSamples` extension has it; `lang` is `curl`, `javascript` or `python`. */
+export interface CodeSample {
+  lang: string;
+  label?: string;
+  source: string;
 }
 
 const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
@@ -79,10 +95,13 @@ const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_e
 
 /** Request body examples by operation id: the document builder puts each under its operation's body. */
 export const REQUEST_EXAMPLES = new Map<string, unknown>();
+/** Parameter descriptions and examples by operation id: the document builder merges them into the generated parameters. */
+export const PARAM_DOCS = new Map<string, Record<string, ParamDoc>>();
 
 /** The `detail` of a route: its operation in /openapi.json. */
 export function operation(doc: OperationDoc): DocumentDecoration {
   if (doc.requestExample !== undefined) REQUEST_EXAMPLES.set(doc.id, doc.requestExample);
+  if (doc.params) PARAM_DOCS.set(doc.id, doc.params);
   const headers = doc.gateway ? GATEWAY_HEADERS : REQUEST_ID;
   const responses: Record<string, unknown> = {};
   for (const [status, a] of Object.entries(doc.answers)) {
@@ -92,7 +111,7 @@ export function operation(doc: OperationDoc): DocumentDecoration {
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) byStatus.set(STATUS[code], [...(byStatus.get(STATUS[code]) ?? []), code]);
   for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b)) {
-    const example = problemBody(list[0]!, "An example of this failure.");
+    const example = problemAt("https://keyport.example", problemBody(list[0]!, "An example of this failure."));
     responses[String(status)] = {
       description: `Refused: ${list.map((c) => `\`${c}\``).join(", ")}.`,
       headers: status === 429 ? { ...headers, ...RETRY_AFTER } : headers,
@@ -110,6 +129,7 @@ export function operation(doc: OperationDoc): DocumentDecoration {
     summary: doc.summary,
     ...(doc.description ? { description: doc.description } : {}),
     security: security(doc.scope ?? "keys:manage"),
+    ...(doc.codeSamples ? { "x-codeSamples": doc.codeSamples } : {}),
     // JSON Schema objects built above; openapi-types' 3.0 typing has no 2020-12 keywords.
     responses: responses as DocumentDecoration["responses"],
   };
@@ -120,7 +140,7 @@ export const problemSchema = {
   type: "object",
   required: ["type", "title", "status", "detail", "code"],
   properties: {
-    type: { type: "string", format: "uri", description: "Identifies the kind of problem." },
+    type: { type: "string", format: "uri", description: "The URL of this code's explanation on this server's /docs/errors page (`<origin>/docs/errors#<code>`, the origin the request reached)." },
     title: { type: "string", description: "The status's name." },
     status: { type: "integer" },
     detail: { type: "string", description: "What went wrong, for people." },

@@ -58,7 +58,6 @@ const TITLES: Record<number, string> = {
   503: "Service Unavailable",
 };
 
-export const PROBLEM_TYPE_BASE = "https://keyport.dev/problems/";
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
 /**
@@ -72,18 +71,44 @@ export class ProblemError extends Error {
   }
 }
 
+/**
+ * Where a code is explained: its anchor on the error reference this server serves. A problem's
+ * `type` is this made absolute with the origin the client reached: RFC 9457 §3.1.1 wants a
+ * URI that documents the problem when dereferenced, and warns that relative ones are not
+ * resolved correctly by every client.
+ */
+export function problemTypePath(code: ErrorCode): string {
+  return `/docs/errors#${code}`;
+}
+
+/**
+ * A problem body whose `type` is still relative (`/docs/errors#<code>`): the answer made from
+ * it (`problemJson`, `problemResponse`, `domainResponse`, `problemAt`) sets the absolute one.
+ */
 export function problemBody(code: ErrorCode, detail: string, extra: Partial<Problem> = {}): Problem {
   const status = STATUS[code];
-  return { type: PROBLEM_TYPE_BASE + code.replaceAll("_", "-"), title: TITLES[status] ?? "Error", status, detail, code, ...extra };
+  return { type: problemTypePath(code), title: TITLES[status] ?? "Error", status, detail, code, ...extra };
 }
 
-/** The answer for a problem body: its status, problem+json. */
-export function problemJson(problem: Problem, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(problem), { status: problem.status, headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers } });
+/**
+ * The body as answered at `origin` (from `requestOrigin`): its `type` is the absolute URL of
+ * its code's explanation, whatever it held before.
+ *
+ * @example
+ * problemAt("https://api.example.com", problemBody("not_found", "No such key."))
+ * // { type: "https://api.example.com/docs/errors#not_found", … }
+ */
+export function problemAt(origin: string, problem: Problem): Problem {
+  return { ...problem, type: origin + problemTypePath(problem.code) };
 }
 
-export function problemResponse(code: ErrorCode, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}): Response {
-  return problemJson(problemBody(code, detail, extra), headers);
+/** The answer for a problem body at `origin` (the request's, `requestOrigin`): its status, problem+json. */
+export function problemJson(origin: string, problem: Problem, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(problemAt(origin, problem)), { status: problem.status, headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers } });
+}
+
+export function problemResponse(origin: string, code: ErrorCode, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}): Response {
+  return problemJson(origin, problemBody(code, detail, extra), headers);
 }
 
 /** A service's expected failure as problem+json: the code's status, the fields at fault. */
@@ -96,6 +121,6 @@ export function domainHeaders(error: DomainError): Record<string, string> {
   return error.retryAfterSeconds === undefined ? {} : { "retry-after": String(error.retryAfterSeconds) };
 }
 
-export function domainResponse(error: DomainError): Response {
-  return problemJson(domainProblem(error), domainHeaders(error));
+export function domainResponse(origin: string, error: DomainError): Response {
+  return problemJson(origin, domainProblem(error), domainHeaders(error));
 }

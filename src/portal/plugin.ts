@@ -3,7 +3,7 @@ import type { Server } from "bun";
 import type { Actor } from "../audit/service.ts";
 import type { Deps } from "../deps.ts";
 import { DomainError } from "../errors.ts";
-import { clientIp, runChain } from "../gateway/chain.ts";
+import { clientIp, runChain, socketAddress } from "../gateway/chain.ts";
 import { csrfMatches, validateSession, type Session } from "../accounts/sessions.ts";
 import { PROBLEM_CONTENT_TYPE, ProblemError, problemBody } from "../plugins/problem.ts";
 import { MessagePage } from "../../views/message.tsx";
@@ -20,7 +20,7 @@ export interface Caller {
 export function requestActor(deps: Pick<Deps, "config">, request: Request, server: Server<unknown> | null, accountId: string): Actor {
   return {
     actor: `account:${accountId}`,
-    ip: clientIp(request.headers, server?.requestIP(request)?.address, deps.config.trustProxy) ?? null,
+    ip: clientIp(request.headers, socketAddress(server, request), deps.config.trustProxy) ?? null,
     userAgent: request.headers.get("user-agent"),
   };
 }
@@ -102,7 +102,7 @@ export const authPlugin = (deps: Deps) => {
   const callers = new WeakMap<Request, Caller>();
 
   async function authenticateCaller(request: Request, server: Server<unknown> | null, set: Set): Promise<Caller> {
-    const socketIp = server?.requestIP(request)?.address;
+    const socketIp = socketAddress(server, request);
     const h = request.headers;
     const cookieToken = h.has("authorization") || h.has("x-api-key") ? undefined : sessionToken(request);
     if (cookieToken) {

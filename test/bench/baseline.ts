@@ -31,7 +31,7 @@ if (variant === "frame") {
   // Mounted where the data API is: after the error hook, before the app's observe and html
   // hooks (which, as in createApp, do not apply to routes registered before them).
   new Elysia()
-    .use(errorsPlugin(deps.log, errorPage))
+    .use(errorsPlugin(deps, errorPage))
     .get("/frame/email/:address", ({ params }) => analyzeEmail(params.address))
     .use(createApp(deps))
     .listen({ port, hostname: "127.0.0.1" });

@@ -152,7 +152,7 @@ describe("openApiChecker", () => {
   });
   afterAll(() => h.close());
 
-  const problem = { type: "https://keyport.dev/problems/not-found", title: "Not Found", status: 404, detail: "No such key.", code: "not_found" };
+  const problem = { type: "http://localhost/docs/errors#not_found", title: "Not Found", status: 404, detail: "No such key.", code: "not_found" };
 
   it("accepts an answer the document describes", () => {
     expect(docs.check("GET", "/api/keys/key_1", 404, "application/problem+json", problem)).toBeUndefined();

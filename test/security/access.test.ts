@@ -55,6 +55,12 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /readyz": () => ({ public: "ops: database and Redis reachable; says nothing of any account" }),
   "GET /metrics": () => ({ public: "ops: Prometheus scrapes it; per-route counts, no account data" }),
   "GET /openapi.json": () => ({ public: "the API's documentation" }),
+  "GET /docs": () => ({ public: "the API reference, rendered from /openapi.json" }),
+  "GET /docs/getting-started": () => ({ public: "the API reference's first steps" }),
+  "GET /docs/errors": () => ({ public: "the API reference's error codes" }),
+  "GET /docs/:operationId": () => ({ public: "an operation's reference page (signed in, it also shows the sandbox key masked)" }),
+  "POST /docs/:operationId/try": () => ({ public: "try-it: signed out only with a pasted key and never an operation that changes keys; a session needs its CSRF token (test/docs/tryit.test.ts)" }),
+  "POST /docs/sandbox-key": () => ({ portal: "/docs/sandbox-key" }),
   "GET /static/:name": () => ({ public: "css, htmx and icons" }),
 
   "GET /api/keys": () => ({ api: "/api/keys" }),
@@ -120,7 +126,7 @@ function kindOf(key: string): string {
   if (path.startsWith("/api/")) return "api";
   if (path.startsWith("/v1/")) return "gateway";
   if (path.startsWith("/admin/")) return "admin";
-  if (path === "/portal" || path.startsWith("/portal/") || path === "/logout") return "portal";
+  if (path === "/portal" || path.startsWith("/portal/") || path === "/logout" || path === "/docs/sandbox-key") return "portal";
   return "public";
 }
 

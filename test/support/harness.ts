@@ -10,7 +10,7 @@ import type { KeyCacheOptions } from "../../src/keys/cache.ts";
 import { RedisState } from "../../src/state/redis.ts";
 import type { SharedState } from "../../src/state/types.ts";
 import { freshDatabase, freshState, testConfig, type Backend } from "./backends.ts";
-import { JSON_TYPES, mediaType, openApiChecker, type OpenApiChecker } from "./openapi.ts";
+import { JSON_TYPES, mediaType, openApiChecker, problemTypeDrift, type OpenApiChecker } from "./openapi.ts";
 
 /**
  * Real argon2id at the least cost: tests create hundreds of accounts, and at the server's
@@ -28,7 +28,8 @@ export interface Harness {
   /**
    * A request through `app.handle`. A JSON answer to a /v1 or /api request is checked
    * against /openapi.json: one the document does not describe (its status, content type or
-   * body) rejects, naming the request and the drift, so the test that made it fails.
+   * body) rejects, naming the request and the drift, so the test that made it fails. So does
+   * any problem+json answer whose `type` is not `<the request's origin>/docs/errors#<code>`.
    */
   req(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   close(): Promise<void>;
@@ -36,6 +37,18 @@ export interface Harness {
 
 /** The requests whose answers /openapi.json describes. */
 const DOCUMENTED = /^\/(v1|api)\//;
+
+/**
+ * The origin a request reached as its client sees it: the URL's, or behind a trusted proxy
+ * the X-Forwarded-Proto and X-Forwarded-Host it sent (tests send well-formed ones; hostile
+ * values are test/plugins/problem-type.test.ts's).
+ */
+function reachedOrigin(request: Request, trustProxy: boolean): string {
+  const url = new URL(request.url);
+  if (!trustProxy) return url.origin;
+  const proto = request.headers.get("x-forwarded-proto") ?? url.protocol.slice(0, -1);
+  return `${proto}://${request.headers.get("x-forwarded-host") ?? url.host}`;
+}
 
 /** A Keyport app on a fresh database and state of the given backend. */
 export interface HarnessOptions {
@@ -88,14 +101,19 @@ export async function startHarness(backend: Backend, opts: HarnessOptions = {}):
       if (json !== undefined) headers.set("content-type", "application/json");
       const request = new Request(`http://localhost${path}`, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
       const res = await app.handle(request);
-      if (!DOCUMENTED.test(path) || !JSON_TYPES.includes(mediaType(res.headers.get("content-type")))) return res;
+      const type = mediaType(res.headers.get("content-type"));
+      const problem = type === "application/problem+json";
+      if (!problem && !(DOCUMENTED.test(path) && JSON_TYPES.includes(type))) return res;
       const text = await res.clone().text();
       let body: unknown;
       try {
         body = JSON.parse(text);
       } catch {
-        throw new Error(`${request.method} ${path} → ${res.status}: the ${mediaType(res.headers.get("content-type"))} answer is not JSON: ${text.slice(0, 500)}`);
+        throw new Error(`${request.method} ${path} → ${res.status}: the ${type} answer is not JSON: ${text.slice(0, 500)}`);
       }
+      const wrongType = problem ? problemTypeDrift(reachedOrigin(request, config.trustProxy), body) : undefined;
+      if (wrongType) throw new Error(`${request.method} ${path} → ${res.status}: ${wrongType}`);
+      if (!DOCUMENTED.test(path)) return res;
       const drift = (await checker()).check(request.method, new URL(request.url).pathname, res.status, res.headers.get("content-type") ?? "", body);
       if (drift) throw new Error(`The answer drifted from /openapi.json: ${drift}`);
       return res;

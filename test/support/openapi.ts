@@ -4,7 +4,8 @@ import addFormats from "ajv-formats";
 /**
  * Validates real answers against /openapi.json (STYLE.md "JSON answers in tests are
  * validated against /openapi.json, so docs cannot drift"). The harness runs every /v1 and
- * /api answer through `check`; test/docs/openapi.test.ts checks the document's examples.
+ * /api answer through `check`, and every problem+json answer through `problemTypeDrift`;
+ * test/docs/openapi.test.ts checks the document's examples.
  *
  * @example
  * const docs = openApiChecker(await (await app.handle(new Request("http://localhost/openapi.json"))).json());
@@ -58,6 +59,20 @@ const shown = (body: unknown) => {
   const text = JSON.stringify(body) ?? String(body);
   return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
 };
+
+/**
+ * Why a problem+json body's `type` is not the URL of its code's explanation on the reference
+ * page of the origin the request reached (`<origin>/docs/errors#<code>`), or undefined. The
+ * harness runs it on every problem+json answer, documented path or not.
+ *
+ * @example
+ * problemTypeDrift("http://localhost", { type: "http://localhost/docs/errors#not_found", code: "not_found" }) // undefined
+ */
+export function problemTypeDrift(origin: string, body: unknown): string | undefined {
+  const { type, code } = (body ?? {}) as { type?: unknown; code?: unknown };
+  const expected = `${origin}/docs/errors#${String(code)}`;
+  return type === expected ? undefined : `the problem type is ${JSON.stringify(type)}, not ${JSON.stringify(expected)}; body ${shown(body)}`;
+}
 
 function describeErrors(errors: ErrorObject[] | null | undefined): string {
   return (errors ?? [])

@@ -199,6 +199,16 @@ export function KeyTable(props: { keys: KeyView[]; perKeyMonth: Record<string, n
               <Badge kind={k.environment}>
                 <span>{k.environment}</span>
               </Badge>
+              {k.sandbox ? (
+                <>
+                  {" "}
+                  <Badge kind="sandbox">
+                    <span title="The API reference's try-it key for one session, revoked at its logout">sandbox</span>
+                  </Badge>
+                </>
+              ) : (
+                ""
+              )}
             </td>
             <td>
               <code safe>{k.display}</code>

@@ -1,0 +1,2 @@
+ALTER TABLE "api_keys" ADD COLUMN "sandbox_session_id" text;--> statement-breakpoint
+CREATE INDEX "api_keys_sandbox_session_idx" ON "api_keys" USING btree ("sandbox_session_id") WHERE "api_keys"."sandbox_session_id" is not null;
