@@ -270,6 +270,10 @@ for (const backend of backends) {
       expect(html).toContain("<h1>Check an email address</h1>");
       expect(statusIn(html)).toBe("200 OK");
       expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+      // The address bar is left at the form's action: loading it again goes to the page.
+      const again = await b.get("/docs/analyzeEmail/try");
+      expect(again.status).toBe(303);
+      expect(again.headers.get("location")).toBe("/docs/analyzeEmail#try-it");
     });
 
     it("renders a hostile answer escaped", async () => {

@@ -60,6 +60,7 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /docs/errors": () => ({ public: "the API reference's error codes" }),
   "GET /docs/:operationId": () => ({ public: "an operation's reference page (signed in, it also shows the sandbox key masked)" }),
   "POST /docs/:operationId/try": () => ({ public: "try-it: signed out only with a pasted key and never an operation that changes keys; a session needs its CSRF token (test/docs/tryit.test.ts)" }),
+  "GET /docs/:operationId/try": () => ({ public: "a redirect to the operation's page (where a plain try-it form's answer left the address bar)" }),
   "POST /docs/sandbox-key": () => ({ portal: "/docs/sandbox-key" }),
   "GET /static/:name": () => ({ public: "css, htmx and icons" }),
 
