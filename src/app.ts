@@ -22,6 +22,7 @@ import { auditPortal } from "./audit/portal.tsx";
 import { rotationPortal } from "./rotation/portal.tsx";
 import { notifyPortal } from "./notify/portal.tsx";
 import { adminPortal } from "./admin/portal.tsx";
+import { billingPortal } from "./billing/portal.tsx";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
@@ -49,6 +50,7 @@ export function createApp(deps: Deps) {
     .use(auditPortal(deps))
     .use(rotationPortal(deps))
     .use(notifyPortal(deps))
+    .use(billingPortal(deps))
     .use(adminPortal(deps));
   // The document describes the routes above: it is made from the app itself, once, and the
   // reference pages are rendered from it (their try-it calls back into the app).

@@ -101,6 +101,7 @@ const envSchema = z.object({
   COOKIE_SECURE: oneOf("COOKIE_SECURE", ["auto", "true", "false"] as const, "auto"),
   ROTATION_SWEEP_MS: intIn("ROTATION_SWEEP_MS", 1000, 86_400_000, 60_000),
   WEBHOOK_DELIVERY_MS: intIn("WEBHOOK_DELIVERY_MS", 200, 3_600_000, 5000),
+  PLANS_FILE: z.string().optional().transform((v) => (v ? resolve(v) : undefined)),
   METRICS_TOKEN: z
     .string()
     .optional()
@@ -138,6 +139,8 @@ export interface Config {
   webhookDeliveryMs: number;
   /** When set, /metrics answers only `Authorization: Bearer <token>`; unset, it is open. */
   metricsToken: string | undefined;
+  /** The products and plans file (src/billing/plans.ts); unset, the shipped plans. */
+  plansFile: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -170,6 +173,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     rotationSweepMs: e.ROTATION_SWEEP_MS,
     webhookDeliveryMs: e.WEBHOOK_DELIVERY_MS,
     metricsToken: e.METRICS_TOKEN,
+    plansFile: e.PLANS_FILE,
   };
 }
 

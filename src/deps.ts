@@ -1,4 +1,5 @@
 import type { Passwords } from "./accounts/passwords.ts";
+import type { Catalog } from "./billing/plans.ts";
 import type { Config } from "./config.ts";
 import type { Database, Db } from "./db/client.ts";
 import type { Clock } from "./ops/clock.ts";
@@ -22,4 +23,6 @@ export interface Deps {
   shutdown: Shutdown;
   keyCache: KeyCache;
   meter: UsageMeter;
+  /** The products and plans (the plans file), also seeded into the `plans` table. */
+  catalog: Catalog;
 }

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "key_expired",
   "insufficient_scope",
   "ip_not_allowed",
+  "account_suspended",
   "rate_limited",
   "quota_exceeded",
   "temporarily_unavailable",

@@ -1,11 +1,13 @@
+import { runBillingSweep } from "./billing/service.ts";
 import type { Deps } from "./deps.ts";
 import { deliverDue } from "./notify/webhooks.ts";
 import { runSweep } from "./rotation/service.ts";
 
 /**
- * Background timers of a serving process besides the usage flush: the rotation sweep and
- * webhook delivery. A run never overlaps the previous one; errors are logged, not thrown.
- * Stopped by a shutdown hook (the last run is awaited).
+ * Background timers of a serving process besides the usage flush: the rotation sweep, the
+ * billing sweep (due plan changes, the previous month's invoices) and webhook delivery. A
+ * run never overlaps the previous one; errors are logged, not thrown. Stopped by a
+ * shutdown hook (the last run is awaited).
  */
 export function startJobs(deps: Deps): void {
   const every = (name: string, ms: number, job: () => Promise<unknown>) => {
@@ -23,5 +25,6 @@ export function startJobs(deps: Deps): void {
     });
   };
   every("rotation sweep", deps.config.rotationSweepMs, () => runSweep(deps));
+  every("billing sweep", deps.config.rotationSweepMs, () => runBillingSweep(deps));
   every("webhook delivery", deps.config.webhookDeliveryMs, () => deliverDue(deps));
 }

@@ -4,6 +4,7 @@ import { createAccount, findAccountByEmail, listAccounts, newAccountSchema } fro
 import { createKey, findKeyOwner, listKeys, revokeKey, rollKey } from "./keys/service.ts";
 import { hashKey, parseKey } from "./keys/format.ts";
 import { createKeySchema, rollKeySchema } from "./keys/model.ts";
+import { monthSchema } from "./billing/model.ts";
 import { DomainError, notFound, parseInput, type FieldError } from "./errors.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
@@ -28,6 +29,9 @@ commands:
   key revoke ID|KEY [--json]                   revoke a key, named by its id or the key itself
   key roll ID|KEY [--grace HOURS] [--json]     a new key with the same settings (its secret on
                                                stdout); the old one works HOURS more (24; 0-168)
+  invoices export --month YYYY-MM              the month's invoices as CSV on stdout
+  invoices close --month YYYY-MM               finalize the month's invoices (the sweep does at
+                                               month end); run again, it makes only missing ones
   help                                         show this text
 
 In embedded mode a running server holds DATA_DIR: run these while it is stopped, or
@@ -60,6 +64,7 @@ const FLAG_OF: Record<string, string> = {
   ipAllowlist: "--ips",
   monthlyQuota: "--quota",
   gracePeriodHours: "--grace",
+  month: "--month",
 };
 
 /** `--expires must be in the future`; a message that is not a predicate follows a colon. */
@@ -237,7 +242,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const known = ["serve", "migrate", "account", "key"];
+  const known = ["serve", "migrate", "account", "key", "invoices"];
   if (!known.includes(command)) throw new UsageError([`unknown command "${command}"`]);
 
   const m = new Mistakes();
@@ -260,6 +265,10 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     case "account":
       pick(["create", "list"]);
       todo = sub === "create" ? accountCreate(args, m) : accountList(args, m);
+      break;
+    case "invoices":
+      pick(["export", "close"]);
+      todo = sub === "export" ? invoicesExport(args, m) : invoicesClose(args, m);
       break;
     default:
       pick(["create", "list", "revoke", "roll"]);
@@ -442,6 +451,40 @@ function keyRoll(args: string[], m: Mistakes) {
     }
     return 0;
   });
+}
+
+/** `--month YYYY-MM`, required and checked with the other flags. */
+function monthFlag(args: string[], m: Mistakes): string {
+  const { values } = parseFlags(args, { month: "string" }, m);
+  const month = requiredFlag(values, "month", m);
+  if (month === undefined) return "";
+  const r = monthSchema.safeParse(month);
+  if (!r.success) {
+    m.value("--month", `--month ${r.error.issues[0]!.message}, got ${JSON.stringify(month)}`);
+    return "";
+  }
+  return r.data;
+}
+
+function invoicesExport(args: string[], m: Mistakes) {
+  const month = monthFlag(args, m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const [{ monthInvoices }, { invoicesCsv }] = await Promise.all([import("./billing/service.ts"), import("./billing/csv.ts")]);
+      await Bun.write(Bun.stdout, invoicesCsv(await monthInvoices(deps, month)));
+      return 0;
+    });
+}
+
+function invoicesClose(args: string[], m: Mistakes) {
+  const month = monthFlag(args, m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const { closeMonth } = await import("./billing/service.ts");
+      const r = await closeMonth(deps, month);
+      console.log(`${r.month}: ${r.created} invoice${r.created === 1 ? "" : "s"} made${r.existing ? ` (${r.existing} already finalized)` : ""}`);
+      return 0;
+    });
 }
 
 /** Why a TCP connection to REDIS_URL's host fails: ioredis reports only "Connection is closed.". */

@@ -1,3 +1,4 @@
+import { loadCatalog, seedPlans } from "./billing/plans.ts";
 import { argon2id, type Passwords } from "./accounts/passwords.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/client.ts";
@@ -28,6 +29,8 @@ export interface AssembleOptions {
 export async function assembleDeps(config: Config, database: Database, state: SharedState, opts: AssembleOptions = {}): Promise<OwnedDeps> {
   const log = opts.log ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
+  const catalog = loadCatalog(config.plansFile);
+  await seedPlans(database.db, catalog, new Date(clock.now()));
   const shutdown = new Shutdown();
   const keyCache = new KeyCache(database.db, state, clock, log, opts.keyCache);
   await keyCache.start();
@@ -55,6 +58,7 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
     shutdown,
     keyCache,
     meter,
+    catalog,
   };
   let closed: Promise<void> | undefined;
   return {

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { openPglite } from "../src/db/client.ts";
 import { accounts } from "../src/db/schema.ts";
 import { projectRoot } from "../src/embedded.ts";
+import { UNMETERED_PLANS } from "./support/backends.ts";
 import { seedDataDir } from "./support/embedded.ts";
 
 const main = join(projectRoot, "src", "main.ts");
@@ -301,7 +302,7 @@ describe("keyport serve", () => {
     cli(["account", "create", "--email", "s@example.com", "--password", "long enough password"], { DATA_DIR: dataDir });
     const secret = cli(["key", "create", "--email", "s@example.com", "--name", "load", "--scopes", "email:read", "--rate", "10000"], { DATA_DIR: dataDir }).stdout.trim();
     // A flush interval far longer than the test: only the shutdown flush can write the counts.
-    const server = await startServer({ DATA_DIR: dataDir, USAGE_FLUSH_MS: "3600000" });
+    const server = await startServer({ DATA_DIR: dataDir, USAGE_FLUSH_MS: "3600000", PLANS_FILE: UNMETERED_PLANS });
     const port = server.port;
     const statuses = await Promise.all(
       Array.from({ length: 200 }, () => fetch(`http://127.0.0.1:${port}/v1/email/a@example.com`, { headers: { authorization: `Bearer ${secret}` } }).then((r) => r.status)),

@@ -31,6 +31,25 @@ export const paths = {
   policy: "/portal/settings/policy",
   resend: (id: string) => `/portal/settings/webhook/deliveries/${encodeURIComponent(id)}/resend`,
   docs: "/docs",
+  pricing: "/pricing",
+  billing: "/portal/billing",
+  billingChange: "/portal/billing/change",
+  billingPreview: (plan: string) => `/portal/billing/change?plan=${encodeURIComponent(plan)}`,
+  billingPlan: "/portal/billing/plan",
+  invoice: (id: string) => `/portal/billing/invoices/${encodeURIComponent(id)}`,
+  invoiceCsv: (id: string) => `/portal/billing/invoices/${encodeURIComponent(id)}.csv`,
+  adminAccounts: "/admin/accounts",
+  adminAccountsPage: (q: string, page: number) => `/admin/accounts?${new URLSearchParams({ ...(q ? { q } : {}), ...(page > 1 ? { page: String(page) } : {}) }).toString()}`,
+  adminAccount: (id: string) => `/admin/accounts/${encodeURIComponent(id)}`,
+  adminSuspend: (id: string) => `/admin/accounts/${encodeURIComponent(id)}/suspend`,
+  adminUnsuspend: (id: string) => `/admin/accounts/${encodeURIComponent(id)}/unsuspend`,
+  adminAccountPlan: (id: string) => `/admin/accounts/${encodeURIComponent(id)}/plan`,
+  adminPlans: "/admin/plans",
+  adminInvoices: "/admin/invoices",
+  adminInvoicesMonth: (month: string) => `/admin/invoices?month=${encodeURIComponent(month)}`,
+  adminInvoicesCsv: (month: string) => `/admin/invoices.csv?month=${encodeURIComponent(month)}`,
+  adminInvoiceStatus: (id: string) => `/admin/invoices/${encodeURIComponent(id)}/status`,
+  adminUsage: "/admin/usage",
 };
 
 /** Every message for a field (a list's entries too: `ipAllowlist.1`), joined: all of them at once. */
@@ -148,6 +167,13 @@ export function TableScroll(props: { children?: Children }) {
 
 export function formatCount(n: number): string {
   return n.toLocaleString("en-US");
+}
+
+/** US cents as dollars: 5800 → "$58.00", 150 → "$1.50" (money is integer cents everywhere). */
+export function formatCents(cents: number): string {
+  const sign = cents < 0 ? "−" : "";
+  const abs = Math.abs(Math.trunc(cents));
+  return `${sign}$${Math.floor(abs / 100).toLocaleString("en-US")}.${String(abs % 100).padStart(2, "0")}`;
 }
 
 /** "3 h 12 min", "1 h", "2 d 4 h", "1 d": time left until an instant, in whole minutes rounded up. */

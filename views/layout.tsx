@@ -1,6 +1,6 @@
 /** @jsxImportSource @kitajs/html */
 import type { Children } from "@kitajs/html";
-import { paths } from "./components.tsx";
+import { paths, Time } from "./components.tsx";
 
 export interface PageSession {
   email: string;
@@ -10,6 +10,8 @@ export interface PageSession {
   unread?: number;
   /** Rotations whose new secret waits to be revealed (the banner). */
   pendingReveals?: { id: string; keyId: string; keyLabel: string }[];
+  /** Set while an operator has suspended the account: the banner says why on every page. */
+  suspended?: { reason: string; since: string } | null;
 }
 
 /**
@@ -25,6 +27,7 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
   const nav = [
     ["dashboard", paths.dashboard, "Dashboard"],
     ["keys", paths.keys, "Keys"],
+    ["billing", paths.billing, "Billing"],
     ["audit", paths.audit, "Audit log"],
     ["compliance", paths.compliance, "Compliance"],
     ["settings", paths.settings, "Settings"],
@@ -67,7 +70,13 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
                       ""
                     )}
                   </a>
-                  {s.isOperator ? <a href={paths.adminCompliance}>Operator</a> : ""}
+                  {s.isOperator ? (
+                    <a href={paths.adminAccounts} aria-current={props.active === "operator" ? "page" : undefined}>
+                      Operator
+                    </a>
+                  ) : (
+                    ""
+                  )}
                 </nav>
                 <form method="post" action={paths.logout} class="logout">
                   <input type="hidden" name="_csrf" value={s.csrfToken} />
@@ -81,6 +90,9 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
               </>
             ) : (
               <nav aria-label="Account">
+                <a href={paths.pricing} aria-current={props.active === "pricing" ? "page" : undefined}>
+                  Pricing
+                </a>
                 <a href={paths.docs} aria-current={props.active === "docs" ? "page" : undefined}>
                   API reference
                 </a>
@@ -90,6 +102,17 @@ export function Layout(props: { title: string; session?: PageSession; active?: s
             )}
           </header>
           <main id="main">
+            {s?.suspended ? (
+              <div class="banner banner-suspended" role="alert">
+                <p>
+                  <strong>This account is suspended</strong> (since <Time iso={s.suspended.since} />
+                  ). Its keys answer 403 <code>account_suspended</code> until an operator lifts the suspension; you can still see and manage them here.
+                </p>
+                <p safe>{`Reason: ${s.suspended.reason}`}</p>
+              </div>
+            ) : (
+              ""
+            )}
             {s?.pendingReveals?.length ? (
               <div class="banner" role="alert">
                 <strong>A rotated key's new secret is waiting for you.</strong> Reveal it once and update your integration before the old key stops working.

@@ -7,6 +7,11 @@ export const accounts = pgTable("accounts", {
   /** argon2id PHC string from Bun.password. */
   passwordHash: text("password_hash").notNull(),
   isOperator: boolean("is_operator").notNull().default(false),
+  /** The plan in force (src/billing): `free` for a new account. */
+  planId: text("plan_id").notNull().default("free"),
+  /** Suspended by an operator: every key answers 403 account_suspended. */
+  suspendedAt: timestamp("suspended_at", { withTimezone: true, mode: "date" }),
+  suspendedReason: text("suspended_reason"),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });

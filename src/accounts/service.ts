@@ -1,9 +1,10 @@
-import { asc, count, eq } from "drizzle-orm";
+import { and, asc, count, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
-import { DomainError, zodFieldErrors } from "../errors.ts";
+import { DomainError, notFound, zodFieldErrors } from "../errors.ts";
+import { apiKeys } from "../keys/keys.sql.ts";
 import { accounts } from "./accounts.sql.ts";
 
 export const emailSchema = z
@@ -100,4 +101,67 @@ export async function listAccounts(deps: Pick<Deps, "db">): Promise<{ id: string
     .from(accounts)
     .orderBy(asc(accounts.createdAt), asc(accounts.id));
   return rows.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() }));
+}
+
+/** Why an operator suspends an account: shown to the account's users in the portal. */
+export const suspensionReasonSchema = z
+  .string()
+  .trim()
+  .min(1, "is required: the account's users are shown it")
+  .max(500, "must be at most 500 characters");
+
+/**
+ * After a change the gateway reads with every key (the plan, a suspension): each key of the
+ * account is evicted here and announced to every instance (pub/sub and the revocation
+ * epoch), so the next request on any instance reads the account again.
+ */
+export async function announceAccountKeys(deps: Pick<Deps, "db" | "keyCache">, accountId: string): Promise<void> {
+  const rows = await deps.db
+    .select({ hash: apiKeys.hash })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.accountId, accountId), isNull(apiKeys.revokedAt)));
+  await Promise.all(rows.map((r) => deps.keyCache.announce(r.hash)));
+}
+
+/**
+ * Suspends an account: from the next request on every instance each of its keys answers
+ * 403 `account_suspended` (the gateway and the management API); its users can still sign in
+ * to the portal, which shows them `reason`. Suspending a suspended account changes only
+ * its reason. Audited as `account.suspended` with `{reason}`.
+ */
+export async function suspendAccount(deps: Pick<Deps, "db" | "clock" | "keyCache">, accountId: string, reason: string, who: Actor): Promise<Account> {
+  const parsed = suspensionReasonSchema.safeParse(reason);
+  if (!parsed.success) throw new DomainError("invalid_request", "The suspension is not valid.", zodFieldErrors(parsed.error).map((e) => ({ ...e, field: "reason" })));
+  const now = new Date(deps.clock.now());
+  const account = await deps.db.transaction(async (tx) => {
+    const [current] = await tx.select({ suspendedAt: accounts.suspendedAt }).from(accounts).where(eq(accounts.id, accountId)).for("update");
+    if (!current) throw notFound("account");
+    const [row] = await tx
+      .update(accounts)
+      .set({ suspendedAt: current.suspendedAt ?? now, suspendedReason: parsed.data, updatedAt: now })
+      .where(eq(accounts.id, accountId))
+      .returning();
+    await recordAudit(tx, who, { accountId, action: "account.suspended", changes: { reason: parsed.data } }, now);
+    return row!;
+  });
+  await announceAccountKeys(deps, accountId);
+  return account;
+}
+
+/**
+ * Lifts a suspension: the account's keys answer again from the next request on every
+ * instance. Audited as `account.unsuspended`; an account that is not suspended is left as is.
+ */
+export async function unsuspendAccount(deps: Pick<Deps, "db" | "clock" | "keyCache">, accountId: string, who: Actor): Promise<Account> {
+  const now = new Date(deps.clock.now());
+  const { account, changed } = await deps.db.transaction(async (tx) => {
+    const [current] = await tx.select().from(accounts).where(eq(accounts.id, accountId)).for("update");
+    if (!current) throw notFound("account");
+    if (current.suspendedAt === null) return { account: current, changed: false };
+    const [row] = await tx.update(accounts).set({ suspendedAt: null, suspendedReason: null, updatedAt: now }).where(eq(accounts.id, accountId)).returning();
+    await recordAudit(tx, who, { accountId, action: "account.unsuspended", changes: {} }, now);
+    return { account: row!, changed: true };
+  });
+  if (changed) await announceAccountKeys(deps, accountId);
+  return account;
 }

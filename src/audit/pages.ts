@@ -9,6 +9,7 @@ import type { AuditPageProps, AuditRow } from "../../views/audit/audit.tsx";
 import type { AuditEventView } from "./model.ts";
 import { auditActions, listAuditEvents } from "./service.ts";
 import { DomainError } from "../errors.ts";
+import { formatCents } from "../../views/components.tsx";
 
 type KeyName = Pick<KeyView, "id" | "name" | "display">;
 
@@ -33,13 +34,52 @@ const FIELD_NAMES: Record<string, string> = {
   status: "status",
 };
 
+/** A plan change's `{ from, to }` (plan ids) in names. */
+function planMove(v: unknown, plan: (id: unknown) => string): { from: string; to: string } {
+  const { from, to } = (v ?? {}) as { from?: unknown; to?: unknown };
+  return { from: plan(from), to: plan(to) };
+}
+
+/** A withdrawn scheduled change `{ plan, effectiveAt }`, in words. */
+function withdrawnChange(v: unknown, plan: (id: unknown) => string): string {
+  const w = (v ?? {}) as { plan?: unknown; effectiveAt?: unknown };
+  return `the change to ${plan(w.plan)} scheduled for ${when(w.effectiveAt)}`;
+}
+
+const cents = (v: unknown) => (typeof v === "number" ? formatCents(v) : "");
+
 /**
  * One sentence for an audit event, in words and names (ids stay in the details). `key`
- * names the keys the event's changes refer to.
+ * names the keys the event's changes refer to; `plan` the plans (by id).
  */
-export function describeEvent(e: Pick<AuditEventView, "action" | "changes">, key: (id: unknown) => string): string {
+export function describeEvent(e: Pick<AuditEventView, "action" | "changes">, key: (id: unknown) => string, plan: (id: unknown) => string = (id) => String(id ?? "")): string {
   const c = e.changes as Record<string, unknown>;
   switch (e.action) {
+    case "account.suspended":
+      return `Account suspended: ${quoted(c.reason ?? "")}; its keys answer 403 account_suspended`;
+    case "account.unsuspended":
+      return "Suspension lifted: the account's keys work again";
+    case "plan.changed": {
+      const m = planMove(c.plan, plan);
+      if (c.scheduled) return `Plan changed from ${m.from} to ${m.to}: the downgrade scheduled for ${when(c.effectiveAt)} took effect`;
+      return `Plan changed from ${m.from} to ${m.to}, at once${c.cancelledScheduled ? `; ${withdrawnChange(c.cancelledScheduled, plan)} withdrawn` : ""}`;
+    }
+    case "plan.scheduled": {
+      const m = planMove(c.plan, plan);
+      return `Plan change from ${m.from} to ${m.to} scheduled for ${when(c.effectiveAt)}${c.replaces ? `, replacing ${withdrawnChange(c.replaces, plan)}` : ""}`;
+    }
+    case "plan.cancelled": {
+      const m = planMove(c.plan, plan);
+      return `Scheduled plan change from ${m.from} to ${m.to} (for ${when(c.effectiveAt)}) cancelled; the plan stays ${m.from}`;
+    }
+    case "invoice.finalized":
+      return `Invoice ${String(c.number ?? "")} for ${String(c.month ?? "")} finalized: ${cents(c.totalCents)} for ${typeof c.calls === "number" ? c.calls.toLocaleString("en-US") : "?"} calls`;
+    case "invoice.paid":
+      return `Invoice ${String(c.number ?? "")} marked paid`;
+    case "invoice.voided": {
+      const from = ((c.status ?? {}) as { from?: unknown }).from;
+      return `Invoice ${String(c.number ?? "")} voided${from === "paid" ? " (it had been marked paid)" : ""}`;
+    }
     case "account.created":
       return c.operator ? "Account created, as an operator" : "Account created";
     case "account.login":
@@ -107,6 +147,30 @@ async function actorNames(deps: Deps, events: AuditEventView[], keys: Map<string
   };
 }
 
+/**
+ * Events as people read them: each a sentence with the key's name (`keys`: the account's),
+ * the actor's email. The audit page's rows, and the operator's account page's.
+ */
+export async function auditRows(deps: Deps, events: AuditEventView[], allKeys: KeyName[]): Promise<AuditRow[]> {
+  const keys = new Map<string, KeyName>(allKeys.map((k) => [k.id, k]));
+  const actor = await actorNames(deps, events, keys);
+  const keyLabel = (id: unknown) => {
+    const k = typeof id === "string" ? keys.get(id) : undefined;
+    return k ? `${quoted(k.name)} (${k.display})` : "another key";
+  };
+  const planLabel = (id: unknown) => (typeof id === "string" ? (deps.catalog.byId.get(id)?.name ?? id) : "another plan");
+  return events.map((e) => ({
+    id: e.id,
+    createdAt: e.createdAt,
+    action: e.action,
+    summary: describeEvent(e, keyLabel, planLabel),
+    key: e.keyId ? (keys.get(e.keyId) ?? null) : null,
+    actor: actor(e.actor),
+    ip: e.ip,
+    changes: e.changes,
+  }));
+}
+
 /** The audit page: events in words, with the key's name and the actor's email. */
 export async function auditPageModel(deps: Deps, s: Session, q: { action?: string; keyId?: string; cursor?: string }): Promise<AuditPageProps> {
   const filters = { action: q.action || undefined, keyId: q.keyId || undefined };
@@ -119,21 +183,6 @@ export async function auditPageModel(deps: Deps, s: Session, q: { action?: strin
     page = await listAuditEvents(deps.db, s.accountId, filters);
   }
   const [actions, allKeys, session] = await Promise.all([auditActions(deps.db, s.accountId), listKeys(deps, s.accountId), pageSession(deps, s)]);
-  const keys = new Map<string, KeyName>(allKeys.map((k) => [k.id, k]));
-  const actor = await actorNames(deps, page.data, keys);
-  const keyLabel = (id: unknown) => {
-    const k = typeof id === "string" ? keys.get(id) : undefined;
-    return k ? `${quoted(k.name)} (${k.display})` : "another key";
-  };
-  const events: AuditRow[] = page.data.map((e) => ({
-    id: e.id,
-    createdAt: e.createdAt,
-    action: e.action,
-    summary: describeEvent(e, keyLabel),
-    key: e.keyId ? (keys.get(e.keyId) ?? null) : null,
-    actor: actor(e.actor),
-    ip: e.ip,
-    changes: e.changes,
-  }));
+  const events = await auditRows(deps, page.data, allKeys);
   return { session, events, filters, actions, keys: allKeys.map((k) => ({ id: k.id, name: k.name, display: k.display })), nextCursor: page.nextCursor };
 }

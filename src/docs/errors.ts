@@ -43,13 +43,18 @@ const EXPLAINED: Record<ErrorCode, { meaning: string; action: string }> = {
     meaning: "The key has an IP allowlist and the request came from an address outside it.",
     action: "Call from an allowed address, or add this address or its range to the key's allowlist.",
   },
+  account_suspended: {
+    meaning: "An operator has suspended the account the key belongs to: none of its keys is served until the account is restored.",
+    action: "Sign in to the portal to read why, and contact the operators of this service.",
+  },
   rate_limited: {
-    meaning: "The key has used its requests for the current minute (or too many requests failed authentication from your address).",
-    action: "Wait the seconds in `Retry-After` (the `RateLimit` header's `t`), then retry; raise the key's limit if you need more.",
+    meaning:
+      "The key has used its requests for the current minute, or the account has used its plan's requests per second across all its keys (or too many requests failed authentication from your address). The `RateLimit` header names the policies: `default` is the key's, `plan` the plan's.",
+    action: "Wait the seconds in `Retry-After` (the `RateLimit` header's `t`), then retry; raise the key's limit, or move to a plan with more requests per second.",
   },
   quota_exceeded: {
-    meaning: "The key's monthly quota is used up.",
-    action: "Wait for the next UTC month, or raise the key's monthly quota.",
+    meaning: "The key's monthly quota is used up, or the account's calls this month have reached the cap of its plan (the free plan's included calls; paid plans keep serving and bill the overage).",
+    action: "Wait for the next UTC month (`Retry-After`), raise the key's monthly quota, or move to a paid plan.",
   },
   temporarily_unavailable: {
     meaning: "The server cannot verify keys or count requests right now (its database or Redis is away).",

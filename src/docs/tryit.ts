@@ -117,29 +117,42 @@ const MEANINGS: Record<number, [string, string]> = {
   503: ["Service Unavailable", "The server cannot answer right now; retry shortly."],
 };
 
-/** One Structured Field parameter (`r=59`) of a RateLimit header value. */
-const sfParam = (value: string, name: string) => new RegExp(`;\\s*${name}=(\\d+)`).exec(value)?.[1];
+/** What each policy name in the RateLimit headers is (src/gateway/chain.ts). */
+const POLICY_NAMES: Record<string, string> = { default: "the key's per-minute limit", plan: "the plan's per-second limit", month: "the plan's calls this month" };
+
+/** The items of a RateLimit or RateLimit-Policy value (a Structured Field list): each name and its integer parameters. */
+function policies(value: string): { name: string; params: Record<string, string> }[] {
+  return value.split(",").flatMap((item) => {
+    const [head, ...params] = item.trim().split(";");
+    const name = /^"([^"]*)"$/.exec(head?.trim() ?? "")?.[1];
+    if (name === undefined) return [];
+    return [{ name, params: Object.fromEntries(params.map((p) => p.trim().split("=") as [string, string])) }];
+  });
+}
+
+const seconds = (t: string | undefined) => {
+  const n = Number(t);
+  return !Number.isFinite(n) ? "?" : n >= 86_400 ? `${Math.round(n / 86_400)} d` : n >= 3600 ? `${Math.round(n / 3600)} h` : `${n} s`;
+};
 
 /** What a rate-limit header says, in words; undefined for other headers. */
 export function rateLimitNote(name: string, value: string): string | undefined {
   switch (name) {
-    case "ratelimit": {
-      const r = sfParam(value, "r");
-      const t = sfParam(value, "t");
-      return `${r ?? "?"} requests left in this window; it resets in ${t ?? "?"} s.`;
-    }
-    case "ratelimit-policy": {
-      const q = sfParam(value, "q");
-      const w = sfParam(value, "w");
-      return `The key's policy: ${q ?? "?"} requests per ${w ?? "?"} s.`;
-    }
+    case "ratelimit":
+      return policies(value)
+        .map((p) => `${POLICY_NAMES[p.name] ?? p.name}: ${p.params.r ?? "?"} left, full again in ${seconds(p.params.t)}`)
+        .join("; ") + ".";
+    case "ratelimit-policy":
+      return policies(value)
+        .map((p) => `${POLICY_NAMES[p.name] ?? p.name}: ${p.params.q ?? "?"} per ${p.name === "month" ? "month" : seconds(p.params.w)}`)
+        .join("; ") + ".";
     case "x-ratelimit-limit":
-      return "Requests allowed per minute for this key.";
+      return "The limit of the policy nearest exhaustion (see RateLimit).";
     case "x-ratelimit-remaining":
-      return "Requests left in the current window.";
+      return "What that policy has left.";
     case "x-ratelimit-reset": {
       const at = Number(value);
-      return Number.isFinite(at) ? `The window is full again at ${new Date(at * 1000).toISOString().slice(11, 19)} UTC.` : undefined;
+      return Number.isFinite(at) ? `That policy is full again at ${new Date(at * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC.` : undefined;
     }
     case "retry-after":
       return `Wait ${value} s before retrying.`;

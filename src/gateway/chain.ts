@@ -1,18 +1,38 @@
 import type { Server } from "bun";
 import type { Deps } from "../deps.ts";
-import { KeyStoreUnavailable, type CachedKey } from "../keys/cache.ts";
+import { KeyStoreUnavailable, type CachedKey, type PolicyHeaders } from "../keys/cache.ts";
 import { hashKey, keyLength, parseKey } from "../keys/format.ts";
 import { ipAllowed } from "../keys/ips.ts";
 import type { ErrorCode } from "../errors.ts";
 import { problemBody, type Problem } from "../plugins/problem.ts";
 import type { CappedIncrement, MaybePromise, RateDecision } from "../state/types.ts";
 
+/** The account's calls this month reached a notified share of its plan's included calls. */
+export interface PlanUsage {
+  /** The share reached (80 or 100 %), and the highest this instance had notified before. */
+  level: number;
+  from: number;
+  used: number;
+  included: number;
+  month: string;
+  plan: string;
+}
+
 /** What a request that passed the chain carries into the handler and the meter. */
 export interface GatewayPass {
   key: CachedKey;
   cost: number;
+  /**
+   * The counters this request took `cost` units from: the key's monthly quota and the
+   * account's calls this month. An answer that is not a success gives them back
+   * (`giveBackUnits`), so the counters hold exactly the successes the usage rows count.
+   */
+  quotaCounter: string | undefined;
+  callsCounter: string | undefined;
   /** Set when this request carried the key's monthly usage across QUOTA_WARNING_SHARE. */
-  quotaWarning?: { used: number; quota: number; month: string };
+  quotaWarning: { used: number; quota: number; month: string } | undefined;
+  /** Set when this request carried the account's calls to a share of its plan not yet notified. */
+  planUsage: PlanUsage | undefined;
 }
 
 /** `usage.quota_warning` fires once a month per key, on the request that crosses 80%. */
@@ -32,7 +52,14 @@ export interface Rejection {
 
 export type ChainDeps = Pick<Deps, "config" | "state" | "clock" | "keyCache" | "log">;
 
+const SECOND = 1000;
 const MINUTE = 60_000;
+const DAY = 86_400_000;
+/**
+ * The calls counter's cap on a plan with an overage price: such plans keep serving past their
+ * included calls (the overage is billed from the usage rows), so the cap is out of reach.
+ */
+const UNCAPPED = 1e15;
 /** Failed authentications allowed per client IP per minute before 429. */
 export const AUTH_FAILURE_LIMIT = 60;
 
@@ -98,14 +125,21 @@ export function clientIp(headers: Headers, socketIp: string | undefined, trustPr
   return socketIp;
 }
 
+/** A calendar month (UTC): its `YYYY-MM` and its span in epoch ms. */
+interface MonthSpan {
+  id: string;
+  start: number;
+  end: number;
+}
+
 /** The current UTC month, formatted once per month rather than once per request. */
-let monthSpan = { id: "", start: 0, end: 0 };
-function currentMonth(now: number): { id: string; msLeft: number } {
+let monthSpan: MonthSpan = { id: "", start: 0, end: 0 };
+function currentMonth(now: number): MonthSpan {
   if (now < monthSpan.start || now >= monthSpan.end) {
     const d = new Date(now);
     monthSpan = { id: d.toISOString().slice(0, 7), start: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1), end: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) };
   }
-  return { id: monthSpan.id, msLeft: monthSpan.end - now };
+  return monthSpan;
 }
 
 /**
@@ -126,9 +160,18 @@ interface ChainRequest {
   address: string | undefined | null;
   scope: string;
   cost: number;
-  /** Whether the request spends monthly quota (the management API does not). */
+  /**
+   * Whether this is a call to the data API: it spends the key's monthly quota and counts
+   * toward the plan (its requests per second and calls a month). The management API does not.
+   */
   quota: boolean;
   now: number;
+  /** The decisions of the key's limit and the plan's, once made: the answer's headers name both. */
+  keyRate: RateDecision | undefined;
+  planRate: RateDecision | undefined;
+  /** The key quota counter units were taken from (given back if a later step refuses). */
+  quotaTaken: string | undefined;
+  quotaWarning: GatewayPass["quotaWarning"];
 }
 
 const SPEND_QUOTA = { quota: true };
@@ -142,10 +185,11 @@ function clientAddress(c: ChainRequest): string | undefined {
 }
 
 /**
- * The gateway chain, in order: key-auth → status/expiry → scope → IP allowlist → rate limit
- * → quota. Answers the first failing step's problem+json, or the pass for the handler.
- * Sets the rate-limit headers on `headers` (every answer carries them). Synchronous when no
- * step has to wait.
+ * The gateway chain, in order: key-auth → status/expiry → account suspended → scope → IP
+ * allowlist → the key's rate limit → the plan's rate limit → the key's monthly quota → the
+ * plan's calls this month (the plan's steps and the quotas for data-API calls only). Answers
+ * the first failing step's problem+json, or the pass for the handler. Sets the rate-limit
+ * headers on `headers` (every answer carries them). Synchronous when no step has to wait.
  */
 export function runChain(
   deps: ChainDeps,
@@ -156,7 +200,21 @@ export function runChain(
   cost: number,
   opts: { quota: boolean } = SPEND_QUOTA,
 ): MaybePromise<GatewayPass | Rejection> {
-  const c: ChainRequest = { deps, request, headers, socketIp, address: null, scope, cost, quota: opts.quota, now: deps.clock.now() };
+  const c: ChainRequest = {
+    deps,
+    request,
+    headers,
+    socketIp,
+    address: null,
+    scope,
+    cost,
+    quota: opts.quota,
+    now: deps.clock.now(),
+    keyRate: undefined,
+    planRate: undefined,
+    quotaTaken: undefined,
+    quotaWarning: undefined,
+  };
 
   // 1. key-auth
   const raw = extractKey(request.headers);
@@ -182,7 +240,7 @@ export function runChain(
   );
 }
 
-/** Steps 2-5 for a looked-up key (null: no such key). */
+/** Steps 2-6 for a looked-up key (null: no such key). */
 function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<GatewayPass | Rejection> {
   const now = c.now;
   if (key === null) return authFailure(c, "invalid_api_key", "The API key is not valid.");
@@ -193,12 +251,17 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
   }
   if (key.expiresAt !== null && key.expiresAt <= now) return authFailure(c, "key_expired", "This API key has expired.");
 
-  // 3. scope
+  // 3. the account, suspended by an operator
+  if (key.account.suspended) {
+    return withRate(c, key, () => problemBody("account_suspended", "The account this key belongs to is suspended; its users can read why in the portal."));
+  }
+
+  // 4. scope
   if (!key.scopes.has(c.scope)) {
     return withRate(c, key, () => problemBody("insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
   }
 
-  // 4. IP allowlist
+  // 5. IP allowlist
   if (key.allow !== null) {
     const ip = clientAddress(c);
     if (ip === undefined || !ipAllowed(key.allow, ip)) {
@@ -206,39 +269,204 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
     }
   }
 
-  // 5. rate limit
+  // 6. the key's rate limit
   const decision = c.deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
-  return decision instanceof Promise ? decision.then((d) => limit(c, key, d)) : limit(c, key, decision);
+  return decision instanceof Promise ? decision.then((d) => keyLimited(c, key, d)) : keyLimited(c, key, decision);
 }
 
-/** Step 5's answer, then step 6. */
-function limit(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
-  setRateHeaders(c.headers, decision, c.now);
-  if (!decision.allowed) {
-    return { key, problem: problemBody("rate_limited", `Rate limit of ${key.rateLimit} requests per minute exceeded.`) };
+/** Step 6's answer, then step 7: the plan's requests per second, across all the account's keys. */
+function keyLimited(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
+  c.keyRate = decision;
+  if (!decision.allowed) return rateRefusal(c, key, decision, `Rate limit of ${key.rateLimit} requests per minute exceeded.`);
+  // The management API is no call to a product: the plan's limits are not its business.
+  if (!c.quota) {
+    writeRateHeaders(c, key, false, 0);
+    return admit(c, key, undefined, undefined);
   }
-  // 6. quota
-  if (key.monthlyQuota === null || !c.quota) return { key, cost: c.cost };
+  const account = key.account;
+  const plan = c.deps.state.rateLimit(account.rateKey, account.rps, SECOND, c.now);
+  return plan instanceof Promise ? plan.then((d) => planLimited(c, key, d)) : planLimited(c, key, plan);
+}
+
+/** Step 7's answer, then step 8: the key's monthly quota. */
+function planLimited(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
+  c.planRate = decision;
+  if (!decision.allowed) return rateRefusal(c, key, decision, `The account's plan allows ${key.account.rps} requests per second across its keys.`);
+  // The key's own quota before the plan's month: a request the key refuses never reaches the
+  // account's counter, and one the plan refuses gives its key unit back (callsCounted).
   const month = currentMonth(c.now);
+  const quota = key.monthlyQuota;
+  if (quota === null) return countCall(c, key, month);
   // The counter's name is built once a month per key, not per request: a new string is
   // hashed again at every lookup.
   if (key.quotaKey.month !== month.id) key.quotaKey = { month: month.id, name: `quota:${key.id}:${month.id}` };
-  const used = c.deps.state.consume(key.quotaKey.name, c.cost, key.monthlyQuota, month.msLeft + 86_400_000);
-  return used instanceof Promise ? used.then((u) => quota(c, key, key.monthlyQuota!, month, u)) : quota(c, key, key.monthlyQuota, month, used);
+  const used = c.deps.state.consume(key.quotaKey.name, c.cost, quota, month.end - c.now + DAY);
+  return used instanceof Promise ? used.then((u) => quotaSpent(c, key, quota, month, u)) : quotaSpent(c, key, quota, month, used);
 }
 
-/** Step 6's answer. */
-function quota(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: { id: string; msLeft: number }, used: CappedIncrement): GatewayPass | Rejection {
+/** Step 8's answer, then step 9. */
+function quotaSpent(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: MonthSpan, used: CappedIncrement): MaybePromise<GatewayPass | Rejection> {
   if (!used.ok) {
-    c.headers["retry-after"] = String(Math.ceil(month.msLeft / 1000));
+    writeRateHeaders(c, key, false, 0);
+    c.headers["retry-after"] = String(Math.ceil((month.end - c.now) / 1000));
     return { key, problem: problemBody("quota_exceeded", `The monthly quota of ${monthlyQuota} requests is used up; it renews at the start of the next UTC month.`) };
   }
+  c.quotaTaken = key.quotaKey.name;
   // The counter is atomic across instances, so exactly one request sees the crossing.
   const threshold = Math.ceil(monthlyQuota * QUOTA_WARNING_SHARE);
-  if (used.value >= threshold && used.value - c.cost < threshold) {
-    return { key, cost: c.cost, quotaWarning: { used: used.value, quota: monthlyQuota, month: month.id } };
+  if (used.value >= threshold && used.value - c.cost < threshold) c.quotaWarning = { used: used.value, quota: monthlyQuota, month: month.id };
+  return countCall(c, key, month);
+}
+
+/**
+ * Step 9: the account's calls this month, exact across instances (the state layer's capped
+ * counter). Only live keys count: a test key's calls (the sandbox's too) are never billed.
+ */
+function countCall(c: ChainRequest, key: CachedKey, month: MonthSpan): MaybePromise<GatewayPass | Rejection> {
+  if (key.environment === "test") {
+    writeRateHeaders(c, key, false, 0);
+    return admit(c, key, undefined, undefined);
   }
-  return { key, cost: c.cost };
+  const account = key.account;
+  if (account.callsKey.month !== month.id) account.callsKey = { month: month.id, name: `calls:${account.id}:${month.id}` };
+  const used = c.deps.state.consume(account.callsKey.name, c.cost, account.hardCap ? account.included : UNCAPPED, month.end - c.now + DAY);
+  if (!(used instanceof Promise)) return callsCounted(c, key, month, used);
+  return used.then(
+    (u) => callsCounted(c, key, month, u),
+    (err: unknown) => {
+      if (c.quotaTaken !== undefined) giveBack(c.deps, c.quotaTaken, c.cost);
+      throw err;
+    },
+  );
+}
+
+/** Step 9's answer: the pass, or the free plan's cap. */
+function callsCounted(c: ChainRequest, key: CachedKey, month: MonthSpan, used: CappedIncrement): GatewayPass | Rejection {
+  const account = key.account;
+  writeRateHeaders(c, key, true, used.value);
+  if (!used.ok) {
+    // A refusal never counts: the unit the key's quota gave this request goes back.
+    if (c.quotaTaken !== undefined) giveBack(c.deps, c.quotaTaken, c.cost);
+    c.headers["retry-after"] = String(Math.ceil((month.end - c.now) / 1000));
+    return {
+      key,
+      problem: problemBody("quota_exceeded", `The ${account.included} calls a month of the account's plan are used up; they renew at the start of the next UTC month.`),
+    };
+  }
+  let usage: PlanUsage | undefined;
+  if (account.included > 0) {
+    // 5·used ≥ 4·included: 80 % without a division.
+    const level = used.value >= account.included ? 100 : used.value * 5 >= account.included * 4 ? 80 : 0;
+    if (level > 0) {
+      const sent = account.notified.month === month.id ? account.notified.level : 0;
+      if (level > sent) usage = { level, from: sent, used: used.value, included: account.included, month: month.id, plan: account.planId };
+    }
+  }
+  return admit(c, key, account.callsKey.name, usage);
+}
+
+function admit(c: ChainRequest, key: CachedKey, callsCounter: string | undefined, planUsage: PlanUsage | undefined): GatewayPass {
+  return { key, cost: c.cost, quotaCounter: c.quotaTaken, callsCounter, quotaWarning: c.quotaWarning, planUsage };
+}
+
+/** Returns units to a counter off the request path; a failure only leaves the counter a little high (logged). */
+function giveBack(deps: Pick<ChainDeps, "state" | "log">, counter: string, units: number): void {
+  const failed = (err: unknown) => deps.log.warn("units not given back to a quota counter", { counter, units, error: (err as Error)?.message });
+  try {
+    const done = deps.state.giveBack(counter, units);
+    if (done instanceof Promise) done.catch(failed);
+  } catch (err) {
+    failed(err);
+  }
+}
+
+/**
+ * After an answer that is not a success (the handler's refusal, a server error): the units
+ * the pass took go back to the key's quota and the account's calls, so both counters hold
+ * what the usage rows count as successes and bill, to the unit.
+ */
+export function giveBackUnits(deps: Pick<ChainDeps, "state" | "log">, pass: GatewayPass): void {
+  if (pass.quotaCounter !== undefined) giveBack(deps, pass.quotaCounter, pass.cost);
+  if (pass.callsCounter !== undefined) giveBack(deps, pass.callsCounter, pass.cost);
+}
+
+/** A 429 of the key's limit or the plan's: the policies decided so far, and when to retry. */
+function rateRefusal(c: ChainRequest, key: CachedKey, decision: RateDecision, detail: string): Rejection {
+  writeRateHeaders(c, key, false, 0);
+  c.headers["retry-after"] = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
+  return { key, problem: problemBody("rate_limited", detail) };
+}
+
+/** The key's fixed header values for the month of `span`, rebuilt when the month turns. */
+function policyOf(key: CachedKey, span: MonthSpan): PolicyHeaders {
+  if (key.policy.month === span.id) return key.policy;
+  const account = key.account;
+  const own = `"default";q=${key.rateLimit};w=60`;
+  const plan = `${own}, "plan";q=${account.rps};w=1`;
+  key.policy = {
+    month: span.id,
+    key: own,
+    plan,
+    all: `${plan}, "month";q=${account.included};w=${(span.end - span.start) / 1000}`,
+    keyLimit: String(key.rateLimit),
+    planLimit: String(account.rps),
+    monthLimit: String(account.included),
+  };
+  return key.policy;
+}
+
+/**
+ * The rate-limit headers of an authenticated request (draft-ietf-httpapi-ratelimit-headers-11):
+ * `RateLimit-Policy` and `RateLimit` list every policy decided for it as Structured Field
+ * lists, in order — the key's per-minute limit ("default", first: clients read it there), the
+ * plan's per-second limit ("plan") once decided, and the account's calls this month ("month",
+ * q = the plan's included calls, r = those left) for a request that counts. X-RateLimit-*
+ * describe the one nearest exhaustion, the smallest r/q (ties: the first listed). A paid
+ * plan's month is listed but never nearest: it does not refuse, its overage is billed.
+ */
+function writeRateHeaders(c: ChainRequest, key: CachedKey, withMonth: boolean, used: number): void {
+  const h = c.headers;
+  const now = c.now;
+  const span = currentMonth(now);
+  const p = policyOf(key, span);
+  const own = c.keyRate!;
+  const ownT = Math.ceil(own.resetMs / 1000);
+  let limit = p.keyLimit;
+  let remaining = own.remaining;
+  let quota = key.rateLimit;
+  let resetAt = now + own.resetMs;
+  const plan = c.planRate;
+  if (plan === undefined) {
+    h["ratelimit-policy"] = p.key;
+    h.ratelimit = `"default";r=${own.remaining};t=${ownT}`;
+  } else {
+    // r/q < remaining/quota, compared without a division.
+    if (plan.remaining * quota < remaining * plan.limit) {
+      limit = p.planLimit;
+      remaining = plan.remaining;
+      quota = plan.limit;
+      resetAt = now + plan.resetMs;
+    }
+    const planT = Math.ceil(plan.resetMs / 1000);
+    if (!withMonth) {
+      h["ratelimit-policy"] = p.plan;
+      h.ratelimit = `"default";r=${own.remaining};t=${ownT}, "plan";r=${plan.remaining};t=${planT}`;
+    } else {
+      const account = key.account;
+      const left = used >= account.included ? 0 : account.included - used;
+      if (account.hardCap && (account.included === 0 || left * quota < remaining * account.included)) {
+        limit = p.monthLimit;
+        remaining = left;
+        resetAt = span.end;
+      }
+      h["ratelimit-policy"] = p.all;
+      h.ratelimit = `"default";r=${own.remaining};t=${ownT}, "plan";r=${plan.remaining};t=${planT}, "month";r=${left};t=${Math.ceil((span.end - now) / 1000)}`;
+    }
+  }
+  h["x-ratelimit-limit"] = limit;
+  h["x-ratelimit-remaining"] = String(remaining);
+  // Unix time in seconds at which that policy is fully replenished (GitHub's convention).
+  h["x-ratelimit-reset"] = String(Math.ceil(resetAt / 1000));
 }
 
 /**
@@ -247,7 +475,8 @@ function quota(c: ChainRequest, key: CachedKey, monthlyQuota: number, month: { i
  */
 function withRate(c: ChainRequest, key: CachedKey, answer: () => Problem): MaybePromise<Rejection> {
   const refuse = (decision: RateDecision): Rejection => {
-    setRateHeaders(c.headers, decision, c.now);
+    c.keyRate = decision;
+    writeRateHeaders(c, key, false, 0);
     delete c.headers["retry-after"];
     return { key, problem: answer() };
   };

@@ -7,10 +7,16 @@ import { DomainError } from "../errors.ts";
 import { requestOrigin } from "../plugins/origin.ts";
 import { PROBLEM_CONTENT_TYPE, domainHeaders, domainProblem, problemAt, type Problem } from "../plugins/problem.ts";
 import { newRequestId, type InFlight, type RequestRecorder } from "../plugins/observe.ts";
-import { runChain, socketAddress, type GatewayPass, type Rejection } from "./chain.ts";
+import { giveBackUnits, runChain, socketAddress, type GatewayPass, type PlanUsage, type Rejection } from "./chain.ts";
 
 /** The once-a-month marker outlives any month. */
 const QUOTA_WARNING_MARK_MS = 32 * 86_400_000;
+
+/** The notified shares of a plan's included calls, and their events. */
+const PLAN_USAGE_EVENTS = [
+  [80, "plan.usage_80"],
+  [100, "plan.usage_100"],
+] as const;
 
 /** What the data API's routes share: the services, the request recorder, the in-flight count and the listening server. */
 export interface GatewayEnv {
@@ -51,6 +57,29 @@ async function warnQuota(deps: Deps, key: GatewayPass["key"], w: NonNullable<Gat
     );
   } catch (err) {
     deps.log.warn("quota warning not recorded", { keyId: key.id, error: (err as Error).message });
+  }
+}
+
+/**
+ * Off the request path: `plan.usage_80` / `plan.usage_100` (in-app and webhook) for each share
+ * of the plan's included calls this request reached and this instance had not yet notified.
+ * Once per account, month and plan across instances: each instance's counter view can see a
+ * share reached (or reach it again after units were given back), so the first to take the
+ * shared marker sends it. A plan changed mid-month notifies its own shares.
+ */
+async function notifyPlanUsage(deps: Deps, key: GatewayPass["key"], u: PlanUsage): Promise<void> {
+  const account = key.account;
+  if (account.notified.month !== u.month || account.notified.level < u.level) account.notified = { month: u.month, level: u.level };
+  for (const [level, event] of PLAN_USAGE_EVENTS) {
+    if (level <= u.from || level > u.level) continue;
+    try {
+      if (!(await deps.state.tryLock(`plan-usage:${account.id}:${u.month}:${u.plan}:${level}`, QUOTA_WARNING_MARK_MS))) continue;
+      await deps.db.transaction((tx) =>
+        emit(tx, { accountId: account.id, event, data: { used: u.used, included: u.included, month: u.month, plan: u.plan } }, new Date(deps.clock.now())),
+      );
+    } catch (err) {
+      deps.log.warn("plan usage notification not recorded", { accountId: account.id, event, error: (err as Error).message });
+    }
   }
 }
 
@@ -111,10 +140,18 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
     }
     const ms = performance.now() - startedAt;
     const key = result.key;
+    // What the meter counts as successes (`cost` units each) is what the quota counters keep:
+    // a failure is metered as one error, and the units it took at admission go back.
     if (key !== undefined) deps.meter.record(key.id, key.accountId, key.environment, endpoint, status, ms, status < 400 ? cost : 1);
     record(method, route, status, ms, requestId);
     inflight.n--;
-    if ("quotaWarning" in result && result.quotaWarning !== undefined) void warnQuota(deps, result.key, result.quotaWarning);
+    if (!("problem" in result)) {
+      if (status >= 400) giveBackUnits(deps, result);
+      else {
+        if (result.quotaWarning !== undefined) void warnQuota(deps, result.key, result.quotaWarning);
+        if (result.planUsage !== undefined) void notifyPlanUsage(deps, result.key, result.planUsage);
+      }
+    }
     return answer;
   };
 

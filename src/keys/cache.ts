@@ -1,11 +1,54 @@
 import type { BlockList } from "node:net";
 import { eq } from "drizzle-orm";
+import { accounts } from "../accounts/accounts.sql.ts";
+import { plans } from "../billing/billing.sql.ts";
 import type { Db } from "../db/client.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { Logger } from "../ops/log.ts";
 import type { SharedState, Unsubscribe } from "../state/types.ts";
 import { compileAllowlist } from "./ips.ts";
 import { apiKeys } from "./keys.sql.ts";
+
+/**
+ * The key's account as the gateway needs it, read in the key's own lookup (one query): its
+ * plan's limits and whether it is suspended. A change to either evicts the account's keys
+ * (suspendAccount, changePlan), like a change to the key itself.
+ */
+export interface CachedAccount {
+  id: string;
+  planId: string;
+  /** The plan's requests per second, across all the account's keys. */
+  rps: number;
+  /** The plan's rate limiter state name (`arl:<accountId>`), built once per cached key. */
+  rateKey: string;
+  /** Calls a month the plan includes. */
+  included: number;
+  /** The plan has no overage price: calls over `included` are refused (the free plan). */
+  hardCap: boolean;
+  suspended: boolean;
+  /** The account's calls counter for one month (`calls:<accountId>:<YYYY-MM>`), rebuilt when the month turns. */
+  callsKey: { month: string; name: string };
+  /** The highest share of `included` (80, 100) this instance has notified for one month. */
+  notified: { month: string; level: number };
+}
+
+/**
+ * The header values that depend only on the key's and the plan's limits and on the month
+ * (whose length is the month policy's window): built by the chain once a month per cached
+ * key, so an answer only writes the numbers that move.
+ */
+export interface PolicyHeaders {
+  /** `YYYY-MM` they were built for; "" before the first request. */
+  month: string;
+  /** RateLimit-Policy naming the key's limit; with the plan's; with the plan's and the month's calls. */
+  key: string;
+  plan: string;
+  all: string;
+  /** X-RateLimit-Limit of each policy. */
+  keyLimit: string;
+  planLimit: string;
+  monthLimit: string;
+}
 
 /** A key as the gateway needs it, parsed once when it enters the cache. */
 export interface CachedKey {
@@ -15,6 +58,7 @@ export interface CachedKey {
   /** The key's quota counter name for one month (`quota:<id>:<YYYY-MM>`), rebuilt when the month turns. */
   quotaKey: { month: string; name: string };
   accountId: string;
+  account: CachedAccount;
   environment: "live" | "test";
   scopes: ReadonlySet<string>;
   rateLimit: number;
@@ -23,6 +67,69 @@ export interface CachedKey {
   expiresAt: number | null;
   graceEndsAt: number | null;
   revokedAt: number | null;
+  policy: PolicyHeaders;
+}
+
+/**
+ * The key's row with its account's and plan's: one query. The plan row always exists: plans
+ * are seeded at start and never deleted (one dropped from the file is marked retired, and its
+ * accounts keep it).
+ */
+function lookup(db: Db, hash: string) {
+  return db
+    .select({
+      id: apiKeys.id,
+      accountId: apiKeys.accountId,
+      environment: apiKeys.environment,
+      scopes: apiKeys.scopes,
+      rateLimit: apiKeys.rateLimit,
+      ipAllowlist: apiKeys.ipAllowlist,
+      monthlyQuota: apiKeys.monthlyQuota,
+      expiresAt: apiKeys.expiresAt,
+      graceEndsAt: apiKeys.graceEndsAt,
+      revokedAt: apiKeys.revokedAt,
+      planId: accounts.planId,
+      suspendedAt: accounts.suspendedAt,
+      rps: plans.requestsPerSecond,
+      included: plans.includedCalls,
+      overageCentsPer1000: plans.overageCentsPer1000,
+    })
+    .from(apiKeys)
+    .innerJoin(accounts, eq(accounts.id, apiKeys.accountId))
+    .innerJoin(plans, eq(plans.id, accounts.planId))
+    .where(eq(apiKeys.hash, hash))
+    .limit(1);
+}
+type LookupRow = Awaited<ReturnType<typeof lookup>>[number];
+
+/** The cache's record of a looked-up row. */
+function cachedKey(row: LookupRow): CachedKey {
+  return {
+    id: row.id,
+    rateKey: `rl:${row.id}`,
+    quotaKey: { month: "", name: "" },
+    accountId: row.accountId,
+    account: {
+      id: row.accountId,
+      planId: row.planId,
+      rps: row.rps,
+      rateKey: `arl:${row.accountId}`,
+      included: row.included,
+      hardCap: row.overageCentsPer1000 === null,
+      suspended: row.suspendedAt !== null,
+      callsKey: { month: "", name: "" },
+      notified: { month: "", level: 0 },
+    },
+    environment: row.environment,
+    scopes: new Set(row.scopes),
+    rateLimit: row.rateLimit,
+    allow: compileAllowlist(row.ipAllowlist),
+    monthlyQuota: row.monthlyQuota,
+    expiresAt: row.expiresAt?.getTime() ?? null,
+    graceEndsAt: row.graceEndsAt?.getTime() ?? null,
+    revokedAt: row.revokedAt?.getTime() ?? null,
+    policy: { month: "", key: "", plan: "", all: "", keyLimit: "", planLimit: "", monthLimit: "" },
+  };
 }
 
 interface Entry {
@@ -183,29 +290,14 @@ export class KeyCache {
   private async fill(hash: string): Promise<CachedKey | null> {
     const generation = this.generation;
     this.misses++;
-    let rows: (typeof apiKeys.$inferSelect)[];
+    let rows: LookupRow[];
     try {
-      rows = await this.db.select().from(apiKeys).where(eq(apiKeys.hash, hash)).limit(1);
+      rows = await lookup(this.db, hash);
     } catch (err) {
       throw new KeyStoreUnavailable((err as Error).message);
     }
     const row = rows[0];
-    const key: CachedKey | null = row
-      ? {
-          id: row.id,
-          rateKey: `rl:${row.id}`,
-          quotaKey: { month: "", name: "" },
-          accountId: row.accountId,
-          environment: row.environment,
-          scopes: new Set(row.scopes),
-          rateLimit: row.rateLimit,
-          allow: compileAllowlist(row.ipAllowlist),
-          monthlyQuota: row.monthlyQuota,
-          expiresAt: row.expiresAt?.getTime() ?? null,
-          graceEndsAt: row.graceEndsAt?.getTime() ?? null,
-          revokedAt: row.revokedAt?.getTime() ?? null,
-        }
-      : null;
+    const key = row ? cachedKey(row) : null;
     if (generation === this.generation) {
       if (this.entries.size >= this.maxEntries) this.evictOne();
       this.entries.set(hash, { key, staleAt: this.clock.now() + (key ? this.ttlMs : this.negativeTtlMs), hit: false });

@@ -26,7 +26,7 @@ export const deliveryIdParams = idParams("The delivery's id (`dlv_…`).");
 
 export const notificationSchema = z.object({
   id: z.string(),
-  event: z.string().describe("`key.created`, `key.revoked`, `key.rotation_scheduled`, `key.rotation_started`, `key.expiring`, `key.rotation_completed`, `key.leaked`, `usage.quota_warning`."),
+  event: z.string().describe("`key.created`, `key.revoked`, `key.rotation_scheduled`, `key.rotation_started`, `key.expiring`, `key.rotation_completed`, `key.leaked`, `usage.quota_warning`, `plan.usage_80`, `plan.usage_100`, `invoice.finalized`."),
   keyId: z.string().nullable(),
   data: z.record(z.string(), z.unknown()),
   createdAt: z.string(),

@@ -10,6 +10,9 @@ export const NOTIFICATION_EVENTS = [
   "key.rotation_completed",
   "key.leaked",
   "usage.quota_warning",
+  "plan.usage_80",
+  "plan.usage_100",
+  "invoice.finalized",
 ] as const;
 export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 

@@ -34,11 +34,19 @@ const security = (scope: string): Record<string, string[]>[] => [{ bearer: [scop
 
 /** Response headers every gateway answer carries (DESIGN.md "Gateway"). */
 export const GATEWAY_HEADERS = {
-  RateLimit: { description: 'IETF httpapi RateLimit: the policy name, remaining requests and seconds to reset (`"default";r=59;t=60`).', schema: { type: "string" } },
-  "RateLimit-Policy": { description: 'The policy: requests per window in seconds (`"default";q=60;w=60`).', schema: { type: "string" } },
-  "X-RateLimit-Limit": { description: "Requests allowed per minute for this key.", schema: { type: "integer" } },
-  "X-RateLimit-Remaining": { description: "Requests left in the current window.", schema: { type: "integer" } },
-  "X-RateLimit-Reset": { description: "When the window resets, in Unix seconds.", schema: { type: "integer" } },
+  RateLimit: {
+    description:
+      'IETF httpapi RateLimit (draft 11), a Structured Field list: per policy the requests remaining `r` and the seconds `t` until it is replenished, in the order of `RateLimit-Policy` (`"default";r=59;t=1, "plan";r=1;t=1, "month";r=499;t=1234567`).',
+    schema: { type: "string" },
+  },
+  "RateLimit-Policy": {
+    description:
+      'Every policy in force, a Structured Field list of quota `q` per window `w` seconds: `default`, the key\'s requests per minute; `plan`, the plan\'s requests per second across the account\'s keys; `month`, the plan\'s included calls this calendar month (UTC), for live keys on the data API (`"default";q=60;w=60, "plan";q=2;w=1, "month";q=500;w=2592000`).',
+    schema: { type: "string" },
+  },
+  "X-RateLimit-Limit": { description: "The quota of the policy nearest exhaustion (the smallest share left; the key's per-minute limit on a tie). A paid plan's month, which never refuses, is not counted as one.", schema: { type: "integer" } },
+  "X-RateLimit-Remaining": { description: "What that policy has left.", schema: { type: "integer" } },
+  "X-RateLimit-Reset": { description: "When that policy is fully replenished, in Unix seconds.", schema: { type: "integer" } },
   "X-Request-Id": { description: "Identifies the request in Keyport's logs.", schema: { type: "string" } },
 } as const;
 const RETRY_AFTER = { "Retry-After": { description: "Seconds to wait before retrying.", schema: { type: "integer" } } };
@@ -83,7 +91,7 @@ export interface CodeSample {
   source: string;
 }
 
-const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
+const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "account_suspended", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
 /**
  * The management API's caller check (src/portal/plugin.ts) answers these on every route. Every
  * route may also answer invalid_request, whether or not it takes a body or a query: a body is

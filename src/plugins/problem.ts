@@ -26,6 +26,7 @@ export const STATUS: Record<ErrorCode, number> = {
   invalid_session: 401,
   insufficient_scope: 403,
   ip_not_allowed: 403,
+  account_suspended: 403,
   csrf_failed: 403,
   test_key_not_allowed: 403,
   not_found: 404,

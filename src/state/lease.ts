@@ -359,6 +359,20 @@ export class CountLeases {
     }
   }
 
+  /**
+   * Returns spent units: into the key's lease when this instance holds one, where the next
+   * request spends them without Redis (and an idle sweep or the close returns them), or else
+   * straight to the shared counter.
+   */
+  giveBack(key: string, units: number): MaybePromise<void> {
+    const lease = this.leases.get(key);
+    if (lease !== undefined) {
+      lease.left += units;
+      return;
+    }
+    return this.store.release(key, units);
+  }
+
   /** Gives back the units of leases idle for `idleMs` and drops their state. */
   sweep(idleMs = this.idleMs): Promise<void> {
     const real = performance.now();

@@ -72,6 +72,11 @@ export class MemoryState implements SharedState {
     return this.incrCappedNow(key, cost, cap, ttlMs);
   }
 
+  giveBack(key: string, units: number): void {
+    const c = this.live(key);
+    if (c) c.value = Math.max(0, c.value - units);
+  }
+
   async get(key: string): Promise<number> {
     return this.live(key)?.value ?? 0;
   }

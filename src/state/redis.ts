@@ -58,9 +58,14 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) 
 return {n, v}
 `;
 
+// Unused leased units, or spent units given back (a request that then failed): never below
+// zero, and an expired counter is not brought back.
 const COUNT_RELEASE_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
-return 0
+local cur = tonumber(redis.call('GET', KEYS[1]))
+if cur == nil then return 0 end
+local n = tonumber(ARGV[1])
+if n > cur then n = cur end
+return redis.call('DECRBY', KEYS[1], n)
 `;
 
 const INCR_LUA = `
@@ -212,6 +217,11 @@ export class RedisState implements SharedState {
   /** Leased capped counter (lease.ts): blocks of units, sized to the key's traffic. */
   consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement> {
     return this.counts.consume(key, cost, cap, ttlMs);
+  }
+
+  /** Into this instance's lease of the counter when it holds one (no round trip), else DECRBY. */
+  giveBack(key: string, units: number): MaybePromise<void> {
+    return this.counts.giveBack(key, units);
   }
 
   async incr(key: string, by: number, ttlMs: number): Promise<number> {

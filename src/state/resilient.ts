@@ -141,6 +141,17 @@ export class ResilientState implements SharedState {
     );
   }
 
+  /**
+   * While Redis is away the units go back to the local fallback counter (where they were
+   * taken if the breaker was open then; otherwise there is nothing there to lower).
+   */
+  giveBack(key: string, units: number): MaybePromise<void> {
+    return this.guarded(
+      () => this.inner.giveBack(key, units),
+      () => this.local.giveBack(key, units),
+    );
+  }
+
   /** A capped counter while Redis is away: the policy, or this instance's share of the cap counted locally. */
   private cappedFallback(cap: number, local: (share: number) => MaybePromise<CappedIncrement>): MaybePromise<CappedIncrement> {
     if (this.opts.policy === "allow") return { ok: true, value: 0 };

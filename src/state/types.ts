@@ -55,6 +55,13 @@ export interface SharedState {
    * instance's view of what was spent.
    */
   consume(key: string, cost: number, cap: number, ttlMs: number): MaybePromise<CappedIncrement>;
+  /**
+   * Returns `units` that `consume` spent on `key` (a request admitted, then failed or refused
+   * by a later step), so the counter holds only what was used: into this instance's lease of
+   * the key when it holds one (no I/O), otherwise to the shared counter. Never below zero; a
+   * counter that has expired is left alone.
+   */
+  giveBack(key: string, units: number): MaybePromise<void>;
   get(key: string): Promise<number>;
   del(key: string): Promise<void>;
   publish(channel: string, message: string): Promise<void>;

@@ -196,8 +196,11 @@ async function measure(
   return row;
 }
 
+/** The plan's limits out of reach (test/support/unmetered-plans.json): the rows measure the chain, every key far from its limits. */
+const PLANS_FILE = new URL("../support/unmetered-plans.json", import.meta.url).pathname;
+
 function keyportEnv(extra: Record<string, string>): Record<string, string> {
-  return { SECRET_KEY, LOG_LEVEL: "warn", ...extra };
+  return { SECRET_KEY, LOG_LEVEL: "warn", PLANS_FILE, ...extra };
 }
 
 async function startKeyport(name: string, env: Record<string, string>): Promise<Server> {

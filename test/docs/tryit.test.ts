@@ -3,7 +3,7 @@ import { ManualClock } from "../../src/ops/clock.ts";
 import { cliActor } from "../../src/audit/service.ts";
 import { revokeKey } from "../../src/keys/service.ts";
 import { keyUsageReport } from "../../src/usage/queries.ts";
-import { backends } from "../support/backends.ts";
+import { backends, UNMETERED_PLANS } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
 import { bearer, newAccount, newKey } from "../support/fixtures.ts";
 import { email } from "../support/pages.ts";
@@ -19,7 +19,7 @@ for (const backend of backends) {
     const clock = new ManualClock(Date.UTC(2026, 11, 1, 12, 0, 0));
     let h: Harness;
     beforeAll(async () => {
-      h = await startHarness(backend, { clock, config: { trustProxy: true } });
+      h = await startHarness(backend, { clock, config: { trustProxy: true, plansFile: UNMETERED_PLANS } });
     });
     afterAll(() => h.close());
 
@@ -54,9 +54,9 @@ for (const backend of backends) {
       expect(html).toContain(SANDBOX_NOTE);
       expect(html).toContain("&quot;suggestion&quot;: &quot;someone@gmail.com&quot;");
       const rate = headerRow(html, "ratelimit")!;
-      expect(rate[1]).toMatch(/^&quot;default&quot;;r=59;t=\d+$/);
-      expect(rate[2]).toMatch(/^59 requests left in this window; it resets in \d+ s\.$/);
-      expect(headerRow(html, "ratelimit-policy")![2]).toBe("The key&#x27;s policy: 60 requests per 60 s.");
+      expect(rate[1]).toMatch(/^&quot;default&quot;;r=59;t=\d+, &quot;plan&quot;;/);
+      expect(rate[2]).toMatch(/^the key&#x27;s per-minute limit: 59 left, full again in \d+ s; the plan&#x27;s per-second limit: \d+ left, full again in \d+ s\.$/);
+      expect(headerRow(html, "ratelimit-policy")![2]).toMatch(/^the key&#x27;s per-minute limit: 60 per 60 s; the plan&#x27;s per-second limit: \d+ per 1 s\.$/);
       expect(headerRow(html, "x-ratelimit-remaining")![1]).toBe("59");
       // The sample shows the key masked; the page never holds it whole.
       const [row] = await sandboxRows(accountId);

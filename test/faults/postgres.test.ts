@@ -7,7 +7,7 @@ import { generateKey } from "../../src/keys/format.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { assembleDeps, type OwnedDeps } from "../../src/runtime.ts";
 import { MemoryState } from "../../src/state/memory.ts";
-import { backends, freshDatabase, testConfig } from "../support/backends.ts";
+import { backends, freshDatabase, testConfig, UNMETERED_PLANS } from "../support/backends.ts";
 import { afterResponse, bearer, newAccount, newKey, rejection } from "../support/fixtures.ts";
 import type { Harness } from "../support/harness.ts";
 import { startProxy, type FaultProxy } from "../support/proxy.ts";
@@ -32,7 +32,7 @@ describe.skipIf(!service)("Postgres outage [service]", () => {
     viaProxy.port = String(proxy.port);
     const database = await openPostgres(viaProxy.toString());
     const logs: string[] = [];
-    deps = await assembleDeps({ ...testConfig(), databaseUrl: viaProxy.toString(), usageFlushMs: 500 }, database, new MemoryState(), { log: createLogger("debug", (l) => void logs.push(l)) });
+    deps = await assembleDeps({ ...testConfig(), databaseUrl: viaProxy.toString(), usageFlushMs: 500, plansFile: UNMETERED_PLANS }, database, new MemoryState(), { log: createLogger("debug", (l) => void logs.push(l)) });
     const app = createApp(deps);
     h = {
       deps,

@@ -8,7 +8,7 @@ import { createLogger } from "../../src/ops/log.ts";
 import { assembleDeps, type OwnedDeps } from "../../src/runtime.ts";
 import { RedisState } from "../../src/state/redis.ts";
 import { ResilientState } from "../../src/state/resilient.ts";
-import { backends, freshDatabase, testConfig } from "../support/backends.ts";
+import { backends, freshDatabase, testConfig, UNMETERED_PLANS } from "../support/backends.ts";
 import { bearer, newAccount, newKey } from "../support/fixtures.ts";
 import type { Harness } from "../support/harness.ts";
 import { startProxy, type FaultProxy } from "../support/proxy.ts";
@@ -26,7 +26,7 @@ async function appBehindProxy(policy: Config["rateLimitOnRedisError"], instanceC
   const log = createLogger("debug", (l) => void logs.push(l));
   const redis = await RedisState.connect(url.toString(), { prefix: `kptest:${randomBytes(4).toString("hex")}:`, commandTimeoutMs: 300 });
   const state = new ResilientState(redis, { policy, instanceCount, log, retryAfterMs: 200 });
-  const deps: OwnedDeps = await assembleDeps({ ...testConfig(), rateLimitOnRedisError: policy, instanceCount, trustProxy: true }, database, state, { log });
+  const deps: OwnedDeps = await assembleDeps({ ...testConfig(), rateLimitOnRedisError: policy, instanceCount, trustProxy: true, plansFile: UNMETERED_PLANS }, database, state, { log });
   const app = createApp(deps);
   const h: Harness = { deps, app, logs, req: (path, init = {}) => app.handle(new Request(`http://localhost${path}`, init)), close: () => deps.close() };
   return {

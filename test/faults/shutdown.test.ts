@@ -11,7 +11,7 @@ import { createKey } from "../../src/keys/service.ts";
 import { createKeySchema } from "../../src/keys/model.ts";
 import { parseInput } from "../../src/errors.ts";
 import { buildDeps } from "../../src/runtime.ts";
-import { testConfig } from "../support/backends.ts";
+import { testConfig, UNMETERED_PLANS } from "../support/backends.ts";
 import { seedDataDir } from "../support/embedded.ts";
 import { TEST_PASSWORDS } from "../support/harness.ts";
 
@@ -38,7 +38,7 @@ async function serverWithKey(flushMs: number) {
   const secret = await dataDirWithKey(dataDir);
   const port = 40000 + Math.floor(Math.random() * 20000);
   const proc = Bun.spawn(["bun", main, "serve"], {
-    env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: process.env.KP_DEBUG ? "debug" : "warn", USAGE_FLUSH_MS: String(flushMs) },
+    env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: process.env.KP_DEBUG ? "debug" : "warn", USAGE_FLUSH_MS: String(flushMs), PLANS_FILE: UNMETERED_PLANS },
     stdout: "pipe",
     stderr: "pipe",
   });

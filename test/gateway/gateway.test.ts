@@ -4,7 +4,7 @@ import { generateKey } from "../../src/keys/format.ts";
 import { revokeKey } from "../../src/keys/service.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { AUTH_FAILURE_LIMIT } from "../../src/gateway/chain.ts";
-import { backends } from "../support/backends.ts";
+import { backends, UNMETERED_PLANS } from "../support/backends.ts";
 import { bearer, changeKey, newAccount, newKey, problem, roll } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
@@ -15,7 +15,7 @@ for (const backend of backends) {
     const clock = new ManualClock();
     let h: Harness;
     beforeAll(async () => {
-      h = await startHarness(backend, { clock, config: { trustProxy: true } });
+      h = await startHarness(backend, { clock, config: { trustProxy: true, plansFile: UNMETERED_PLANS } });
     });
     afterAll(() => h.close());
 
@@ -29,8 +29,8 @@ for (const backend of backends) {
       const res = await h.req(EMAIL, { headers: { ...bearer(secret), ...from() } });
       expect(res.status).toBe(200);
       expect((await res.json()).domain).toBe("example.com");
-      expect(res.headers.get("ratelimit-policy")).toBe('"default";q=10;w=60');
-      expect(res.headers.get("ratelimit")).toBe('"default";r=9;t=6');
+      expect(res.headers.get("ratelimit-policy")).toStartWith('"default";q=10;w=60, "plan";');
+      expect(res.headers.get("ratelimit")).toStartWith('"default";r=9;t=6, "plan";');
       expect(res.headers.get("x-ratelimit-limit")).toBe("10");
       expect(res.headers.get("x-ratelimit-remaining")).toBe("9");
       expect(res.headers.get("x-ratelimit-reset")).toBe(String(Math.ceil((clock.now() + 6000) / 1000)));
@@ -249,7 +249,7 @@ describe("quota warning", () => {
   it("notifies usage.quota_warning once, on the request that crosses 80% of the monthly quota", async () => {
     const { notifications } = await import("../../src/db/schema.ts");
     const { eq } = await import("drizzle-orm");
-    const h = await startHarness(backends[0]!);
+    const h = await startHarness(backends[0]!, { config: { plansFile: UNMETERED_PLANS } });
     try {
       const account = await newAccount(h);
       const { key, secret } = await newKey(h, account.id, { monthlyQuota: 10, rateLimit: 1000 });
@@ -268,7 +268,7 @@ describe("quota warning", () => {
 
 describe("requests in flight", () => {
   it("returns to zero after answers of every kind (the shutdown drain waits for it)", async () => {
-    const h = await startHarness(backends[0]!);
+    const h = await startHarness(backends[0]!, { config: { plansFile: UNMETERED_PLANS } });
     try {
       const account = await newAccount(h);
       const { secret } = await newKey(h, account.id, { rateLimit: 1000 });
@@ -297,7 +297,7 @@ describe("percent-encoding in the path", () => {
   // app.handle routes with Elysia's router; a listening server with Bun's, which decodes a
   // bad escape differently: both must refuse it.
   it("refuses a path segment that is not valid percent-encoding, through the socket as through app.handle", async () => {
-    const h = await startHarness(backends[0]!);
+    const h = await startHarness(backends[0]!, { config: { plansFile: UNMETERED_PLANS } });
     try {
       const account = await newAccount(h);
       const { secret } = await newKey(h, account.id, { rateLimit: 1000 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { cliActor } from "../../src/audit/service.ts";
 import { revokeKey } from "../../src/keys/service.ts";
 import { RedisState } from "../../src/state/redis.ts";
-import { backends } from "../support/backends.ts";
+import { backends, UNMETERED_PLANS } from "../support/backends.ts";
 import { bearer, newAccount, newKey, problem } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
@@ -13,8 +13,8 @@ describe.skipIf(!service)("two instances sharing Postgres and Redis [service]", 
   let a: Harness;
   let b: Harness;
   beforeAll(async () => {
-    a = await startHarness(service!);
-    b = await startHarness(service!, { share: a });
+    a = await startHarness(service!, { config: { plansFile: UNMETERED_PLANS } });
+    b = await startHarness(service!, { share: a, config: { plansFile: UNMETERED_PLANS } });
   });
   afterAll(async () => {
     await b.close();

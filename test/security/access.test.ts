@@ -7,6 +7,10 @@ import { Browser } from "../support/browser.ts";
 import { bearer, newKey, schedule } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 import { createAccount } from "../../src/accounts/service.ts";
+import { eq } from "drizzle-orm";
+import { accounts } from "../../src/accounts/accounts.sql.ts";
+import { monthOf, previousMonth } from "../../src/billing/invoices.ts";
+import { closeMonth, listInvoices } from "../../src/billing/service.ts";
 
 /**
  * OWASP API1/API5, for every route of the app (Unkey's runCommonRouteTests): the suite walks
@@ -23,6 +27,8 @@ interface Victim {
   keyId: string;
   rotationId: string;
   deliveryId: string;
+  accountId: string;
+  invoiceId: string;
 }
 
 type Fixture =
@@ -30,8 +36,8 @@ type Fixture =
   | { api: string; json?: unknown }
   /** A portal page or form (also /logout): the path with the victim's ids, and the form's fields. */
   | { portal: string; form?: Record<string, string> }
-  /** An operator's page. */
-  | { admin: string }
+  /** An operator's page or form (with the form's fields). */
+  | { admin: string; form?: Record<string, string> }
   /** The data API: a key with the route's scope, nothing else (test/gateway covers the chain). */
   | { gateway: string; json?: unknown }
   /** Needs no credential, and why. */
@@ -63,6 +69,7 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /docs/:operationId/try": () => ({ public: "a redirect to the operation's page (where a plain try-it form's answer left the address bar)" }),
   "POST /docs/sandbox-key": () => ({ portal: "/docs/sandbox-key" }),
   "GET /static/:name": () => ({ public: "css, htmx and icons" }),
+  "GET /pricing": () => ({ public: "the plans and the billing rules, from the plans file (signed in, the account's plan is marked)" }),
 
   "GET /api/keys": () => ({ api: "/api/keys" }),
   "POST /api/keys": () => ({ api: "/api/keys", json: { name: "x", scopes: ["email:read"] } }),
@@ -116,9 +123,23 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "POST /portal/settings/webhook/test": () => ({ portal: "/portal/settings/webhook/test" }),
   "POST /portal/settings/webhook/rotate-secret": () => ({ portal: "/portal/settings/webhook/rotate-secret" }),
   "POST /portal/settings/webhook/delete": () => ({ portal: "/portal/settings/webhook/delete" }),
+  "GET /portal/billing": () => ({ portal: "/portal/billing" }),
+  "GET /portal/billing/change": () => ({ portal: "/portal/billing/change?plan=starter" }),
+  "POST /portal/billing/plan": () => ({ portal: "/portal/billing/plan", form: { plan: "starter" } }),
+  "GET /portal/billing/invoices/:id": (v) => ({ portal: `/portal/billing/invoices/${v.invoiceId}` }),
 
   "GET /admin/compliance": () => ({ admin: "/admin/compliance" }),
   "GET /admin/compliance.csv": () => ({ admin: "/admin/compliance.csv" }),
+  "GET /admin/accounts": () => ({ admin: "/admin/accounts?q=victim" }),
+  "GET /admin/accounts/:id": (v) => ({ admin: `/admin/accounts/${v.accountId}` }),
+  "POST /admin/accounts/:id/suspend": (v) => ({ admin: `/admin/accounts/${v.accountId}/suspend`, form: { reason: "x" } }),
+  "POST /admin/accounts/:id/unsuspend": (v) => ({ admin: `/admin/accounts/${v.accountId}/unsuspend` }),
+  "POST /admin/accounts/:id/plan": (v) => ({ admin: `/admin/accounts/${v.accountId}/plan`, form: { plan: "starter" } }),
+  "GET /admin/plans": () => ({ admin: "/admin/plans" }),
+  "GET /admin/invoices": () => ({ admin: "/admin/invoices" }),
+  "POST /admin/invoices/:id/status": (v) => ({ admin: `/admin/invoices/${v.invoiceId}/status`, form: { status: "void" } }),
+  "GET /admin/invoices.csv": () => ({ admin: "/admin/invoices.csv" }),
+  "GET /admin/usage": () => ({ admin: "/admin/usage" }),
 };
 
 /** The fixture kind a route's path calls for: public only outside the prefixes that need a credential. */
@@ -160,8 +181,13 @@ for (const backend of backends) {
       const { key } = await newKey(h, acct.id, { name: "victim key" });
       owner = { browser: vb, apiKey: (await newKey(h, acct.id, { scopes: ["keys:manage"], rateLimit: 10_000 })).secret };
       const rotation = await schedule(h, acct.id, key.id, { at: new Date(Date.now() + 3_600_000).toISOString() });
+      // An invoice of last month: the account made to exist before it, the month closed for real
+      // (which notifies invoice.finalized: one more delivery, counted below).
+      await h.deps.db.update(accounts).set({ createdAt: new Date(Date.UTC(2020, 0, 1)) }).where(eq(accounts.id, acct.id));
+      await closeMonth(h.deps, previousMonth(monthOf(h.deps.clock.now())));
+      const [invoice] = await listInvoices(h.deps, acct.id);
       const deliveries = await listDeliveries(h.deps, acct.id);
-      victim = { keyId: key.id, rotationId: rotation.id, deliveryId: deliveries[0]!.id };
+      victim = { keyId: key.id, rotationId: rotation.id, deliveryId: deliveries[0]!.id, accountId: acct.id, invoiceId: invoice!.id };
       victimDeliveries = deliveries.length;
       const ib = new Browser(h);
       await ib.signUp(`intruder-${randomBytes(3).toString("hex")}@example.com`);
@@ -185,7 +211,7 @@ for (const backend of backends) {
       const keys = h.app.routes.map(routeKey);
       expect(keys.length).toBeGreaterThan(50);
       const wrongKind = Object.entries(ROUTES).flatMap(([key, fixture]) => {
-        const kind = Object.keys(fixture({ keyId: "key_x", rotationId: "rot_x", deliveryId: "dlv_x" }))[0];
+        const kind = Object.keys(fixture({ keyId: "key_x", rotationId: "rot_x", deliveryId: "dlv_x", accountId: "acct_x", invoiceId: "inv_x" }))[0];
         return kind === kindOf(key) ? [] : [`${key}: ${kind}, not ${kindOf(key)}`];
       });
       expect({ missing: keys.filter((k) => !(k in ROUTES)), stale: Object.keys(ROUTES).filter((k) => !keys.includes(k)), wrongKind }).toEqual({ missing: [], stale: [], wrongKind: [] });
@@ -291,15 +317,30 @@ for (const backend of backends) {
       expect(wrong).toEqual([]);
     });
 
-    it("hides every /admin route from non-operators (404), and shows it to an operator", async () => {
+    it("hides every /admin route from non-operators (404), and shows every /admin page to an operator", async () => {
       const wrong: string[] = [];
       const admin = routes("admin");
-      expect(admin.length).toBeGreaterThan(0);
-      for (const { key, fixture } of admin) {
-        const res = await intruder.browser.get(fixture.admin);
+      expect(admin.length).toBeGreaterThan(10);
+      for (const { key, method, fixture } of admin) {
+        // A form with the intruder's own valid CSRF token: refused for not being an operator, not for the token.
+        const res = method === "GET" ? await intruder.browser.get(fixture.admin) : await intruder.browser.post(fixture.admin, fixture.form ?? {});
         if (res.status !== 404) wrong.push(`${key} → ${res.status}`);
+        if (method !== "GET") continue;
         const shown = await operator.get(fixture.admin);
         if (shown.status !== 200) wrong.push(`${key} for the operator → ${shown.status}`);
+      }
+      expect(wrong).toEqual([]);
+    });
+
+    it("refuses an operator's form without the CSRF token (403), with htmx too", async () => {
+      const wrong: string[] = [];
+      const changing = routes("admin").filter((r) => changesState(r.method));
+      expect(changing.length).toBeGreaterThan(3);
+      for (const { key, fixture } of changing) {
+        const res = await operator.post(fixture.admin, fixture.form ?? {}, { csrf: null });
+        if (res.status !== 403) wrong.push(`${key} → ${res.status}`);
+        const htmx = await operator.post(fixture.admin, fixture.form ?? {}, { csrf: null, htmx: true });
+        if (htmx.status !== 403) wrong.push(`${key} (htmx) → ${htmx.status}`);
       }
       expect(wrong).toEqual([]);
     });
@@ -326,6 +367,10 @@ for (const backend of backends) {
       expect(rotation!.state).toBe("scheduled");
       const acct = (await h.deps.db.query.apiKeys.findFirst({ where: (k, { eq }) => eq(k.id, victim.keyId) }))!.accountId;
       expect((await listDeliveries(h.deps, acct)).length).toBe(victimDeliveries);
+      const account = await h.deps.db.query.accounts.findFirst({ where: (a, { eq }) => eq(a.id, victim.accountId) });
+      expect(account).toMatchObject({ planId: "free", suspendedAt: null });
+      const [invoice] = await listInvoices(h.deps, victim.accountId);
+      expect(invoice).toMatchObject({ id: victim.invoiceId, status: "open" });
     });
   });
 }

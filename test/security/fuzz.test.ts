@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { backends } from "../support/backends.ts";
+import { backends, UNMETERED_PLANS } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
 import { bearer, newAccount, newKey } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
@@ -117,7 +117,7 @@ for (const backend of backends) {
     let admin: string;
     let b: Browser;
     beforeAll(async () => {
-      h = await startHarness(backend, { config: { trustProxy: true } });
+      h = await startHarness(backend, { config: { trustProxy: true, plansFile: UNMETERED_PLANS } });
       const account = await newAccount(h);
       secret = (await newKey(h, account.id, { scopes: ["email:read", "ip:read", "batch:write"], rateLimit: 100_000 })).secret;
       admin = (await newKey(h, account.id, { scopes: ["keys:manage"], rateLimit: 100_000 })).secret;

@@ -39,6 +39,8 @@ const env = {
   USAGE_FLUSH_MS: "1000",
   ROTATION_SWEEP_MS: "5000",
   DATA_DIR: `/tmp/${dbName}`,
+  // The plan's limits out of reach: the soak loads keys, not plans.
+  PLANS_FILE: new URL("../support/unmetered-plans.json", import.meta.url).pathname,
 };
 const cli = (a: string[]) => Bun.spawnSync(["bun", main, ...a], { env, cwd: root, stdout: "pipe", stderr: "pipe" });
 cli(["migrate"]);

@@ -81,6 +81,60 @@ for (const backend of backends) {
       expect(await state.get(capped)).toBe(0);
     });
 
+    /** Hands an instance's unspent leased units back to Redis (in memory there are none), so `get` reads what was spent. */
+    const settle = async (...states: (SharedState | undefined)[]) => {
+      for (const s of states) if (s instanceof RedisState) await s.returnIdleLeases(0);
+    };
+
+    it("gives back consumed units, so the counter holds only what was kept, and never goes below zero", async () => {
+      const k = key();
+      for (let i = 0; i < 5; i++) expect((await state.consume(k, 2, 100, MINUTE)).ok).toBe(true);
+      await state.giveBack(k, 2);
+      await state.giveBack(k, 1);
+      await settle(state);
+      expect(await state.get(k)).toBe(7);
+      // Units given back after the lease went back are taken off the shared counter.
+      await state.giveBack(k, 3);
+      expect(await state.get(k)).toBe(4);
+      await state.giveBack(k, 10);
+      expect(await state.get(k)).toBe(0);
+    });
+
+    it("spends a unit given back at the cap again, exactly to the cap", async () => {
+      const k = key();
+      for (let i = 0; i < 10; i++) expect((await state.consume(k, 1, 10, MINUTE)).ok).toBe(true);
+      expect((await state.consume(k, 1, 10, MINUTE)).ok).toBe(false);
+      await state.giveBack(k, 1);
+      const again = await state.consume(k, 1, 10, MINUTE);
+      expect(again).toEqual({ ok: true, value: 10 });
+      expect((await state.consume(k, 1, 10, MINUTE)).ok).toBe(false);
+      await settle(state);
+      expect(await state.get(k)).toBe(10);
+    });
+
+    it("lets another instance spend a unit one instance gave back at the cap", async () => {
+      if (!other) return;
+      const k = key();
+      for (let i = 0; i < 6; i++) expect((await state.consume(k, 1, 6, MINUTE)).ok).toBe(true);
+      await settle(state);
+      expect((await other.consume(k, 1, 6, MINUTE)).ok).toBe(false);
+      await state.giveBack(k, 2);
+      // The other instance remembers the refusal for a second; its idle lease state dropped,
+      // it asks Redis again at once.
+      await settle(other);
+      expect((await other.consume(k, 2, 6, MINUTE)).ok).toBe(true);
+      expect((await state.consume(k, 1, 6, MINUTE)).ok).toBe(false);
+      await settle(state, other);
+      expect(await state.get(k)).toBe(6);
+    });
+
+    it("leaves an expired or unknown counter alone when units are given back", async () => {
+      const k = key();
+      await state.giveBack(k, 3);
+      expect(await state.get(k)).toBe(0);
+      expect((await state.consume(k, 1, 5, MINUTE)).value).toBe(1);
+    });
+
     it("expires counters after their time to live", async () => {
       const k = key();
       await state.incr(k, 1, 50);

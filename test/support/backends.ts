@@ -27,6 +27,14 @@ export const backends: Backend[] = [
   ...(TEST_DATABASE_URL && TEST_REDIS_URL ? [{ name: "service" as const, databaseUrl: TEST_DATABASE_URL, redisUrl: TEST_REDIS_URL }] : []),
 ];
 
+/**
+ * A plans file whose one plan, `free`, puts the plan's limits out of reach: for the suites
+ * that test something else (the key's own limits, the meter, shutdown) and would otherwise
+ * meet the shipped free plan's 2 requests a second and 500 calls a month. The plans
+ * themselves are tested on the shipped file (test/gateway/plans.test.ts).
+ */
+export const UNMETERED_PLANS = new URL("./unmetered-plans.json", import.meta.url).pathname;
+
 export function testConfig(overrides: Record<string, string> = {}): Config {
   return { ...parseConfig({ LOG_LEVEL: "silent", SECRET_KEY: "test-secret-key-0123456789abcdefghijklmnop", ...overrides }) };
 }

@@ -6,7 +6,7 @@ import { UsageMeter } from "../../src/usage/meter.ts";
 import { keyUsageReport } from "../../src/usage/queries.ts";
 import { getKey, listKeys } from "../../src/keys/service.ts";
 import { createLogger } from "../../src/ops/log.ts";
-import { backends } from "../support/backends.ts";
+import { backends, UNMETERED_PLANS } from "../support/backends.ts";
 import { afterResponse, bearer, newAccount, newKey, rejection } from "../support/fixtures.ts";
 import { startHarness, type Harness } from "../support/harness.ts";
 
@@ -15,7 +15,7 @@ for (const backend of backends) {
     const clock = new ManualClock(Date.UTC(2026, 5, 10, 12));
     let h: Harness;
     beforeAll(async () => {
-      h = await startHarness(backend, { clock });
+      h = await startHarness(backend, { clock, config: { plansFile: UNMETERED_PLANS } });
     });
     afterAll(() => h.close());
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { ManualClock } from "../../src/ops/clock.ts";
-import { backends } from "../support/backends.ts";
+import { backends, UNMETERED_PLANS } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
 import { afterResponse, bearer } from "../support/fixtures.ts";
 import { email, secretIn } from "../support/pages.ts";
@@ -11,7 +11,7 @@ for (const backend of backends) {
     const clock = new ManualClock();
     let h: Harness;
     beforeAll(async () => {
-      h = await startHarness(backend, { clock });
+      h = await startHarness(backend, { clock, config: { plansFile: UNMETERED_PLANS } });
     });
     afterAll(() => h.close());
 

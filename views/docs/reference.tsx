@@ -220,9 +220,9 @@ function Answer(props: { a: AnswerView }) {
 }
 
 const RATE_HEADERS: [string, string][] = [
-  ["RateLimit", 'What is left now: `"default";r=59;t=1` is 59 requests remaining, and 1 second until the key is back to its whole allowance (the limit refills continuously, one request every 60/q seconds).'],
-  ["RateLimit-Policy", 'The key\'s policy: `"default";q=60;w=60` is 60 requests per 60-second window.'],
-  ["X-RateLimit-Limit / -Remaining / -Reset", "The same as plain numbers: the limit per minute, what is left, and the Unix second the window resets."],
+  ["RateLimit", 'What is left now, for each policy in force: `"default";r=59;t=1, "plan";r=1;t=1, "month";r=499;t=1234567` is 59 requests left of the key\'s per-minute limit (1 second until it is whole again: the limit refills continuously), 1 of the plan\'s per-second limit, and 499 of the plan\'s included calls this month (t: seconds until the month turns).'],
+  ["RateLimit-Policy", 'The policies: `"default";q=60;w=60` the key\'s 60 requests per 60 s, `"plan";q=2;w=1` the plan\'s 2 per second across all the account\'s keys, `"month";q=500;w=2592000` the included calls this month (live keys only; a test key\'s answers have no `month`).'],
+  ["X-RateLimit-Limit / -Remaining / -Reset", "The policy nearest exhaustion, as plain numbers: its limit, what is left, and the Unix second it is whole again."],
   ["Retry-After", "On a 429 only: the seconds to wait before the next request is admitted."],
 ];
 

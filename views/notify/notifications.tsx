@@ -11,6 +11,9 @@ const LABELS: Record<string, string> = {
   "key.rotation_completed": "Rotation completed",
   "key.leaked": "Key found leaked",
   "usage.quota_warning": "Quota nearly used",
+  "plan.usage_80": "80 % of the plan's calls used this month",
+  "plan.usage_100": "All the plan's calls used this month",
+  "invoice.finalized": "Invoice finalized",
 };
 
 /** A notification as people read it: the key's name and masked form rather than its id. */

@@ -23,6 +23,9 @@ const SENT_WHEN: Record<NotificationEvent, string> = {
   "key.rotation_completed": "a rotation's grace period ends",
   "key.leaked": "a key is found in public code",
   "usage.quota_warning": "a key has used 80 % of its monthly quota",
+  "plan.usage_80": "the account has used 80 % of its plan's included calls this month",
+  "plan.usage_100": "the account has used all its plan's included calls this month",
+  "invoice.finalized": "a month's invoice is finalized",
 };
 
 /** The webhook endpoint and its deliveries on the settings page. */

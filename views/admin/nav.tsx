@@ -1,0 +1,25 @@
+/** @jsxImportSource @kitajs/html */
+import { paths } from "../components.tsx";
+
+export type AdminSection = "accounts" | "plans" | "invoices" | "usage" | "compliance";
+
+const SECTIONS = [
+  ["accounts", paths.adminAccounts, "Accounts"],
+  ["plans", paths.adminPlans, "Plans"],
+  ["invoices", paths.adminInvoices, "Invoices"],
+  ["usage", paths.adminUsage, "Usage"],
+  ["compliance", paths.adminCompliance, "Compliance"],
+] as const satisfies readonly (readonly [AdminSection, string, string])[];
+
+/** The operator's pages, linked from each of them (the header's "Operator" opens Accounts). */
+export function AdminNav(props: { active: AdminSection }) {
+  return (
+    <nav class="subnav" aria-label="Operator">
+      {SECTIONS.map(([id, href, label]) => (
+        <a href={href} aria-current={props.active === id ? "page" : undefined}>
+          {label}
+        </a>
+      ))}
+    </nav>
+  );
+}
