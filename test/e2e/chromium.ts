@@ -40,6 +40,8 @@ export interface ChromiumOptions {
   /** An IANA zone such as "Asia/Kolkata" (no daylight saving: a stable offset); the machine's own otherwise. */
   timezoneId?: string;
   locale?: string;
+  /** false: a browser with scripts off (the pages must work as plain HTML); its report then has no CSP violations, which only a script sees. */
+  javaScriptEnabled?: boolean;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function launchChromium(options: ChromiumOptions = {}): Promise<Chr
     viewport: options.viewport ?? { width: 1280, height: 900 },
     ...(options.timezoneId ? { timezoneId: options.timezoneId } : {}),
     ...(options.locale ? { locale: options.locale } : {}),
+    ...(options.javaScriptEnabled === false ? { javaScriptEnabled: false } : {}),
   });
   const report: PageReport = { console: [], failedRequests: [], pageErrors: [], cspViolations: [] };
   // The binding and the listener are installed through the DevTools protocol, outside the

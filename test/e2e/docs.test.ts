@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { chromium, type Page, type Response as PageResponse } from "playwright-core";
-import { CHROMIUM, launchChromium, type Chromium, type PageReport } from "./chromium.ts";
+import type { Page, Response as PageResponse } from "playwright-core";
+import { launchChromium, type Chromium } from "./chromium.ts";
 import { startServer, type ServerProcess } from "./server.ts";
 
 // The API reference (/docs) in a real chromium against a real `keyport serve`, twice:
@@ -99,40 +96,6 @@ async function signUp(page: Page, email: string): Promise<PageResponse> {
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
   expect(await page.locator("header .who").textContent()).toBe(email);
   return signup;
-}
-
-/** Debian's chromium with the same flags as chromium.ts (which exports CHROMIUM, not its ARGS). */
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-
-/**
- * A chromium with JavaScript disabled: launchChromium (chromium.ts) takes no
- * `javaScriptEnabled`, so this launches the same browser with the same flags itself. Its
- * report has what a page without scripts can produce: failed requests, console messages
- * (the browser's own, e.g. a refused resource) and page errors; CSP violations are seen
- * through a script, so none are collected here.
- */
-async function launchWithoutJavaScript(): Promise<Chromium> {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get update && apt-get install -y chromium), as .ci/run does.`);
-  const profile = mkdtempSync(join(tmpdir(), "kp-e2e-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 900 }, javaScriptEnabled: false });
-  const report: PageReport = { console: [], failedRequests: [], pageErrors: [], cspViolations: [] };
-  const watch = (page: Page) => {
-    page.on("console", (m) => void report.console.push({ type: m.type(), text: m.text(), page: page.url(), source: m.location().url }));
-    page.on("response", (r) => void (r.status() >= 400 && report.failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`)));
-    page.on("pageerror", (err) => void report.pageErrors.push(`${err.name}: ${err.message} (on ${page.url()})`));
-  };
-  const page = context.pages()[0] ?? (await context.newPage());
-  watch(page);
-  context.on("page", watch);
-  return {
-    context,
-    page,
-    report,
-    async close() {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
 }
 
 function expectCleanReport(b: Chromium | undefined, which: string) {
@@ -331,7 +294,7 @@ describe("the API reference in the browser", () => {
     let page: Page;
 
     beforeAll(async () => {
-      browser = await launchWithoutJavaScript();
+      browser = await launchChromium({ javaScriptEnabled: false });
       page = browser.page;
       page.setDefaultTimeout(15_000);
     }, STEP_MS);
