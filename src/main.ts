@@ -30,8 +30,9 @@ commands:
   key roll ID|KEY [--grace HOURS] [--json]     a new key with the same settings (its secret on
                                                stdout); the old one works HOURS more (24; 0-168)
   invoices export --month YYYY-MM              the month's invoices as CSV on stdout
-  invoices close --month YYYY-MM               finalize the month's invoices (the sweep does at
-                                               month end); run again, it makes only missing ones
+  invoices close --month YYYY-MM [--force]     finalize the month's invoices (the sweep does at
+                                               month end); run again, it makes only missing ones;
+                                               --force: within 10 minutes of the month's end too
   help                                         show this text
 
 In embedded mode a running server holds DATA_DIR: run these while it is stopped, or
@@ -454,8 +455,8 @@ function keyRoll(args: string[], m: Mistakes) {
 }
 
 /** `--month YYYY-MM`, required and checked with the other flags. */
-function monthFlag(args: string[], m: Mistakes): string {
-  const { values } = parseFlags(args, { month: "string" }, m);
+function monthFlag(args: string[], m: Mistakes, extra: FlagSpec = {}): string {
+  const { values } = parseFlags(args, { month: "string", ...extra }, m);
   const month = requiredFlag(values, "month", m);
   if (month === undefined) return "";
   const r = monthSchema.safeParse(month);
@@ -477,11 +478,14 @@ function invoicesExport(args: string[], m: Mistakes) {
 }
 
 function invoicesClose(args: string[], m: Mistakes) {
-  const month = monthFlag(args, m);
+  const month = monthFlag(args, m, { force: "boolean" });
+  const force = args.includes("--force");
   return (config: Config) =>
     withDeps(config, async (deps) => {
-      const { closeMonth } = await import("./billing/service.ts");
-      const r = await closeMonth(deps, month);
+      const { closeMonth, closeDelayMs } = await import("./billing/service.ts");
+      // Like the sweep, wait until every instance has flushed the month's last calls: a close
+      // made before that would leave them off invoices that never change again.
+      const r = await closeMonth(deps, month, force ? 0 : closeDelayMs(deps.config));
       console.log(`${r.month}: ${r.created} invoice${r.created === 1 ? "" : "s"} made${r.existing ? ` (${r.existing} already finalized)` : ""}`);
       return 0;
     });

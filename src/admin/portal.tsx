@@ -78,14 +78,18 @@ function askedMonth(deps: Deps, query: Record<string, unknown>): { month: string
  * CSV), global usage, and every account's key compliance. Every action goes through the
  * owning service with the operator as the audit actor (the `operator` macro's).
  */
-export const adminPortal = (deps: Deps) =>
+export const adminPortal = (deps: Deps) => {
+  const accountsPage = async (session: Session, query: unknown) => {
+    const { q, page } = accountsQuery.parse(query);
+    const [found, names, layout] = await Promise.all([searchAccounts(deps.db, { q, page }, deps.clock.now()), planNames(deps.db), pageSession(deps, session)]);
+    return htmlResponse(AccountsPage({ session: layout, accounts: found.accounts, planNames: names, q, total: found.total, page: found.page, pages: found.pages }));
+  };
+  return (
   new Elysia({ name: "admin-portal" })
     .use(authPlugin(deps))
-    .get("/admin/accounts", async ({ session, query }) => {
-      const { q, page } = accountsQuery.parse(query);
-      const [found, names, layout] = await Promise.all([searchAccounts(deps.db, { q, page }, deps.clock.now()), planNames(deps.db), pageSession(deps, session)]);
-      return htmlResponse(AccountsPage({ session: layout, accounts: found.accounts, planNames: names, q, total: found.total, page: found.page, pages: found.pages }));
-    }, { operator: true })
+    // The operator's home is the accounts list.
+    .get("/admin", ({ session, query }) => accountsPage(session, query), { operator: true })
+    .get("/admin/accounts", ({ session, query }) => accountsPage(session, query), { operator: true })
     .get("/admin/accounts/:id", async ({ session, params, query }) => {
       const data = await ownedOr404(session, () => accountPageModel(deps, session, params.id, { done: accountQuery.parse(query).done }));
       return data instanceof Response ? data : htmlResponse(AccountPage(data));
@@ -155,4 +159,5 @@ export const adminPortal = (deps: Deps) =>
       const report = await complianceReport(deps.db, deps.clock.now());
       return htmlResponse(CompliancePage({ session: await pageSession(deps, session), report, now: deps.clock.now(), operator: true }));
     }, { operator: true })
-    .get("/admin/compliance.csv", async () => complianceCsv(await complianceReport(deps.db, deps.clock.now())), { operator: true });
+    .get("/admin/compliance.csv", async () => complianceCsv(await complianceReport(deps.db, deps.clock.now())), { operator: true }));
+};

@@ -336,7 +336,9 @@ export async function monthMeter(deps: Pick<Deps, "db" | "clock" | "catalog">, a
     month: s.month,
     plan,
     used: s.used,
-    included: soFar.includedCalls,
+    // A hard cap is what the gateway enforces, whole from the first day; paid plans' included
+    // calls are the month's prorated share, as the invoice counts them.
+    included: plan.overageCentsPer1000 === null ? plan.includedCalls : soFar.includedCalls,
     hardCap: plan.overageCentsPer1000 === null,
     projectedCalls: s.projectedCalls,
     projectedCents: priceMonth(s.month, segments, s.projectedCalls, s.known).totalCents,
@@ -387,12 +389,16 @@ export interface CloseResult {
  * second run, or a second instance, create nothing and change nothing. A month that has not
  * ended is refused (invalid_request on `month`).
  */
-export async function closeMonth(deps: Pick<Deps, "db" | "clock" | "catalog">, month: string): Promise<CloseResult> {
+export async function closeMonth(deps: Pick<Deps, "db" | "clock" | "catalog">, month: string, settleMs = 0): Promise<CloseResult> {
   const m = parseMonth(month);
   const nowMs = deps.clock.now();
   const end = monthEnd(m);
   if (nowMs < end) {
     throw invalidInput("That month cannot be closed yet.", [{ field: "month", message: `has not ended yet (it ends ${new Date(end).toISOString().slice(0, 16).replace("T", " ")} UTC)` }]);
+  }
+  if (nowMs < end + settleMs) {
+    const at = new Date(end + settleMs).toISOString().slice(0, 16).replace("T", " ");
+    throw invalidInput("That month cannot be closed yet.", [{ field: "month", message: `ended less than ${Math.round(settleMs / 60_000)} minutes ago: usage may still be flushing; close after ${at} UTC, or pass --force` }]);
   }
   const now = new Date(nowMs);
   const open = await deps.db

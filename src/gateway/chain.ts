@@ -329,7 +329,14 @@ function countCall(c: ChainRequest, key: CachedKey, month: MonthSpan): MaybeProm
   }
   const account = key.account;
   if (account.callsKey.month !== month.id) account.callsKey = { month: month.id, name: `calls:${account.id}:${month.id}` };
-  const used = c.deps.state.consume(account.callsKey.name, c.cost, account.hardCap ? account.included : UNCAPPED, month.end - c.now + DAY);
+  const ttl = month.end - c.now + DAY;
+  // A hard cap is exact across instances: one atomic capped increment in Redis a call (a
+  // capped plan's few requests a second make that cheap). Leased units would let one
+  // instance refuse while another still held unspent ones. Uncapped counts use leases.
+  const used =
+    account.hardCap && c.deps.state.kind === "redis"
+      ? c.deps.state.incrCapped(account.callsKey.name, c.cost, account.included, ttl)
+      : c.deps.state.consume(account.callsKey.name, c.cost, account.hardCap ? account.included : UNCAPPED, ttl);
   if (!(used instanceof Promise)) return callsCounted(c, key, month, used);
   return used.then(
     (u) => callsCounted(c, key, month, u),

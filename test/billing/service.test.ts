@@ -296,6 +296,10 @@ for (const backend of backends) {
       expect(m.projectedCents).toBe(4900 + 2400);
       const free = await october();
       expect(await monthMeter(h.deps, free.id, at("2026-11-11T00:00:00Z"))).toMatchObject({ used: 0, included: 500, hardCap: true, projectedCalls: 0, projectedCents: 0, costSoFarCents: 0 });
+      // Made mid-month on free: the meter shows the whole cap the gateway enforces, not a prorated share.
+      clock.set(at("2026-11-15T00:00:00Z"));
+      const late = await newAccount(h);
+      expect(await monthMeter(h.deps, late.id, at("2026-11-16T00:00:00Z"))).toMatchObject({ included: 500, hardCap: true });
     });
   });
 }

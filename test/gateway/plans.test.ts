@@ -286,6 +286,16 @@ describe.skipIf(!service)("the free cap under concurrent calls on two instances 
     await a.close();
   });
 
+  it("admits the rest of the cap on a second instance at once after the first spent most of it, one call at a time", async () => {
+    const account = await newAccount(a);
+    const { secret } = await newKey(a, account.id, { rateLimit: 100_000 });
+    for (let i = 0; i < 300; i++) expect((await a.req(EMAIL, { headers: bearer(secret) })).status).toBe(200);
+    // No unit a holds back can make b refuse early: b admits exactly the 200 left.
+    let admitted = 0;
+    for (let i = 0; i < 210; i++) if ((await b.req(EMAIL, { headers: bearer(secret) })).status === 200) admitted++;
+    expect(admitted).toBe(200);
+  });
+
   it("never admits more than 500 of concurrent calls spread over both instances, and exactly 500 in all", async () => {
     const account = await newAccount(a);
     const { secret } = await newKey(a, account.id, { rateLimit: 100_000 });

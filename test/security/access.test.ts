@@ -130,6 +130,7 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
 
   "GET /admin/compliance": () => ({ admin: "/admin/compliance" }),
   "GET /admin/compliance.csv": () => ({ admin: "/admin/compliance.csv" }),
+  "GET /admin": () => ({ admin: "/admin" }),
   "GET /admin/accounts": () => ({ admin: "/admin/accounts?q=victim" }),
   "GET /admin/accounts/:id": (v) => ({ admin: `/admin/accounts/${v.accountId}` }),
   "POST /admin/accounts/:id/suspend": (v) => ({ admin: `/admin/accounts/${v.accountId}/suspend`, form: { reason: "x" } }),
@@ -147,7 +148,7 @@ function kindOf(key: string): string {
   const path = key.slice(key.indexOf(" ") + 1);
   if (path.startsWith("/api/")) return "api";
   if (path.startsWith("/v1/")) return "gateway";
-  if (path.startsWith("/admin/")) return "admin";
+  if (path === "/admin" || path.startsWith("/admin/")) return "admin";
   if (path === "/portal" || path.startsWith("/portal/") || path === "/logout" || path === "/docs/sandbox-key") return "portal";
   return "public";
 }
