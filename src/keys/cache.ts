@@ -231,11 +231,14 @@ export class KeyCache {
   flush(): void {
     this.generation++;
     this.entries.clear();
+    this.inflight.clear();
   }
 
+  /** A lookup already under way read the row before the change: requests after this wait for a new one. */
   evictLocal(hash: string): void {
     this.generation++;
     this.entries.delete(hash);
+    this.inflight.delete(hash);
   }
 
   /** After a change to a key: evict here at once, then tell the other instances. */
@@ -267,8 +270,11 @@ export class KeyCache {
   load(hash: string): Promise<CachedKey | null> {
     let p = this.inflight.get(hash);
     if (!p) {
-      p = this.fill(hash).finally(() => this.inflight.delete(hash));
-      this.inflight.set(hash, p);
+      const filling: Promise<CachedKey | null> = this.fill(hash).finally(() => {
+        // An eviction may have put a newer lookup in its place.
+        if (this.inflight.get(hash) === filling) this.inflight.delete(hash);
+      });
+      this.inflight.set(hash, (p = filling));
     }
     return p;
   }

@@ -33,6 +33,20 @@ describe("key verification cache [embedded]", () => {
     expect(cache.misses).toBe(before);
   });
 
+  it("does not hand a lookup begun before an eviction to a request that comes after it", async () => {
+    const account = await newAccount(h);
+    const { secret } = await newKey(h, account.id);
+    const hash = hashKey(secret);
+    const cache = new KeyCache(h.deps.db, h.deps.state, clock, createLogger("silent"));
+    const before = cache.load(hash);
+    expect(cache.load(hash)).toBe(before);
+    // A change lands (a suspension, a plan change): the lookup under way read the old row.
+    cache.evictLocal(hash);
+    const after = cache.load(hash);
+    expect(after).not.toBe(before);
+    expect((await before)!.id).toBe((await after)!.id);
+  });
+
   it("evicts even when every entry was hit, after one lap that clears the flags", async () => {
     const account = await newAccount(h);
     const hashes: string[] = [];
