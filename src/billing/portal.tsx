@@ -2,7 +2,9 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
+import { validateSession } from "../accounts/sessions.ts";
 import { DomainError, parseInput } from "../errors.ts";
+import { sessionToken } from "../portal/http.ts";
 import { formFields, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
@@ -48,11 +50,12 @@ export function invoiceLinesCsv(i: InvoiceView): string {
 export const billingPortal = (deps: Deps) =>
   new Elysia({ name: "billing-portal" })
     .use(authPlugin(deps))
-    .get("/pricing", async ({ visitor: { session } }) => {
+    .get("/pricing", async ({ request }) => {
       // Public; signed in, it keeps the signed-in navigation and marks the account's plan.
+      const session = await validateSession(deps, sessionToken(request));
       const [layout, current] = session ? await Promise.all([pageSession(deps, session), currentPlan(deps, session.accountId)]) : [undefined, undefined];
       return htmlResponse(PricingPage({ session: layout, products: deps.catalog.products, plans: deps.catalog.plans, current: current?.plan.id }));
-    }, { visitor: true })
+    })
     .get("/portal/billing", async ({ session, query }) => {
       const [meter, invoices, layout] = await Promise.all([monthMeter(deps, session.accountId), listInvoices(deps, session.accountId), pageSession(deps, session)]);
       return htmlResponse(BillingPage({ session: layout, meter, plans: deps.catalog.plans, invoices, rule: PLAN_CHANGE_RULE, changed: billingQuery.parse(query).changed }));

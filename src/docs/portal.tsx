@@ -3,13 +3,13 @@ import { Elysia, type AnyElysia } from "elysia";
 import type { Server } from "bun";
 import type { Deps } from "../deps.ts";
 import { clientIp, innerRequestIp, socketAddress } from "../gateway/chain.ts";
-import { SESSION_COOKIE } from "../accounts/sessions.ts";
+import { csrfMatches, validateSession, SESSION_COOKIE, type Session } from "../accounts/sessions.ts";
 import { requestOrigin } from "../plugins/origin.ts";
 import { formFields } from "../portal/form.ts";
-import { sessionToken } from "../portal/http.ts";
+import { sameOrigin, sessionToken } from "../portal/http.ts";
 import { pageSession } from "../portal/page.ts";
-import { authPlugin, requestActor, type Visitor } from "../portal/plugin.ts";
-import { htmlResponse, notFoundPage, wantsFragment } from "../portal/respond.ts";
+import { authPlugin, requestActor } from "../portal/plugin.ts";
+import { htmlResponse, messagePage, notFoundPage, wantsFragment } from "../portal/respond.ts";
 import { DocsIndexPage, ErrorsPage, GettingStartedPage, OperationList, OperationPage, TrySection, type TryState } from "../../views/docs/reference.tsx";
 import type { DocsCatalog } from "./api.ts";
 import { ERROR_DOCS } from "./errors.ts";
@@ -17,6 +17,17 @@ import { searchReference, type OperationView } from "./reference.ts";
 import { codeSamples, PLACEHOLDER_KEY, requestPath, type SampleKey } from "./samples.ts";
 import { cookieSecret, currentSandboxKey, sandboxKey, type SandboxKey, type SandboxSession } from "./sandbox.ts";
 import { credentialsFor, describeAnswer, formErrors, initialForm, readForm, tryRequest, type TryForm, type TryResult } from "./tryit.ts";
+
+/** The visitor's session, if any: the reference is public, and richer signed in. */
+interface Visitor {
+  session: Session | null;
+  token: string | undefined;
+}
+
+async function visitor(deps: Deps, request: Request): Promise<Visitor> {
+  const token = sessionToken(request);
+  return { session: await validateSession(deps, token), token };
+}
 
 function sandboxSession(v: Visitor): SandboxSession | undefined {
   const secret = cookieSecret(v.token);
@@ -88,35 +99,43 @@ export const docsPortal = (deps: Deps, app: AnyElysia, catalog: DocsCatalog) => 
 
   return new Elysia({ name: "docs-portal" })
     .use(authPlugin(deps))
-    .get("/docs", async ({ request, query, visitor: v }) => {
+    .get("/docs", async ({ request, query }) => {
       const q = typeof query.q === "string" ? query.q.slice(0, 100) : "";
       const ref = catalog.reference();
       const tags = searchReference(ref, q);
       // The address follows the search, so a reload or a shared link shows the same list.
       if (wantsFragment(request)) return htmlResponse(OperationList({ tags, q }), 200, { "hx-replace-url": q ? `/docs?q=${encodeURIComponent(q)}` : "/docs" });
+      const v = await visitor(deps, request);
       return htmlResponse(DocsIndexPage({ session: await layout(v), title: ref.title, description: ref.description, version: ref.version, tags, q }));
-    }, { visitor: true })
-    .get("/docs/getting-started", async ({ request, visitor: v }) => {
+    })
+    .get("/docs/getting-started", async ({ request }) => {
+      const v = await visitor(deps, request);
       return htmlResponse(GettingStartedPage({ session: await layout(v), origin: requestOrigin(request, deps.config), prefix: deps.config.keyPrefix, firstOperation: "analyzeEmail" }));
-    }, { visitor: true })
-    .get("/docs/errors", async ({ request, visitor: v }) => {
+    })
+    .get("/docs/errors", async ({ request }) => {
+      const v = await visitor(deps, request);
       return htmlResponse(ErrorsPage({ session: await layout(v), errors: ERROR_DOCS, origin: requestOrigin(request, deps.config) }));
-    }, { visitor: true })
-    .get("/docs/:operationId", async ({ request, params, visitor: v }) => {
+    })
+    .get("/docs/:operationId", async ({ request, params }) => {
+      const v = await visitor(deps, request);
       const op = catalog.reference().operations.get(params.operationId);
       if (!op) return notFoundPage(v.session ?? undefined);
       const origin = requestOrigin(request, deps.config);
       const tryIt = await tryState(v, op, origin, initialForm(op, v.session !== null));
       return htmlResponse(OperationPage({ session: await layout(v), op, tryIt }));
-    }, { visitor: true })
+    })
     // The address a plain try-it form's answer leaves in the bar: a reload goes back to the page.
     .get("/docs/:operationId/try", ({ params }) => new Response(null, { status: 303, headers: { location: `/docs/${encodeURIComponent(params.operationId)}#try-it` } }))
-    .post("/docs/:operationId/try", async ({ request, params, body, server, visitor: v }) => {
+    .post("/docs/:operationId/try", async ({ request, params, body, server }) => {
+      const v = await visitor(deps, request);
       const op = catalog.reference().operations.get(params.operationId);
       if (!op) return notFoundPage(v.session ?? undefined);
-      // Signed in, try-it acts for the session (it may mint a key or change keys): the
-      // visitor macro has checked the CSRF token, and signed out that the form is ours.
       const fields = formFields(body);
+      // Signed in, try-it acts for the session (it may mint a key or change keys): CSRF as on every form.
+      const csrf = request.headers.get("x-csrf-token") ?? (typeof fields._csrf === "string" ? fields._csrf : null);
+      if (!sameOrigin(request) || (v.session && !csrfMatches(v.session, csrf))) {
+        return messagePage(403, "Request refused", "This form was not sent from a page of this site, or it expired. Reload the page and try again.", v.session ?? undefined);
+      }
       const signedIn = v.session !== null;
       const form = readForm(op, fields, signedIn);
       const origin = requestOrigin(request, deps.config);
@@ -134,7 +153,7 @@ export const docsPortal = (deps: Deps, app: AnyElysia, catalog: DocsCatalog) => 
       state.form = { ...state.form, key: "" };
       if (wantsFragment(request)) return htmlResponse(TrySection(state), status);
       return htmlResponse(OperationPage({ session: await layout(v), op, tryIt: state }), status, { "hx-push-url": `/docs/${encodeURIComponent(op.id)}` });
-    }, { visitor: true })
+    })
     .post(
       "/docs/sandbox-key",
       async ({ request, session }) => {

@@ -1,11 +1,13 @@
 /** @jsxImportSource @kitajs/html */
 import { Elysia } from "elysia";
 import type { Deps } from "../deps.ts";
+import { validateSession } from "../accounts/sessions.ts";
 import { listKeys } from "../keys/service.ts";
 import { accountOverview } from "../usage/queries.ts";
 import { DashboardPage } from "../../views/portal/dashboard.tsx";
 import { HomePage } from "../../views/portal/home.tsx";
 import { paths } from "../../views/components.tsx";
+import { sessionToken } from "./http.ts";
 import { pageSession } from "./page.ts";
 import { authPlugin } from "./plugin.ts";
 import { htmlResponse } from "./respond.ts";
@@ -14,10 +16,10 @@ import { htmlResponse } from "./respond.ts";
 export const dashboardPortal = (deps: Deps) =>
   new Elysia({ name: "dashboard-portal" })
     .use(authPlugin(deps))
-    .get("/", async ({ request, visitor }) => {
-      if (visitor.session) return new Response(null, { status: 303, headers: { location: paths.dashboard } });
+    .get("/", async ({ request }) => {
+      if (await validateSession(deps, sessionToken(request))) return new Response(null, { status: 303, headers: { location: paths.dashboard } });
       return htmlResponse(HomePage({ origin: new URL(request.url).origin, keyPrefix: deps.config.keyPrefix }));
-    }, { visitor: true })
+    })
     .get("/portal", async ({ session, request }) => {
       const [keys, overview, layout] = await Promise.all([listKeys(deps, session.accountId), accountOverview(deps.db, session.accountId, deps.clock.now()), pageSession(deps, session)]);
       return htmlResponse(

@@ -63,12 +63,6 @@ function csrfRefused(request: Request, session: Session, submitted: string | nul
 
 type Set = { headers: Record<string, string | number>; status?: number | string };
 
-/** Whoever opens a public page: the session if there is one (and its cookie token), or none. */
-export interface Visitor {
-  session: Session | null;
-  token: string | undefined;
-}
-
 /** Where a page that needs a session sends a visitor without one. */
 function toLogin(request: Request, set: Set): number {
   const url = new URL(request.url);
@@ -95,9 +89,6 @@ function pageBody(set: Set, title: string, message: string): string {
  *   token (403). Resolves `{ session, actor }`.
  * - `operator: true` — the same, for operators only: anyone else gets the 404 page, as if
  *   the page did not exist.
- * - `visitor: true` — a public page that is richer signed in (the reference, pricing):
- *   resolves `{ visitor }`, the session or none. A state-changing request must be
- *   same-origin, and with a session carry its CSRF token (403 otherwise).
  * - `caller: true` — the management API: a key holding `keys:manage` (checked like a gateway
  *   request: status, expiry, IP allowlist, rate limit; no quota, no metering; a test key is
  *   refused), or a session cookie, which on a state-changing request also needs X-CSRF-Token
@@ -156,17 +147,6 @@ export const authPlugin = (deps: Deps) => {
         // Not an operator: the page does not exist for you.
         if (!r.session.isOperator) return status(404, pageBody(set, NOT_FOUND.title, NOT_FOUND.message));
         return { session: r.session, actor: requestActor(deps, request, server, r.session.accountId) };
-      },
-    },
-    visitor: {
-      async resolve({ request, body, set, status }) {
-        const token = sessionToken(request);
-        const session = await validateSession(deps, token);
-        const changing = request.method !== "GET" && request.method !== "HEAD";
-        if (changing && (session ? csrfRefused(request, session, submittedCsrf(request, body)) : !sameOrigin(request))) {
-          return status(403, pageBody(set, "Request refused", "This form was not sent from a page of this site, or it expired. Reload the page and try again."));
-        }
-        return { visitor: { session, token } satisfies Visitor };
       },
     },
     caller: {

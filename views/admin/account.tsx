@@ -2,7 +2,7 @@
 import type { DailyByEnvironment, OperatorAccountRow } from "../../src/admin/queries.ts";
 import type { CurrentPlan, InvoiceView, Plan, PlanChangeKind } from "../../src/billing/model.ts";
 import type { KeyView } from "../../src/keys/model.ts";
-import { AuditTable, type AuditRow } from "../audit/audit.tsx";
+import type { AuditRow } from "../audit/audit.tsx";
 import { InvoiceTable } from "../billing/billing.tsx";
 import { planSummary } from "../billing/pricing.tsx";
 import { Badge, CsrfField, Field, TableScroll, Time, formatCount, paths } from "../components.tsx";
@@ -206,7 +206,30 @@ export function AccountPage(props: AccountPageProps) {
         <h2>Recent audit events</h2>
         {props.events.length ? (
           <TableScroll>
-            <AuditTable events={props.events} />
+            <table class="audit">
+              <thead>
+                <tr>
+                  <th scope="col">When</th>
+                  <th scope="col">What</th>
+                  <th scope="col">Who</th>
+                  <th scope="col">IP</th>
+                </tr>
+              </thead>
+              <tbody>
+                {props.events.map((e) => (
+                  <tr>
+                    <td class="when">
+                      <Time iso={e.createdAt} />
+                    </td>
+                    <td>
+                      <span safe>{e.summary}</span> <code class="muted" safe>{e.action}</code>
+                    </td>
+                    <td safe>{e.actor}</td>
+                    <td safe>{e.ip ?? "—"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
           </TableScroll>
         ) : (
           <p class="muted">No events.</p>

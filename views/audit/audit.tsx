@@ -55,7 +55,44 @@ export function AuditPage(props: AuditPageProps) {
         <button type="submit">Filter</button>
       </form>
       {props.events.length ? (
-        <AuditTable events={props.events} keyHref={paths.key} />
+        <table class="audit">
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">What</th>
+              <th scope="col">Key</th>
+              <th scope="col">Who</th>
+              <th scope="col">IP</th>
+            </tr>
+          </thead>
+          <tbody>
+            {props.events.map((e) => (
+              <tr>
+                <td class="when">
+                  <Time iso={e.createdAt} />
+                </td>
+                <td>
+                  <span safe>{e.summary}</span>
+                  <details class="raw">
+                    <summary safe>{e.action}</summary>
+                    <pre class="changes">{escape(JSON.stringify({ id: e.id, keyId: e.key?.id ?? null, ...e.changes }, null, 2))}</pre>
+                  </details>
+                </td>
+                <td>
+                  {e.key ? (
+                    <a href={paths.key(e.key.id)}>
+                      <span safe>{e.key.name}</span> <code safe>{e.key.display}</code>
+                    </a>
+                  ) : (
+                    "—"
+                  )}
+                </td>
+                <td safe>{e.actor}</td>
+                <td safe>{e.ip ?? "—"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
       ) : (
         <p class="card muted">No events match.</p>
       )}
@@ -69,59 +106,5 @@ export function AuditPage(props: AuditPageProps) {
         ""
       )}
     </Layout>
-  );
-}
-
-/**
- * Audit events as a table: when, the sentence (the raw record behind a toggle), the key,
- * who and from where. `keyHref` links each key to its page (the account's own log); the
- * operator's view of another account shows the key without a link.
- */
-export function AuditTable(props: { events: AuditRow[]; keyHref?: (id: string) => string }) {
-  return (
-    <table class="audit">
-      <thead>
-        <tr>
-          <th scope="col">When</th>
-          <th scope="col">What</th>
-          <th scope="col">Key</th>
-          <th scope="col">Who</th>
-          <th scope="col">IP</th>
-        </tr>
-      </thead>
-      <tbody>
-        {props.events.map((e) => (
-          <tr>
-            <td class="when">
-              <Time iso={e.createdAt} />
-            </td>
-            <td>
-              <span safe>{e.summary}</span>
-              <details class="raw">
-                <summary safe>{e.action}</summary>
-                <pre class="changes">{escape(JSON.stringify({ id: e.id, keyId: e.key?.id ?? null, ...e.changes }, null, 2))}</pre>
-              </details>
-            </td>
-            <td>
-              {e.key ? (
-                props.keyHref ? (
-                  <a href={props.keyHref(e.key.id)}>
-                    <span safe>{e.key.name}</span> <code safe>{e.key.display}</code>
-                  </a>
-                ) : (
-                  <>
-                    <span safe>{e.key.name}</span> <code safe>{e.key.display}</code>
-                  </>
-                )
-              ) : (
-                "—"
-              )}
-            </td>
-            <td safe>{e.actor}</td>
-            <td safe>{e.ip ?? "—"}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
   );
 }
