@@ -2,9 +2,11 @@ import type { Server } from "bun";
 import { Elysia } from "elysia";
 import type { Deps } from "./deps.ts";
 import { errorsPlugin } from "./plugins/errors.ts";
+import { bodyLimitPlugin } from "./plugins/body-limit.ts";
 import { observePlugin, requestRecorder, type InFlight } from "./plugins/observe.ts";
 import { errorPage } from "./portal/respond.ts";
 import { dataApiRoutes } from "./data-api/routes.ts";
+import { proxyRoutes } from "./products/proxy.ts";
 import { opsRoutes } from "./ops/routes.ts";
 import { staticRoutes } from "./ops/static.ts";
 import { docsCatalog, docsRoutes } from "./docs/api.ts";
@@ -22,7 +24,10 @@ import { auditPortal } from "./audit/portal.tsx";
 import { rotationPortal } from "./rotation/portal.tsx";
 import { notifyPortal } from "./notify/portal.tsx";
 import { adminPortal } from "./admin/portal.tsx";
+import { mailAdminPortal } from "./email/admin.tsx";
+import { productsAdminPortal } from "./products/portal.tsx";
 import { billingPortal } from "./billing/portal.tsx";
+import { emailPortal } from "./email/portal.tsx";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
@@ -32,9 +37,12 @@ export function createApp(deps: Deps) {
   // comes before the observe hooks, so its hot path runs none of them (its handlers record
   // requests themselves, src/gateway/route.ts); the error hook covers every route.
   let server: () => Server<unknown> | null = () => null;
+  const gateway = { deps, record, inflight, server: () => server() };
   const app = new Elysia()
     .use(errorsPlugin(deps, errorPage))
-    .use(dataApiRoutes({ deps, record, inflight, server: () => server() }))
+    .use(bodyLimitPlugin(deps.config))
+    .use(dataApiRoutes(gateway))
+    .use(proxyRoutes(gateway))
     .use(observePlugin(record, inflight))
     .use(opsRoutes(deps))
     .use(staticRoutes(deps))
@@ -45,16 +53,19 @@ export function createApp(deps: Deps) {
     .use(notifyApi(deps))
     .use(dashboardPortal(deps))
     .use(accountsPortal(deps))
+    .use(emailPortal(deps))
     .use(keysPortal(deps))
     .use(usagePortal(deps))
     .use(auditPortal(deps))
     .use(rotationPortal(deps))
     .use(notifyPortal(deps))
     .use(billingPortal(deps))
-    .use(adminPortal(deps));
+    .use(adminPortal(deps))
+    .use(mailAdminPortal(deps))
+    .use(productsAdminPortal(deps));
   // The document describes the routes above: it is made from the app itself, once, and the
   // reference pages are rendered from it (their try-it calls back into the app).
-  const catalog = docsCatalog(app);
+  const catalog = docsCatalog(app, deps.products);
   app.use(docsRoutes(catalog)).use(docsPortal(deps, app, catalog));
   server = () => app.server;
   return Object.assign(app, { inflight });

@@ -65,6 +65,23 @@ const bool = (name: string) =>
       return z.NEVER;
     });
 
+/** true, false, or unset (undefined): the caller picks the default. */
+const optionalBool = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return undefined;
+      const v = raw.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(v)) return true;
+      if (["0", "false", "no", "off"].includes(v)) return false;
+      ctx.addIssue({ code: "custom", message: `${name} must be true or false, got ${JSON.stringify(raw)}` });
+      return z.NEVER;
+    });
+
+/** `Name <user@host>` or `user@host`: what a From header holds. */
+const MAIL_ADDRESS = /^(?:[^<>\r\n]*<[^\s@<>]+@[^\s@<>]+>|[^\s@<>]+@[^\s@<>]+)$/;
+
 const envSchema = z.object({
   PORT: intIn("PORT", 1, 65535, 3000),
   HOST: z.string().optional().transform((v) => v || "0.0.0.0"),
@@ -101,6 +118,22 @@ const envSchema = z.object({
   COOKIE_SECURE: oneOf("COOKIE_SECURE", ["auto", "true", "false"] as const, "auto"),
   ROTATION_SWEEP_MS: intIn("ROTATION_SWEEP_MS", 1000, 86_400_000, 60_000),
   WEBHOOK_DELIVERY_MS: intIn("WEBHOOK_DELIVERY_MS", 200, 3_600_000, 5000),
+  SMTP_URL: urlWith("SMTP_URL", ["smtp:", "smtps:"]),
+  MAIL_FROM: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === "") return "Keyport <keyport@localhost>";
+      const v = raw.trim();
+      if (!MAIL_ADDRESS.test(v)) {
+        ctx.addIssue({ code: "custom", message: `MAIL_FROM must be an address like "Keyport <keys@example.com>", got ${JSON.stringify(raw)}` });
+        return z.NEVER;
+      }
+      return v;
+    }),
+  REQUIRE_EMAIL_VERIFICATION: optionalBool("REQUIRE_EMAIL_VERIFICATION"),
+  PUBLIC_URL: urlWith("PUBLIC_URL", ["http:", "https:"]),
+  MAIL_DELIVERY_MS: intIn("MAIL_DELIVERY_MS", 200, 3_600_000, 5000),
   PLANS_FILE: z.string().optional().transform((v) => (v ? resolve(v) : undefined)),
   METRICS_TOKEN: z
     .string()
@@ -141,6 +174,14 @@ export interface Config {
   metricsToken: string | undefined;
   /** The products and plans file (src/billing/plans.ts); unset, the shipped plans. */
   plansFile: string | undefined;
+  /** Where mail goes (`smtp://user:pass@host:587`, `smtps://…:465`); unset: `.eml` files in DATA_DIR/mail/. */
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  /** Unverified accounts cannot create live keys: by default only where mail can be delivered (SMTP_URL set). */
+  requireEmailVerification: boolean;
+  /** The origin links in mail point to; unset: http://localhost:PORT. */
+  publicUrl: string;
+  mailDeliveryMs: number;
 }
 
 export class ConfigError extends Error {
@@ -174,6 +215,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     webhookDeliveryMs: e.WEBHOOK_DELIVERY_MS,
     metricsToken: e.METRICS_TOKEN,
     plansFile: e.PLANS_FILE,
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    requireEmailVerification: e.REQUIRE_EMAIL_VERIFICATION ?? e.SMTP_URL !== undefined,
+    publicUrl: e.PUBLIC_URL ? new URL(e.PUBLIC_URL).origin : `http://localhost:${e.PORT}`,
+    mailDeliveryMs: e.MAIL_DELIVERY_MS,
   };
 }
 

@@ -9,6 +9,8 @@ import type { Shutdown } from "./ops/shutdown.ts";
 import type { SharedState } from "./state/types.ts";
 import type { KeyCache } from "./keys/cache.ts";
 import type { UsageMeter } from "./usage/meter.ts";
+import type { ProductRegistry } from "./products/registry.ts";
+import type { Mailer } from "./email/outbox.ts";
 
 /** Everything a service needs, passed in: the CLI, the API and tests build it the same way. */
 export interface Deps {
@@ -25,4 +27,8 @@ export interface Deps {
   meter: UsageMeter;
   /** The products and plans (the plans file), also seeded into the `plans` table. */
   catalog: Catalog;
+  /** The registered products (a team's own APIs), compiled in memory and kept in step across instances. */
+  products: ProductRegistry;
+  /** Where mail goes (SMTP, or .eml files in DATA_DIR/mail/) and what was sent. */
+  mailer: Mailer;
 }

@@ -23,6 +23,12 @@ export const ERROR_CODES = [
   "rate_limited",
   "quota_exceeded",
   "temporarily_unavailable",
+  // A team's own APIs behind the gateway (src/products/).
+  "product_not_in_plan",
+  "sandbox_unavailable",
+  "upstream_unavailable",
+  "upstream_timeout",
+  "product_exists",
   // Management API callers.
   "invalid_session",
   "csrf_failed",
@@ -31,6 +37,7 @@ export const ERROR_CODES = [
   "email_taken",
   "invalid_credentials",
   "too_many_attempts",
+  "email_not_verified",
   // Keys.
   "key_limit_reached",
   "key_not_active",

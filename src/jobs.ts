@@ -2,6 +2,7 @@ import { runBillingSweep } from "./billing/service.ts";
 import type { Deps } from "./deps.ts";
 import { deliverDue } from "./notify/webhooks.ts";
 import { runSweep } from "./rotation/service.ts";
+import { deliverMail } from "./email/outbox.ts";
 
 /**
  * Background timers of a serving process besides the usage flush: the rotation sweep, the
@@ -27,4 +28,5 @@ export function startJobs(deps: Deps): void {
   every("rotation sweep", deps.config.rotationSweepMs, () => runSweep(deps));
   every("billing sweep", deps.config.rotationSweepMs, () => runBillingSweep(deps));
   every("webhook delivery", deps.config.webhookDeliveryMs, () => deliverDue(deps));
+  every("mail delivery", deps.config.mailDeliveryMs, () => deliverMail(deps));
 }

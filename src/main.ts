@@ -1,4 +1,6 @@
+import { readFileSync, statSync } from "node:fs";
 import { connect } from "node:net";
+import { basename } from "node:path";
 import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
 import { createAccount, findAccountByEmail, listAccounts, newAccountSchema } from "./accounts/service.ts";
 import { createKey, findKeyOwner, listKeys, revokeKey, rollKey } from "./keys/service.ts";
@@ -12,6 +14,7 @@ import { createLogger } from "./ops/log.ts";
 import { STATUS } from "./plugins/problem.ts";
 import { buildDeps, type OwnedDeps } from "./runtime.ts";
 import { RedisUnavailable } from "./state/redis.ts";
+import { PROXY_BODY_CAP, registerProductSchema, updateProductSchema, type ProductView, type SpecSource } from "./products/model.ts";
 
 const USAGE = `usage: keyport [command]
 
@@ -29,6 +32,21 @@ commands:
   key revoke ID|KEY [--json]                   revoke a key, named by its id or the key itself
   key roll ID|KEY [--grace HOURS] [--json]     a new key with the same settings (its secret on
                                                stdout); the old one works HOURS more (24; 0-168)
+  product add --id ID --spec FILE|URL --upstream URL [--sandbox URL] [--name N]
+              [--description D] [--status active|beta|deprecated] [--timeout MS]
+              [--max-body BYTES] [--validate] [--json]
+                                               register an API from its OpenAPI spec: its
+                                               Keyport-Gateway-Secret alone on stdout
+  product list [--json]                        registered products: id, name, status, version,
+                                               operations, upstream, sandbox
+  product update --id ID [--spec FILE|URL [--no-activate]] [--activate-version N]
+                 [--name N] [--description D] [--status S] [--upstream URL]
+                 [--sandbox URL|none] [--timeout MS] [--max-body BYTES]
+                 [--validate|--no-validate] [--rotate-secret] [--json]
+                                               change a product: --spec uploads a new version
+                                               (active unless --no-activate); --rotate-secret
+                                               prints the new secret alone on stdout
+  product remove --id ID [--json]              remove a product: /v1/ID answers 404 at once
   invoices export --month YYYY-MM              the month's invoices as CSV on stdout
   invoices close --month YYYY-MM [--force]     finalize the month's invoices (the sweep does at
                                                month end); run again, it makes only missing ones;
@@ -39,8 +57,6 @@ In embedded mode a running server holds DATA_DIR: run these while it is stopped,
 use its management API (/api/keys) with a key holding keys:manage.
 Configuration comes from the environment; see README.md or .env.example.`;
 
-/** The largest request body accepted: a full 100-item batch is ~60 KiB. */
-export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** Mistakes in how a command was called, every one of them (one line each): exit 2. */
 class UsageError extends Error {
@@ -66,6 +82,17 @@ const FLAG_OF: Record<string, string> = {
   monthlyQuota: "--quota",
   gracePeriodHours: "--grace",
   month: "--month",
+  id: "--id",
+  description: "--description",
+  status: "--status",
+  upstreamUrl: "--upstream",
+  sandboxUrl: "--sandbox",
+  timeoutMs: "--timeout",
+  maxBodyBytes: "--max-body",
+  validateRequests: "--validate",
+  spec: "--spec",
+  specUrl: "--spec",
+  version: "--activate-version",
 };
 
 /** `--expires must be in the future`; a message that is not a predicate follows a colon. */
@@ -203,8 +230,9 @@ async function serve(config: Config): Promise<void> {
   const deps = await buildDeps(config, { log });
   // Load the IP-to-country table now rather than on the first /v1/ip request.
   loadIpCountries();
-  // Bodies over 1 MiB are refused by Bun before any parsing (413): memory stays bounded.
-  const app = createApp(deps).listen({ port: config.port, hostname: config.host, maxRequestBodySize: MAX_BODY_BYTES });
+  // Bodies over the products' cap are refused by Bun before any parsing (413); Keyport's own
+  // routes refuse more than 1 MiB (src/plugins/body-limit.ts): memory stays bounded.
+  const app = createApp(deps).listen({ port: config.port, hostname: config.host, maxRequestBodySize: PROXY_BODY_CAP });
   deps.startTimers();
   startJobs(deps);
   log.info("listening", {
@@ -243,7 +271,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const known = ["serve", "migrate", "account", "key", "invoices"];
+  const known = ["serve", "migrate", "account", "key", "invoices", "product"];
   if (!known.includes(command)) throw new UsageError([`unknown command "${command}"`]);
 
   const m = new Mistakes();
@@ -270,6 +298,11 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     case "invoices":
       pick(["export", "close"]);
       todo = sub === "export" ? invoicesExport(args, m) : invoicesClose(args, m);
+      break;
+    case "product":
+      pick(["add", "list", "update", "remove"]);
+      // Async: a spec file is read and checked with the other flags, before the database opens.
+      todo = sub === "add" ? await productAdd(args, m) : sub === "list" ? productList(args, m) : sub === "update" ? await productUpdate(args, m) : productRemove(args, m);
       break;
     default:
       pick(["create", "list", "revoke", "roll"]);
@@ -487,6 +520,251 @@ function invoicesClose(args: string[], m: Mistakes) {
       // made before that would leave them off invoices that never change again.
       const r = await closeMonth(deps, month, force ? 0 : closeDelayMs(deps.config));
       console.log(`${r.month}: ${r.created} invoice${r.created === 1 ? "" : "s"} made${r.existing ? ` (${r.existing} already finalized)` : ""}`);
+      return 0;
+    });
+}
+
+/** Why a spec file could not be read, in words (the errno codes a mistyped path gives). */
+const UNREADABLE: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  ENOTDIR: "no such file or directory",
+  EISDIR: "it is a directory",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+};
+
+/**
+ * `--spec FILE|URL`. A URL is fetched once by the service; a file is read now and checked
+ * against the product id, so its problems are reported with the other mistakes, one line
+ * each, before the database is opened.
+ */
+async function specFlag(value: string | undefined, productId: string | undefined, m: Mistakes): Promise<SpecSource | undefined> {
+  if (value === undefined || m.reported.has("--spec")) return undefined;
+  if (/^https?:\/\//i.test(value)) return { url: value };
+  if (value === "" || /^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return void m.value("--spec", `--spec must be a file or an http(s) URL, got ${JSON.stringify(value)}`);
+  // Loaded only here: the validator is not needed by the other commands' command lines.
+  const { MAX_SPEC_BYTES, checkSpec, parseSpecText } = await import("./products/spec.ts");
+  let text: string;
+  try {
+    if (statSync(value).size > MAX_SPEC_BYTES) return void m.value("--spec", flagLine({ field: "spec", message: `is larger than ${MAX_SPEC_BYTES / 1024 / 1024} MB` }));
+    text = readFileSync(value, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "";
+    return void m.value("--spec", `--spec: cannot read ${JSON.stringify(value)}: ${UNREADABLE[code] ?? (err as Error).message}`);
+  }
+  const parsed = parseSpecText(text);
+  const checked = parsed.ok ? await checkSpec(parsed.value, productId || "product") : { ok: false as const, errors: [{ field: "spec", message: parsed.message }] };
+  if (!checked.ok) {
+    for (const e of checked.errors) m.value("--spec", flagLine(e));
+    return undefined;
+  }
+  return { text, name: basename(value) };
+}
+
+/** `--sandbox none` clears it. */
+const sandboxFlag = (values: Record<string, string | true>) => {
+  const v = stringFlag(values, "sandbox");
+  return v === "none" ? null : v;
+};
+
+/** The service's refusals that name the product, said as the CLI would say them. */
+function productRefusal(id: string) {
+  return (err: unknown): never => {
+    if (err instanceof DomainError && err.code === "not_found") throw new UsageError([`no product ${JSON.stringify(id)} (see: keyport product list)`], false);
+    if (err instanceof DomainError && err.code === "product_exists") {
+      throw new UsageError([`--id: a product "${id}" is already registered (a new spec version: keyport product update --id ${id} --spec FILE)`], false);
+    }
+    throw err;
+  };
+}
+
+const operationCount = (p: ProductView) => `${p.operations.length} operation${p.operations.length === 1 ? "" : "s"}`;
+
+async function productAdd(args: string[], m: Mistakes) {
+  const { values } = parseFlags(
+    args,
+    {
+      id: "string",
+      spec: "string",
+      upstream: "string",
+      sandbox: "string",
+      name: "string",
+      description: "string",
+      status: "string",
+      timeout: "string",
+      "max-body": "string",
+      validate: "boolean",
+      json: "boolean",
+    },
+    m,
+  );
+  const id = requiredFlag(values, "id", m);
+  const spec = requiredFlag(values, "spec", m);
+  const input = {
+    id,
+    name: stringFlag(values, "name"),
+    description: stringFlag(values, "description"),
+    status: stringFlag(values, "status"),
+    upstreamUrl: requiredFlag(values, "upstream", m),
+    sandboxUrl: sandboxFlag(values),
+    timeoutMs: numberFlag(values, "timeout", m, "a whole number of milliseconds"),
+    maxBodyBytes: numberFlag(values, "max-body", m, "a whole number of bytes"),
+    validateRequests: values.validate === true ? true : undefined,
+  };
+  m.parse(() => parseInput(registerProductSchema, input, "product"));
+  const source = await specFlag(spec, id, m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const { registerProduct } = await import("./products/service.ts");
+      const { product, secret } = await registerProduct(deps, input, source!, cliActor).catch(productRefusal(id!));
+      if (values.json) {
+        json({ ...product, secret });
+      } else {
+        // The secret alone on stdout, so `SECRET=$(keyport product add …)` captures it.
+        console.log(secret);
+        console.error(`registered ${product.id} ${JSON.stringify(product.name)}: version 1, ${operationCount(product)}, scopes ${product.scopes.join(", ")}`);
+        console.error("the upstream receives that secret as Keyport-Gateway-Secret; it is not shown again (a new one: --rotate-secret)");
+      }
+      return 0;
+    });
+}
+
+function productList(args: string[], m: Mistakes) {
+  const { values } = parseFlags(args, { json: "boolean" }, m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const { listProducts } = await import("./products/service.ts");
+      const list = await listProducts(deps);
+      if (values.json) json(list);
+      else
+        console.log(
+          table(
+            ["ID", "NAME", "STATUS", "VERSION", "OPERATIONS", "UPSTREAM", "SANDBOX"],
+            list.map((p) => [p.id, p.name, p.status, String(p.activeVersion), String(p.operations.length), p.upstreamUrl, p.sandboxUrl ?? "none"]),
+          ),
+        );
+      return 0;
+    });
+}
+
+/** What an update's settings are called in its report. */
+const SETTING_WORDS: Record<string, string> = {
+  name: "name",
+  description: "description",
+  status: "status",
+  upstreamUrl: "upstream",
+  sandboxUrl: "sandbox",
+  timeoutMs: "timeout",
+  maxBodyBytes: "max body",
+  validateRequests: "request validation",
+};
+
+async function productUpdate(args: string[], m: Mistakes) {
+  const { values } = parseFlags(
+    args,
+    {
+      id: "string",
+      spec: "string",
+      "no-activate": "boolean",
+      "activate-version": "string",
+      name: "string",
+      description: "string",
+      status: "string",
+      upstream: "string",
+      sandbox: "string",
+      timeout: "string",
+      "max-body": "string",
+      validate: "boolean",
+      "no-validate": "boolean",
+      "rotate-secret": "boolean",
+      json: "boolean",
+    },
+    m,
+  );
+  const id = requiredFlag(values, "id", m);
+  const spec = stringFlag(values, "spec");
+  const activate = values["no-activate"] !== true;
+  const rotate = values["rotate-secret"] === true;
+  if (!activate && spec === undefined) m.call("--no-activate needs --spec (the version it uploads is not made active)");
+  if (values.validate && values["no-validate"]) m.call("--validate and --no-validate cannot be used together");
+  const version = numberFlag(values, "activate-version", m, "a version number");
+  if (version !== undefined && (!Number.isInteger(version) || version < 1)) m.value("--activate-version", `--activate-version must be a version number (1, 2, …), got ${JSON.stringify(values["activate-version"])}`);
+  if (version !== undefined && spec !== undefined) m.call("--spec and --activate-version cannot be used together (upload with --spec … --no-activate, then activate)");
+  const given = {
+    name: stringFlag(values, "name"),
+    description: stringFlag(values, "description"),
+    status: stringFlag(values, "status"),
+    upstreamUrl: stringFlag(values, "upstream"),
+    sandboxUrl: sandboxFlag(values),
+    timeoutMs: numberFlag(values, "timeout", m, "a whole number of milliseconds"),
+    maxBodyBytes: numberFlag(values, "max-body", m, "a whole number of bytes"),
+    validateRequests: values.validate ? true : values["no-validate"] ? false : undefined,
+  };
+  const settings = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  // Checked whole before anything is written: a refused setting never follows an uploaded spec.
+  m.parse(() => parseInput(updateProductSchema, settings, "product change"));
+  const changesSettings = Object.keys(settings).length > 0;
+  // A flag given without its value is already reported: "nothing to change" would only add noise.
+  const flagsGiven = args.some((a) => a.startsWith("--") && !/^--(id|json)(=|$)/.test(a));
+  if (spec === undefined && version === undefined && !rotate && !changesSettings && !flagsGiven) {
+    m.call("nothing to change: give --spec, --activate-version, --rotate-secret or a setting (--name, --upstream, …)");
+  }
+  const source = await specFlag(spec, id, m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const service = await import("./products/service.ts");
+      const done: string[] = [];
+      let product: ProductView | undefined;
+      let uploaded: number | undefined;
+      let secret: string | undefined;
+      // The spec (or version) first: refused, it leaves the product as it was.
+      try {
+        if (source) {
+          const r = await service.uploadSpec(deps, id!, source, cliActor, activate);
+          product = r.product;
+          uploaded = r.version;
+          done.push(activate ? `version ${r.version} uploaded and active (${operationCount(r.product)})` : `version ${r.version} uploaded; version ${r.product.activeVersion} still active`);
+        }
+        if (version !== undefined) {
+          product = await service.activateVersion(deps, id!, version, cliActor);
+          done.push(`version ${version} active (${operationCount(product)})`);
+        }
+        if (changesSettings) {
+          product = await service.updateProduct(deps, id!, settings, cliActor);
+          done.push(`${Object.keys(settings).map((k) => SETTING_WORDS[k] ?? k).join(", ")} updated`);
+        }
+        if (rotate) {
+          secret = await service.rotateGatewaySecret(deps, id!, cliActor);
+          done.push("a new Keyport-Gateway-Secret, sent from the next request: give it to the upstream");
+        }
+        product ??= (await service.getProduct(deps, id!)).product;
+      } catch (err) {
+        productRefusal(id!)(err);
+      }
+      if (values.json) {
+        json({ ...product!, ...(uploaded === undefined ? {} : { uploadedVersion: uploaded }), ...(secret === undefined ? {} : { secret }) });
+      } else if (secret !== undefined) {
+        // As at registration: the secret alone on stdout, what was done on stderr.
+        console.log(secret);
+        console.error(done.map((d) => `${id}: ${d}`).join("\n"));
+      } else {
+        console.log(done.map((d) => `${id}: ${d}`).join("\n"));
+      }
+      return 0;
+    });
+}
+
+function productRemove(args: string[], m: Mistakes) {
+  const { values } = parseFlags(args, { id: "string", json: "boolean" }, m);
+  const id = requiredFlag(values, "id", m);
+  return (config: Config) =>
+    withDeps(config, async (deps) => {
+      const { getProduct, removeProduct } = await import("./products/service.ts");
+      const removed = await getProduct(deps, id!)
+        .then(async ({ product }) => (await removeProduct(deps, id!, cliActor), product))
+        .catch(productRefusal(id!));
+      if (values.json) json(removed);
+      else console.log(`${removed.id} removed`);
       return 0;
     });
 }

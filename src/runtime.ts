@@ -11,6 +11,10 @@ import { openState } from "./state/index.ts";
 import type { SharedState } from "./state/types.ts";
 import { KeyCache, type KeyCacheOptions } from "./keys/cache.ts";
 import { UsageMeter, flushConnections } from "./usage/meter.ts";
+import { ProductRegistry } from "./products/registry.ts";
+import { join } from "node:path";
+import { queuedMail, type Mailer } from "./email/outbox.ts";
+import { fileTransport, smtpTransport, type MailTransport } from "./email/transport.ts";
 
 export type OwnedDeps = Deps & {
   /** Starts the timers a serving process runs (usage flush); tests drive them by hand. */
@@ -22,6 +26,10 @@ export interface AssembleOptions {
   clock?: Clock;
   log?: Logger;
   keyCache?: KeyCacheOptions;
+  /** Where mail goes instead of what the config says (a test's SMTP server with its own CA). */
+  mailTransport?: MailTransport;
+  /** How often the products' epoch is polled (ms). */
+  productsPollMs?: number;
   passwords?: Passwords;
 }
 
@@ -41,6 +49,12 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
     await meter.flush();
   });
   shutdown.register("key cache stopped", () => keyCache.stop());
+  const products = new ProductRegistry(database.db, state, config.secretKey, log, opts.productsPollMs);
+  await products.start();
+  shutdown.register("product registry stopped", () => products.stop());
+  const transport = opts.mailTransport ?? (config.smtpUrl ? smtpTransport(config.smtpUrl) : fileTransport(join(config.dataDir, "mail"), log));
+  const mailer: Mailer = { transport, sent: 0, failed: 0 };
+  shutdown.register("mail transport closed", () => transport.close());
   const deps: Deps = {
     config,
     database,
@@ -54,11 +68,16 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
       usageFlushQueries: () => meter.queries,
       keyLookups: () => keyCache.misses,
       redisCommands: state.kind === "redis" ? () => state.commandCount() : undefined,
+      mailSent: () => mailer.sent,
+      mailFailed: () => mailer.failed,
+      mailQueued: () => queuedMail(database.db),
     }),
     shutdown,
     keyCache,
     meter,
     catalog,
+    products,
+    mailer,
   };
   let closed: Promise<void> | undefined;
   return {

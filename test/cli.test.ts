@@ -7,41 +7,10 @@ import { openPglite } from "../src/db/client.ts";
 import { accounts } from "../src/db/schema.ts";
 import { projectRoot } from "../src/embedded.ts";
 import { UNMETERED_PLANS } from "./support/backends.ts";
-import { seedDataDir } from "./support/embedded.ts";
+import { CLI_MAIN, PER_PROCESS_MS, cliHarness } from "./support/cli.ts";
 
-const main = join(projectRoot, "src", "main.ts");
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), "kp-cli-"));
-  dirs.push(d);
-  return d;
-};
-// A dozen data folders of a few thousand files each: seconds on a loaded machine, past the
-// hooks' default 5 s, so they are removed together and given a process's time.
-afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))), 10_000);
-/** A DATA_DIR holding a migrated database, as after a first start (initdb alone takes seconds). */
-const seededDir = async () => {
-  const d = tempDir();
-  await seedDataDir(d);
-  return d;
-};
-
-/**
- * Every command is a new Bun process, and most open the embedded database in a worker of
- * their own: 0.3-0.5 s, and about 1 s more to open it, on 2 cores (2-3 s each under load). A
- * test's timeout is this for each process it starts or database it opens.
- */
-const PER_PROCESS_MS = 10_000;
-
-/** The environment of a clean machine: PATH and the variables under test, nothing else. */
-function cli(args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawnSync(["bun", main, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "warn", DATA_DIR: tempDir(), ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
-}
+const main = CLI_MAIN;
+const { tempDir, seededDir, cli } = cliHarness("kp-cli-");
 
 /** `keyport serve` as a process, once it logs "listening"; `stop` sends SIGTERM and collects its log. */
 async function startServer(env: Record<string, string>) {
@@ -220,7 +189,7 @@ describe("keyport key", () => {
   it("names the flags in its refusals and reports every bad value at once, negative numbers included", async () => {
     const dataDir = await seededDir();
     const all = cli(
-      ["key", "create", "--email", "k@example.com", "--name", "x", "--scopes", "nope:read", "--rate", "fast", "--env", "prod", "--ips", "1.2.3.4/99", "--expires", "2001-01-01T00:00:00Z", "--quota", "-5"],
+      ["key", "create", "--email", "k@example.com", "--name", "x", "--scopes", "email:write", "--rate", "fast", "--env", "prod", "--ips", "1.2.3.4/99", "--expires", "2001-01-01T00:00:00Z", "--quota", "-5"],
       { DATA_DIR: dataDir },
     );
     expect(all.code).toBe(2);
@@ -228,7 +197,7 @@ describe("keyport key", () => {
     expect(all.stderr.trimEnd().split("\n")).toEqual([
       'keyport: --rate must be a whole number, got "fast"',
       'keyport: --env must be "live" or "test"',
-      'keyport: --scopes: unknown scope "nope:read" (known: email:read, ip:read, batch:write, keys:manage)',
+      'keyport: --scopes: unknown scope "email:write" (known: email:read, ip:read, batch:write, keys:manage)',
       'keyport: --ips: "1.2.3.4/99" has a prefix length outside 0-32',
       "keyport: --quota must be at least 1",
       "keyport: --expires must be in the future",

@@ -50,6 +50,17 @@ export const paths = {
   adminInvoicesCsv: (month: string) => `/admin/invoices.csv?month=${encodeURIComponent(month)}`,
   adminInvoiceStatus: (id: string) => `/admin/invoices/${encodeURIComponent(id)}/status`,
   adminUsage: "/admin/usage",
+  adminMail: "/admin/mail",
+  adminProducts: "/admin/products",
+  adminProductRemoved: (id: string) => `/admin/products?removed=${encodeURIComponent(id)}`,
+  adminProduct: (id: string) => `/admin/products/${encodeURIComponent(id)}`,
+  adminProductDone: (id: string, done: string, version?: number) =>
+    `/admin/products/${encodeURIComponent(id)}?${new URLSearchParams({ done, ...(version === undefined ? {} : { version: String(version) }) }).toString()}`,
+  adminProductVersions: (id: string) => `/admin/products/${encodeURIComponent(id)}/versions`,
+  adminProductActivate: (id: string, version: number) => `/admin/products/${encodeURIComponent(id)}/versions/${version}/activate`,
+  adminProductSpec: (id: string, version: number) => `/admin/products/${encodeURIComponent(id)}/versions/${version}/spec.json`,
+  adminProductSecret: (id: string) => `/admin/products/${encodeURIComponent(id)}/secret`,
+  adminProductRemove: (id: string) => `/admin/products/${encodeURIComponent(id)}/remove`,
 };
 
 /** Every message for a field (a list's entries too: `ipAllowlist.1`), joined: all of them at once. */
@@ -191,3 +202,36 @@ export function timeLeft(iso: string | null, now: number): string {
 
 export const escape = (v: unknown) => Html.escapeHtml(String(v));
 
+
+/** An operator's short audit log (an account's, a product's): when, what in words and as the action, who, from where. */
+export function EventsTable(props: { events: { createdAt: string; summary: string; action: string; actor: string; ip: string | null }[] }) {
+  if (props.events.length === 0) return <p class="muted">No events.</p>;
+  return (
+    <TableScroll>
+      <table class="audit">
+        <thead>
+          <tr>
+            <th scope="col">When</th>
+            <th scope="col">What</th>
+            <th scope="col">Who</th>
+            <th scope="col">IP</th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.events.map((e) => (
+            <tr>
+              <td class="when">
+                <Time iso={e.createdAt} />
+              </td>
+              <td>
+                <span safe>{e.summary}</span> <code class="muted" safe>{e.action}</code>
+              </td>
+              <td safe>{e.actor}</td>
+              <td safe>{e.ip ?? "—"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </TableScroll>
+  );
+}

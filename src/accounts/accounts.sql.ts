@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { boolean, index, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 
 export const accounts = pgTable("accounts", {
@@ -12,6 +13,10 @@ export const accounts = pgTable("accounts", {
   /** Suspended by an operator: every key answers 403 account_suspended. */
   suspendedAt: timestamp("suspended_at", { withTimezone: true, mode: "date" }),
   suspendedReason: text("suspended_reason"),
+  /** When the address was confirmed by a link sent to it; null: not yet (src/email/). */
+  emailVerifiedAt: timestamp("email_verified_at", { withTimezone: true, mode: "date" }),
+  /** The mail categories the account turned off (security notices cannot be). */
+  emailOptOut: text("email_opt_out").array().notNull().default(sql`'{}'::text[]`),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });

@@ -4,13 +4,20 @@ import { accounts } from "./accounts.sql.ts";
 import { createAccount, findAccountByEmail, passwordProblem, type Account } from "./service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { DomainError, type FieldError } from "../errors.ts";
+import { enqueueMail } from "../email/outbox.ts";
+import { sendVerificationMail } from "./verification.ts";
 
 /** The password rules live with the account rules (service.ts), so every caller applies the same ones. */
 export { passwordProblem };
 
-export async function signUp(deps: Pick<Deps, "db" | "clock" | "passwords">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
+/**
+ * A self-service account: its address starts unconfirmed, and the verification mail is
+ * queued in the transaction that makes the account (no account without its link, no link
+ * for an account that was not made).
+ */
+export async function signUp(deps: Pick<Deps, "db" | "clock" | "passwords" | "config">, input: { email: string; password: string }, who: Omit<Actor, "actor">): Promise<Account> {
   // createAccount applies the account and password rules (the CLI's too).
-  return createAccount(deps, input, { actor: "signup", ...who });
+  return createAccount(deps, input, { actor: "signup", ...who }, { confirmAddress: (tx, account) => sendVerificationMail(tx, deps, account) });
 }
 
 const MINUTE = 60_000;
@@ -70,7 +77,7 @@ export async function logIn(
 }
 
 export async function changePassword(
-  deps: Pick<Deps, "db" | "clock" | "passwords">,
+  deps: Pick<Deps, "db" | "clock" | "passwords" | "config">,
   account: { id: string; email: string },
   input: { current: string; next: string },
   who: Actor,
@@ -88,5 +95,7 @@ export async function changePassword(
   await deps.db.transaction(async (tx) => {
     await tx.update(accounts).set({ passwordHash, updatedAt: now }).where(eq(accounts.id, account.id));
     await recordAudit(tx, who, { accountId: account.id, action: "account.password_changed" }, now);
+    // A security notice: sent whatever the account's mail preferences.
+    await enqueueMail(tx, deps, { accountId: account.id, to: row!.email, kind: "password_changed" });
   });
 }

@@ -1,5 +1,6 @@
 import { and, asc, count, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
+import type { Tx } from "../db/client.ts";
 import type { Deps } from "../deps.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
@@ -60,12 +61,15 @@ export function parseNewAccount(input: { email: string; password: string }): z.o
 
 /**
  * Creates an account. The first account of an empty database becomes an operator, as does
- * one created with `operator: true`.
+ * one created with `operator: true`. An account made by the CLI or an operator starts with
+ * its address confirmed (they vouch for it); one given `confirmAddress` (sign-up) starts
+ * unconfirmed, and `confirmAddress` runs in the same transaction to send it the link.
  */
 export async function createAccount(
   deps: Pick<Deps, "db" | "clock" | "passwords">,
   input: { email: string; password: string; operator?: boolean },
   who: Actor,
+  opts: { confirmAddress?: (tx: Tx, account: Account) => Promise<void> } = {},
 ): Promise<Account> {
   const { email, password } = parseNewAccount(input);
   const passwordHash = await deps.passwords.hash(password);
@@ -76,9 +80,10 @@ export async function createAccount(
     const [{ n } = { n: 0 }] = await tx.select({ n: count() }).from(accounts);
     const [account] = await tx
       .insert(accounts)
-      .values({ id: newId("acct"), email, passwordHash, isOperator: Boolean(input.operator) || n === 0, createdAt: now, updatedAt: now })
+      .values({ id: newId("acct"), email, passwordHash, isOperator: Boolean(input.operator) || n === 0, emailVerifiedAt: opts.confirmAddress ? null : now, createdAt: now, updatedAt: now })
       .returning();
     await recordAudit(tx, who, { accountId: account!.id, action: "account.created", changes: { email, operator: account!.isOperator } }, now);
+    await opts.confirmAddress?.(tx, account!);
     return account!;
   });
 }

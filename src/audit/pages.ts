@@ -1,3 +1,4 @@
+import { MAIL_CATEGORIES, isMailCategory } from "../email/messages.ts";
 import { inArray } from "drizzle-orm";
 import type { Deps } from "../deps.ts";
 import { accounts } from "../accounts/accounts.sql.ts";
@@ -88,6 +89,23 @@ export function describeEvent(e: Pick<AuditEventView, "action" | "changes">, key
       return "Failed sign-in";
     case "account.password_changed":
       return "Password changed; other sessions signed out";
+    case "account.password_reset_requested":
+      return "Password reset asked for: a single-use link was mailed to the account's address";
+    case "account.password_reset":
+      return "Password reset by the mailed link; every session signed out";
+    case "account.verification_sent":
+      return `Verification link mailed to ${String(c.email ?? "the account's address")}`;
+    case "account.email_verified":
+      return `Address ${String(c.email ?? "")} confirmed`;
+    case "account.email_change_requested":
+      return `Change of address to ${String(c.to ?? "")} asked for; a link was mailed to it`;
+    case "account.email_changed":
+      return `Address changed from ${String(c.from ?? "")} to ${String(c.to ?? "")}; the old address was told`;
+    case "account.mail_opted_out":
+    case "account.mail_opted_in": {
+      const what = typeof c.category === "string" && isMailCategory(c.category) ? MAIL_CATEGORIES[c.category].toLowerCase() : String(c.category ?? "some");
+      return `${e.action === "account.mail_opted_out" ? "Turned off" : "Turned on"} mail notices of ${what}`;
+    }
     case "key.created":
       if (c.rolledFrom) return `Key ${quoted(c.name)} created by rolling ${key(c.rolledFrom)}`;
       if (c.rotatedFrom) return `Key ${quoted(c.name)} created by rotating ${key(c.rotatedFrom)}`;
@@ -143,6 +161,8 @@ async function actorNames(deps: Deps, events: AuditEventView[], keys: Map<string
     }
     if (actor === "cli") return "the command line";
     if (actor === "system") return "Keyport (scheduled)";
+    if (actor === "anonymous") return "someone not signed in";
+    if (actor === "unsubscribe-link") return "the unsubscribe link of a notice";
     return actor;
   };
 }

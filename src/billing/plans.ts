@@ -24,6 +24,11 @@ export const planSchema = z.object({
   /** Cents per started 1,000 calls over the included ones; null: a hard cap. */
   overageCentsPer1000: cents.nullable(),
   requestsPerSecond: z.number().int().min(1).max(100_000),
+  /**
+   * The products the plan includes, by id: Keyport's own and registered ones (a product
+   * registered later may be listed before it exists). Absent: every product.
+   */
+  products: z.array(id).max(200).optional(),
 });
 
 export const catalogSchema = z
@@ -38,7 +43,11 @@ export const catalogSchema = z
   });
 
 export type Plan = z.output<typeof planSchema>;
-export type Catalog = z.output<typeof catalogSchema> & { byId: ReadonlyMap<string, Plan> };
+export type Catalog = z.output<typeof catalogSchema> & {
+  byId: ReadonlyMap<string, Plan>;
+  /** The products of each plan that lists them; a plan absent here includes every product. */
+  includes: ReadonlyMap<string, ReadonlySet<string>>;
+};
 
 /** A bad plans file stops the start like any bad setting: one line naming the field. */
 export class PlansFileError extends ConfigError {
@@ -52,7 +61,9 @@ export function parseCatalog(raw: unknown, source: string): Catalog {
     const issue = r.error.issues[0]!;
     throw new PlansFileError(`${source}: ${issue.path.join(".") || "the file"} ${issue.message}`);
   }
-  return { ...r.data, byId: new Map(r.data.plans.map((p) => [p.id, p])) };
+  const includes = new Map<string, ReadonlySet<string>>();
+  for (const p of r.data.plans) if (p.products) includes.set(p.id, new Set(p.products));
+  return { ...r.data, byId: new Map(r.data.plans.map((p) => [p.id, p])), includes };
 }
 
 /** The plans file PLANS_FILE names, or the shipped one. */

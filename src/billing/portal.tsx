@@ -10,7 +10,7 @@ import { pageSession } from "../portal/page.ts";
 import { authPlugin } from "../portal/plugin.ts";
 import { csvResponse, htmlResponse, messagePage, ownedOr404, redirectAfterPost, wantsFragment } from "../portal/respond.ts";
 import { BillingPage, InvoicePage, PlanPreview, PlanPreviewError, PlanPreviewPage } from "../../views/billing/billing.tsx";
-import { PricingPage } from "../../views/billing/pricing.tsx";
+import { PricingPage, type PricingProduct } from "../../views/billing/pricing.tsx";
 import { paths } from "../../views/components.tsx";
 import { stringify } from "csv-stringify/sync";
 import { PLAN_CHANGE_RULE, planChangeSchema, type InvoiceView, type PlanChangePreview } from "./model.ts";
@@ -43,6 +43,13 @@ export function invoiceLinesCsv(i: InvoiceView): string {
   return stringify(rows, { header: true, columns: ["number", "month", "status", "line", "plan", "description", "quantity", "amount_cents", "currency"] });
 }
 
+/** Keyport's own products (the plans file's), then the registered ones as the registry serves them now. */
+function pricingProducts(deps: Pick<Deps, "catalog" | "products">): PricingProduct[] {
+  const own = deps.catalog.products.map((p) => ({ id: p.id, name: p.name, description: p.description, status: "active" as const }));
+  const registered = deps.products.list().map((p) => ({ id: p.id, name: p.name, description: p.description, status: p.status }));
+  return [...own, ...registered];
+}
+
 /**
  * The public pricing page and the account's Billing page: the month's meter, the plan with a
  * preview of a change before it is confirmed, and the invoices (a printable page and CSV each).
@@ -54,7 +61,7 @@ export const billingPortal = (deps: Deps) =>
       // Public; signed in, it keeps the signed-in navigation and marks the account's plan.
       const session = await validateSession(deps, sessionToken(request));
       const [layout, current] = session ? await Promise.all([pageSession(deps, session), currentPlan(deps, session.accountId)]) : [undefined, undefined];
-      return htmlResponse(PricingPage({ session: layout, products: deps.catalog.products, plans: deps.catalog.plans, current: current?.plan.id }));
+      return htmlResponse(PricingPage({ session: layout, products: pricingProducts(deps), plans: deps.catalog.plans, includes: deps.catalog.includes, current: current?.plan.id }));
     })
     .get("/portal/billing", async ({ session, query }) => {
       const [meter, invoices, layout] = await Promise.all([monthMeter(deps, session.accountId), listInvoices(deps, session.accountId), pageSession(deps, session)]);

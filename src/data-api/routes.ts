@@ -63,7 +63,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
   new Elysia({ name: "data-api" })
     .get(
       "/v1/email/:address",
-      gatewayHandler(env, "GET", "/v1/email/:address", { scope: "email:read" }, (params: { address?: unknown }, _pass, request) => analyzeEmail(pathParam(params.address, request))),
+      gatewayHandler(env, "GET", "/v1/email/:address", { scope: "email:read", product: "email" }, (params: { address?: unknown }, _pass, request) => analyzeEmail(pathParam(params.address, request))),
       {
         detail: {
           ...operation({
@@ -82,7 +82,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
     )
     .get(
       "/v1/ip/:address",
-      gatewayHandler(env, "GET", "/v1/ip/:address", { scope: "ip:read" }, (params: { address?: unknown }, _pass, request) => {
+      gatewayHandler(env, "GET", "/v1/ip/:address", { scope: "ip:read", product: "ip" }, (params: { address?: unknown }, _pass, request) => {
         const result = analyzeIp(pathParam(params.address, request));
         if (!result) throw invalidInput("The address is not a valid IPv4 or IPv6 address.", [{ field: "address", message: "is not an IP address" }]);
         return result;
@@ -105,7 +105,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
     )
     .post(
       "/v1/batch",
-      gatewayHandler(env, "POST", "/v1/batch", { scope: "batch:write", cost: batchCost }, (body: unknown) => {
+      gatewayHandler(env, "POST", "/v1/batch", { scope: "batch:write", product: "batch", cost: batchCost }, (body: unknown) => {
         const parsed = batchRequestSchema.safeParse(body);
         if (!parsed.success) {
           const tooMany = Array.isArray((body as { items?: unknown } | null)?.items) && (body as { items: unknown[] }).items.length > MAX_BATCH;

@@ -5,3 +5,5 @@ export * from "../audit/audit.sql.ts";
 export * from "../rotation/rotation.sql.ts";
 export * from "../notify/notify.sql.ts";
 export * from "../billing/billing.sql.ts";
+export * from "../products/products.sql.ts";
+export * from "../email/email.sql.ts";

@@ -1,6 +1,7 @@
 import { Elysia, type AnyElysia } from "elysia";
 import { openApiDocument } from "./openapi.ts";
 import { buildReference, type Reference } from "./reference.ts";
+import type { ProductRegistry } from "../products/registry.ts";
 
 /** The app's OpenAPI document and the reference made from it: built on first use, then kept. */
 export interface DocsCatalog {
@@ -8,12 +9,19 @@ export interface DocsCatalog {
   reference(): Reference;
 }
 
-export function docsCatalog(app: AnyElysia): DocsCatalog {
+export function docsCatalog(app: AnyElysia, products: ProductRegistry): DocsCatalog {
   let json: { body: string; etag: string } | undefined;
   let reference: Reference | undefined;
-  const document = () => openApiDocument(app);
+  // Rebuilt when the registered products change (a new product, a spec version).
+  let builtFor = -1;
+  const document = () => openApiDocument(app, products.list());
   return {
     json() {
+      if (builtFor !== products.version) {
+        json = undefined;
+        reference = undefined;
+        builtFor = products.version;
+      }
       if (!json) {
         const body = JSON.stringify(document());
         json = { body, etag: `"${new Bun.CryptoHasher("sha256").update(body).digest("hex").slice(0, 32)}"` };
@@ -22,7 +30,8 @@ export function docsCatalog(app: AnyElysia): DocsCatalog {
     },
     reference() {
       // From the serialised document, exactly what /openapi.json answers.
-      reference ??= buildReference(JSON.parse(this.json().body) as Record<string, unknown>);
+      const body = this.json().body;
+      reference ??= buildReference(JSON.parse(body) as Record<string, unknown>);
       return reference;
     },
   };

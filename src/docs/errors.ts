@@ -47,6 +47,26 @@ const EXPLAINED: Record<ErrorCode, { meaning: string; action: string }> = {
     meaning: "An operator has suspended the account the key belongs to: none of its keys is served until the account is restored.",
     action: "Sign in to the portal to read why, and contact the operators of this service.",
   },
+  product_not_in_plan: {
+    meaning: "The key is valid, but the account's plan does not include the product this operation belongs to.",
+    action: "See /pricing for the plans that include it, and change plan on the Billing page.",
+  },
+  sandbox_unavailable: {
+    meaning: "A test key's calls go to the product's sandbox, and this product has none.",
+    action: "Call it with a live key, or ask the product's operators for a sandbox.",
+  },
+  upstream_unavailable: {
+    meaning: "The gateway passed the request on, but the product's server refused the connection or could not be reached.",
+    action: "Retry with backoff; if it persists, the product's operators need to know (quote the X-Request-Id).",
+  },
+  upstream_timeout: {
+    meaning: "The product's server did not start answering within the product's timeout.",
+    action: "Retry later; a request that changes state may have been carried out, so check before repeating it.",
+  },
+  product_exists: {
+    meaning: "A product with this id is already registered.",
+    action: "Choose another id, or update the existing product (a new spec version) instead.",
+  },
   rate_limited: {
     meaning:
       "The key has used its requests for the current minute, or the account has used its plan's requests per second across all its keys (or too many requests failed authentication from your address). The `RateLimit` header names the policies: `default` is the key's, `plan` the plan's.",
@@ -83,6 +103,10 @@ const EXPLAINED: Record<ErrorCode, { meaning: string; action: string }> = {
   too_many_attempts: {
     meaning: "Too many failed sign-ins for this account or from this address.",
     action: "Wait the seconds in `Retry-After` and try again.",
+  },
+  email_not_verified: {
+    meaning: "The account's email address is not confirmed yet, and this server requires a confirmed address before an account holds live keys. Test keys and the reference's sandbox work meanwhile.",
+    action: "Follow the link in the confirmation mail sent at sign-up, or send a new one from the portal's Keys page; then create the live key again.",
   },
   key_limit_reached: {
     meaning: "The account holds the most active keys it may.",

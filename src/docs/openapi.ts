@@ -2,10 +2,13 @@ import { toOpenAPISchema } from "@elysiajs/openapi";
 import type { AnyElysia } from "elysia";
 import { z } from "zod";
 import { version } from "../../package.json";
+import type { Product } from "../products/registry.ts";
+import { productsDocument } from "../products/document.ts";
 import { PARAM_DOCS, REQUEST_EXAMPLES, TAGS, jsonSchema, problemSchema } from "../plugins/openapi.ts";
 
-/** Only the programs' API is documented: the data API and the management API. */
+/** Only the programs' API is documented: the data API and the management API (the products' proxy routes are documented by their specs). */
 const DOCUMENTED = /^\/(v1|api)\//;
+const PROXY_ROUTE = /^\/v1\/:product/;
 
 type Operation = {
   operationId?: string;
@@ -19,8 +22,8 @@ type Operation = {
  * and the `detail` each route declares (operation id, tag, scope, answers). Portal pages,
  * ops routes and this document itself are left out.
  */
-export function openApiDocument(app: AnyElysia): Record<string, unknown> {
-  const routes = app.routes.filter((r) => DOCUMENTED.test(r.path)).map((r) => r.path);
+export function openApiDocument(app: AnyElysia, registered: Product[] = []): Record<string, unknown> {
+  const routes = app.routes.filter((r) => DOCUMENTED.test(r.path) && !PROXY_ROUTE.test(r.path)).map((r) => r.path);
   const generated = toOpenAPISchema(app, { paths: app.routes.map((r) => r.path).filter((p) => !routes.includes(p)) }, undefined, { zod: (s: z.ZodType) => jsonSchema(s, "input") }, "3.1.0");
   const paths = generated.paths as Record<string, Record<string, Operation>>;
   for (const item of Object.values(paths)) {
@@ -40,6 +43,9 @@ export function openApiDocument(app: AnyElysia): Record<string, unknown> {
       if (op.requestBody?.content) op.requestBody.content = json ? { "application/json": json } : op.requestBody.content;
     }
   }
+  const own = productsDocument(registered);
+  const components: Record<string, Record<string, unknown>> = { ...own.components };
+  components.schemas = { ...(own.components.schemas ?? {}), ...(generated.components?.schemas ?? {}), Problem: problemSchema };
   return {
     openapi: "3.1.0",
     info: {
@@ -49,10 +55,10 @@ export function openApiDocument(app: AnyElysia): Record<string, unknown> {
         "The metered data API (`/v1`, a key with the operation's scope) and the management API (`/api`, a key holding `keys:manage`, or a portal session with its X-CSRF-Token). Errors are RFC 9457 problem details with a stable `code`.",
     },
     servers: [{ url: "/", description: "This Keyport instance" }],
-    tags: Object.entries(TAGS).map(([name, description]) => ({ name, description })),
-    paths,
+    tags: [...Object.entries(TAGS).map(([name, description]) => ({ name, description })), ...own.tags],
+    paths: { ...paths, ...own.paths },
     components: {
-      schemas: { ...(generated.components?.schemas ?? {}), Problem: problemSchema },
+      ...components,
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "`Authorization: Bearer kp_live_…`" },
         apiKey: { type: "apiKey", in: "header", name: "X-API-Key", description: "`X-API-Key: kp_live_…`" },

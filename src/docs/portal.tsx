@@ -14,7 +14,7 @@ import { DocsIndexPage, ErrorsPage, GettingStartedPage, OperationList, Operation
 import type { DocsCatalog } from "./api.ts";
 import { ERROR_DOCS } from "./errors.ts";
 import { searchReference, type OperationView } from "./reference.ts";
-import { codeSamples, PLACEHOLDER_KEY, requestPath, type SampleKey } from "./samples.ts";
+import { codeSamples, PLACEHOLDER_KEY, requestHeaders, requestPath, type SampleKey } from "./samples.ts";
 import { cookieSecret, currentSandboxKey, sandboxKey, type SandboxKey, type SandboxSession } from "./sandbox.ts";
 import { credentialsFor, describeAnswer, formErrors, initialForm, readForm, tryRequest, type TryForm, type TryResult } from "./tryit.ts";
 
@@ -46,7 +46,8 @@ function samplesFor(op: OperationView, form: TryForm, origin: string, sandbox: S
   }
   const useSandbox = sandbox && op.gateway && form.credential === "sandbox";
   const key: SampleKey = useSandbox ? { literal: sandbox.key.display } : PLACEHOLDER_KEY;
-  return { samples: codeSamples(op, { method: op.method, url: origin + requestPath(op, form.values), body }, key), sandboxMask: useSandbox ? sandbox.key.display : undefined };
+  const request = { method: op.method, url: origin + requestPath(op, form.values), body, headers: requestHeaders(op, form.values) };
+  return { samples: codeSamples(op, request, key), sandboxMask: useSandbox ? sandbox.key.display : undefined };
 }
 
 /**

@@ -1,11 +1,12 @@
 import type { CodeSample } from "../plugins/openapi.ts";
 import type { OperationView } from "./reference.ts";
 
-/** A request to show as code: an absolute URL, and a JSON body when the operation takes one. */
+/** A request to show as code: an absolute URL, its header parameters, and a JSON body when the operation takes one. */
 export interface SampleRequest {
   method: string;
   url: string;
   body: unknown;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -41,14 +42,16 @@ function pyLiteral(v: unknown, indent = ""): string {
 
 function curl(r: SampleRequest, key: SampleKey): string {
   const auth = "env" in key ? `"Authorization: Bearer $${key.env}"` : shellQuote(`Authorization: Bearer ${key.literal}`);
-  const lines = [`curl${r.method === "GET" ? "" : ` -X ${r.method}`} ${shellQuote(r.url)}`, `  -H ${auth}`];
+  const lines = [`curl${r.method === "GET" ? "" : r.method === "HEAD" ? " -I" : ` -X ${r.method}`} ${shellQuote(r.url)}`, `  -H ${auth}`];
+  for (const [name, value] of Object.entries(r.headers ?? {})) lines.push(`  -H ${shellQuote(`${name}: ${value}`)}`);
   if (r.body !== undefined) lines.push(`  -H 'Content-Type: application/json'`, `  -d ${shellQuote(JSON.stringify(r.body))}`);
   return lines.join(" \\\n");
 }
 
 function javascript(r: SampleRequest, key: SampleKey): string {
   const auth = "env" in key ? `\`Bearer \${process.env.${key.env}}\`` : JSON.stringify(`Bearer ${key.literal}`);
-  const headers = r.body !== undefined ? `{ Authorization: ${auth}, "Content-Type": "application/json" }` : `{ Authorization: ${auth} }`;
+  const own = Object.entries(r.headers ?? {}).map(([name, value]) => `, ${JSON.stringify(name)}: ${JSON.stringify(value)}`).join("");
+  const headers = r.body !== undefined ? `{ Authorization: ${auth}${own}, "Content-Type": "application/json" }` : `{ Authorization: ${auth}${own} }`;
   const init = [`  method: ${JSON.stringify(r.method)},`, `  headers: ${headers},`];
   if (r.body !== undefined) init.push(`  body: JSON.stringify(${JSON.stringify(r.body, null, 2).replaceAll("\n", "\n  ")}),`);
   return [`const res = await fetch(${JSON.stringify(r.url)}, {`, ...init, `});`, `console.log(res.status, res.headers.get("ratelimit"), await res.json());`].join("\n");
@@ -56,7 +59,8 @@ function javascript(r: SampleRequest, key: SampleKey): string {
 
 function python(r: SampleRequest, key: SampleKey): string {
   const auth = "env" in key ? `f"Bearer {os.environ['${key.env}']}"` : JSON.stringify(`Bearer ${key.literal}`);
-  const args = [`    ${JSON.stringify(r.url)},`, `    headers={"Authorization": ${auth}},`];
+  const own = Object.entries(r.headers ?? {}).map(([name, value]) => `, ${JSON.stringify(name)}: ${JSON.stringify(value)}`).join("");
+  const args = [`    ${JSON.stringify(r.url)},`, `    headers={"Authorization": ${auth}${own}},`];
   if (r.body !== undefined) args.push(`    json=${pyLiteral(r.body, "    ")},`);
   const imports = "env" in key ? ["import os", "", "import requests"] : ["import requests"];
   return [...imports, "", `res = requests.${r.method.toLowerCase()}(`, ...args, ")", `print(res.status_code, res.headers.get("RateLimit"), res.json())`].join("\n");
@@ -83,9 +87,23 @@ export function requestPath(op: Pick<OperationView, "path" | "params">, values: 
   const query = new URLSearchParams();
   for (const p of op.params) {
     const v = values[p.name] ?? "";
-    if (p.in === "path") path = path.replace(`{${p.name}}`, encodeURIComponent(v));
-    else if (v !== "") query.set(p.name, v);
+    if (p.in === "path") path = path.replaceAll(`{${p.name}}`, encodeURIComponent(v));
+    else if (p.in === "query" && v !== "") query.set(p.name, v);
   }
   const q = query.toString();
   return q ? `${path}?${q}` : path;
+}
+
+/** Headers a request must not set from a form: the credential's, the connection's, and those only the gateway sets. */
+const RESERVED_HEADERS = /^(authorization|x-api-key|cookie|host|content-length|content-type|transfer-encoding|connection|x-csrf-token|sec-.*|keyport-.*|x-forwarded-.*|forwarded|x-request-id)$/i;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** The operation's header parameters given a value, as request headers (a name HTTP or the gateway reserves is left out). */
+export function requestHeaders(op: Pick<OperationView, "params">, values: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of op.params) {
+    const v = values[p.name] ?? "";
+    if (p.in === "header" && v !== "" && TOKEN.test(p.name) && !RESERVED_HEADERS.test(p.name)) out[p.name] = v;
+  }
+  return out;
 }

@@ -15,7 +15,7 @@ export const SANDBOX = {
 /** The data API's scopes: a sandbox key can try every /v1 operation. */
 export const SANDBOX_SCOPES: Scope[] = (Object.keys(SCOPES) as Scope[]).filter((s) => s !== "keys:manage");
 
-type SandboxDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache">;
+type SandboxDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "products">;
 
 /** The portal session a sandbox key belongs to, and the secret half of its cookie token. */
 export interface SandboxSession {
@@ -73,7 +73,7 @@ export async function sandboxKey(deps: SandboxDeps, s: SandboxSession, who: Acto
     deps,
     s.accountId,
     s.id,
-    { scopes: SANDBOX_SCOPES, rateLimit: SANDBOX.rateLimit, monthlyQuota: SANDBOX.calls, expiresAt },
+    { scopes: [...SANDBOX_SCOPES, ...deps.products.scopes().map((s) => s.name)], rateLimit: SANDBOX.rateLimit, monthlyQuota: SANDBOX.calls, expiresAt },
     secretFor(deps, s),
     who,
   );

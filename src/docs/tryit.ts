@@ -1,6 +1,7 @@
 import type { FieldError } from "../errors.ts";
+import { ERROR_DOCS } from "./errors.ts";
 import type { OperationView } from "./reference.ts";
-import { requestPath } from "./samples.ts";
+import { requestHeaders, requestPath } from "./samples.ts";
 
 /** The largest request body try-it sends (the form's JSON, in bytes). */
 export const TRY_BODY_LIMIT = 64 * 1024;
@@ -49,9 +50,13 @@ export function formErrors(op: OperationView, form: TryForm, signedIn: boolean):
   const errors: FieldError[] = [];
   for (const p of op.params) {
     const v = form.values[p.name] ?? "";
-    if (p.required && v === "") errors.push({ field: paramField(p.name), message: "is required" });
+    if (p.required && v === "" && p.in !== "cookie") errors.push({ field: paramField(p.name), message: "is required" });
     else if (v.length > 2000) errors.push({ field: paramField(p.name), message: "must be at most 2000 characters" });
+    // A header value is one line of visible characters (RFC 9110 §5.5).
+    else if (p.in === "header" && /[^\t\x20-\x7e\x80-\xff]/.test(v)) errors.push({ field: paramField(p.name), message: "must be one line of text without control characters (a header value)" });
   }
+  // Fetch refuses TRACE (it would echo credentials back); curl can still send it.
+  if (op.method === "TRACE") errors.push({ field: "credential", message: "TRACE cannot be sent from try-it; use the curl sample below" });
   if (op.body) {
     if (Buffer.byteLength(form.body) > TRY_BODY_LIMIT) errors.push({ field: "body", message: `must be at most ${TRY_BODY_LIMIT / 1024} KiB` });
     else if (form.body.trim() === "") {
@@ -72,9 +77,12 @@ export function formErrors(op: OperationView, form: TryForm, signedIn: boolean):
   return errors;
 }
 
-/** The request try-it makes: through `app.handle`, so the whole chain runs as for a program. */
+/**
+ * The request try-it makes: through `app.handle`, so the whole chain runs as for a program.
+ * The operation's header parameters are sent too, but never in place of the credential.
+ */
 export function tryRequest(op: OperationView, form: TryForm, origin: string, auth: Record<string, string>, userAgent: string | null): Request {
-  const headers: Record<string, string> = { accept: "application/json", ...auth };
+  const headers: Record<string, string> = { accept: "application/json", ...requestHeaders(op, form.values), ...auth };
   if (userAgent) headers["user-agent"] = `${userAgent.slice(0, 200)} (Keyport try-it)`;
   const hasBody = op.body !== undefined && form.body.trim() !== "";
   if (hasBody) headers["content-type"] = "application/json";
@@ -114,8 +122,13 @@ const MEANINGS: Record<number, [string, string]> = {
   413: ["Content Too Large", "The body is too large."],
   429: ["Too Many Requests", "A limit is reached: wait the seconds in Retry-After."],
   500: ["Internal Server Error", "Something failed on the server's side."],
+  502: ["Bad Gateway", "The gateway could not reach the product's server."],
   503: ["Service Unavailable", "The server cannot answer right now; retry shortly."],
+  504: ["Gateway Timeout", "The product's server did not answer in time."],
 };
+
+/** What a problem code means and what to do, as the errors page says it. */
+const CODE_MEANINGS = new Map(ERROR_DOCS.map((e) => [e.code as string, `${e.meaning} ${e.action}`]));
 
 /** What each policy name in the RateLimit headers is (src/gateway/chain.ts). */
 const POLICY_NAMES: Record<string, string> = { default: "the key's per-minute limit", plan: "the plan's per-second limit", month: "the plan's calls this month" };
@@ -182,6 +195,8 @@ export async function describeAnswer(request: Request, response: Response, ms: n
     headers.push({ name, value, note: rateLimitNote(name.toLowerCase(), value) });
   });
   headers.sort((a, b) => Number(b.note !== undefined) - Number(a.note !== undefined) || a.name.localeCompare(b.name));
-  const [statusText, meaning] = MEANINGS[response.status] ?? [response.statusText || "", ""];
+  const [statusText, general] = MEANINGS[response.status] ?? [response.statusText || "", ""];
+  // A known code says exactly what went wrong (a 403 may be a scope, a plan or a missing sandbox).
+  const meaning = (problemCode && CODE_MEANINGS.get(problemCode)) || general;
   return { method: request.method, url: request.url, status: response.status, statusText, meaning, ms, headers, body, problemCode };
 }

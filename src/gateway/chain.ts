@@ -50,7 +50,7 @@ export interface Rejection {
   key?: CachedKey;
 }
 
-export type ChainDeps = Pick<Deps, "config" | "state" | "clock" | "keyCache" | "log">;
+export type ChainDeps = Pick<Deps, "config" | "state" | "clock" | "keyCache" | "log" | "catalog">;
 
 const SECOND = 1000;
 const MINUTE = 60_000;
@@ -165,6 +165,8 @@ interface ChainRequest {
    * toward the plan (its requests per second and calls a month). The management API does not.
    */
   quota: boolean;
+  /** The product the request calls (a tag of Keyport's own, or a registered product's id): the plan must include it. */
+  product: string | undefined;
   now: number;
   /** The decisions of the key's limit and the plan's, once made: the answer's headers name both. */
   keyRate: RateDecision | undefined;
@@ -174,7 +176,11 @@ interface ChainRequest {
   quotaWarning: GatewayPass["quotaWarning"];
 }
 
-const SPEND_QUOTA = { quota: true };
+export interface ChainOptions {
+  quota: boolean;
+  product?: string;
+}
+const SPEND_QUOTA: ChainOptions = { quota: true };
 
 /** The client address: looked up only when a step needs it (a failed authentication, an allowlist). */
 function clientAddress(c: ChainRequest): string | undefined {
@@ -185,7 +191,8 @@ function clientAddress(c: ChainRequest): string | undefined {
 }
 
 /**
- * The gateway chain, in order: key-auth → status/expiry → account suspended → scope → IP
+ * The gateway chain, in order: key-auth → status/expiry → account suspended → scope → the
+ * plan includes the product → IP
  * allowlist → the key's rate limit → the plan's rate limit → the key's monthly quota → the
  * plan's calls this month (the plan's steps and the quotas for data-API calls only). Answers
  * the first failing step's problem+json, or the pass for the handler. Sets the rate-limit
@@ -198,7 +205,7 @@ export function runChain(
   socketIp: string | undefined | (() => string | undefined),
   scope: string,
   cost: number,
-  opts: { quota: boolean } = SPEND_QUOTA,
+  opts: ChainOptions = SPEND_QUOTA,
 ): MaybePromise<GatewayPass | Rejection> {
   const c: ChainRequest = {
     deps,
@@ -209,6 +216,7 @@ export function runChain(
     scope,
     cost,
     quota: opts.quota,
+    product: opts.product,
     now: deps.clock.now(),
     keyRate: undefined,
     planRate: undefined,
@@ -259,6 +267,15 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
   // 4. scope
   if (!key.scopes.has(c.scope)) {
     return withRate(c, key, () => problemBody("insufficient_scope", `This key lacks the scope "${c.scope}" this endpoint needs.`, { requiredScope: c.scope }));
+  }
+
+  // 4b. the account's plan includes the product
+  if (c.product !== undefined) {
+    const included = c.deps.catalog.includes.get(key.account.planId);
+    if (included !== undefined && !included.has(c.product)) {
+      const product = c.product;
+      return withRate(c, key, () => problemBody("product_not_in_plan", `The account's plan does not include ${product}; see /pricing for the plans that do.`, { product }));
+    }
   }
 
   // 5. IP allowlist

@@ -29,6 +29,8 @@ export interface GatewayEnv {
 
 export interface GatewayRoute {
   scope: Scope;
+  /** The product of the plans file the route belongs to: the account's plan must include it. */
+  product: string;
   /** Units of quota and metering the request uses (a batch: its item count). */
   cost?: (body: unknown) => number;
 }
@@ -113,6 +115,7 @@ function problemAnswer(deps: Deps, request: Request, set: GatewaySet, problem: P
 export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string, opts: GatewayRoute, handle: (input: I, pass: GatewayPass, request: Request) => unknown) {
   const { deps, record, inflight } = env;
   const endpoint = `${method} ${route}`;
+  const chain = { quota: true, product: opts.product };
   const socketIp = (request: Request) => () => socketAddress(env.server(), request);
 
   const finish = (request: Request, set: GatewaySet, input: I, cost: number, startedAt: number, requestId: string, result: GatewayPass | Rejection): unknown => {
@@ -170,7 +173,7 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
     inflight.n++;
     let result: ReturnType<typeof runChain>;
     try {
-      result = runChain(deps, request, headers, socketIp(request), opts.scope, cost);
+      result = runChain(deps, request, headers, socketIp(request), opts.scope, cost, chain);
     } catch (err) {
       return failed(request, headers, startedAt, requestId, err);
     }

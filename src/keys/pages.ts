@@ -8,7 +8,7 @@ import type { RotationFormState } from "../../views/rotation/rotations.tsx";
 import type { KeyFormState, KeyFormValues, KeySearchValues, KeysSectionProps } from "../../views/keys/keys.tsx";
 import type { Environment } from "./format.ts";
 import type { KeyStatus, KeyView } from "./model.ts";
-import { SCOPES, SCOPE_NAMES } from "./scopes.ts";
+import { knownScopes } from "./scopes.ts";
 import { getKey, keyLineage, searchKeys } from "./service.ts";
 
 /**
@@ -17,7 +17,6 @@ import { getKey, keyLineage, searchKeys } from "./service.ts";
  * parts of a key's page) render them.
  */
 
-export const SCOPE_LIST = SCOPE_NAMES.map((name) => ({ name, description: SCOPES[name] }));
 
 /** The create form as a new user finds it. */
 export const NEW_KEY_FORM: KeyFormState = { values: { environment: "live", scopes: ["email:read"], rateLimit: 60 } };
@@ -66,7 +65,7 @@ export async function keysSectionModel(
     anyKeys: found.all > 0,
     perKeyMonth: overview.perKeyMonth,
     form,
-    scopes: SCOPE_LIST,
+    scopes: knownScopes(deps.products),
     created,
     csrf: s.csrfToken,
     origin,
@@ -100,7 +99,7 @@ export async function keyDetailModel(deps: Deps, s: Session, id: string, range: 
     k,
     usage,
     edit: extras.edit ?? { values: keyFormValues(k) },
-    scopes: SCOPE_LIST,
+    scopes: knownScopes(deps.products),
     rolled: extras.rolled,
     replacedBy: lineage.replacedBy,
     replaces: lineage.replaces,

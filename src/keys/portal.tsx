@@ -14,6 +14,8 @@ import { usageRangeQuery } from "../usage/model.ts";
 import { createKeySchema, rollKeySchema, updateKeySchema, type KeyView } from "./model.ts";
 import { NEW_KEY_FORM, keyDetailModel, keysSectionModel } from "./pages.ts";
 import { createKey, revokeKey, rollKey, updateKey } from "./service.ts";
+import { liveKeysAwaitVerification } from "../accounts/verification.ts";
+import type { Session } from "../accounts/sessions.ts";
 
 /** Fields a form leaves empty are left out, so the schema's defaults (or "unchanged") apply. */
 const present = <T extends Record<string, unknown>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
@@ -82,14 +84,24 @@ function parseKeyForm<S extends z.ZodType>(schema: S, body: unknown, what: strin
   throw new DomainError("invalid_request", `The ${what} is not valid.`, errors);
 }
 
+/**
+ * While live keys wait for the account's address to be confirmed: the notice beside the
+ * create form, and a new form that starts on a test key (which works now).
+ */
+async function verificationGate(deps: Deps, session: Session, sent: boolean) {
+  if (!(await liveKeysAwaitVerification(deps, session.accountId))) return { form: NEW_KEY_FORM, verification: undefined };
+  return { form: { values: { ...NEW_KEY_FORM.values, environment: "test" } }, verification: { email: session.email, sent } };
+}
+
 /** The keys pages: the list with the create form, a key's page, edit, roll and revoke. */
 export const keysPortal = (deps: Deps) =>
   new Elysia({ name: "keys-portal" })
     .use(authPlugin(deps))
     .get("/portal/keys", async ({ session, request, query }) => {
       const { page, ...search } = keySearchQuery.parse(query);
-      const data = await keysSectionModel(deps, session, NEW_KEY_FORM, new URL(request.url).origin, undefined, search, page);
-      return htmlResponse(KeysPage({ ...data, session: await pageSession(deps, session) }));
+      const gate = await verificationGate(deps, session, query.verification === "sent");
+      const data = await keysSectionModel(deps, session, gate.form, new URL(request.url).origin, undefined, search, page);
+      return htmlResponse(KeysPage({ ...data, verification: gate.verification, session: await pageSession(deps, session) }));
     }, { page: true })
     .post("/portal/keys", async ({ session, actor, request, body }) => {
       let created: { key: KeyView; secret: string } | undefined;
@@ -103,7 +115,8 @@ export const keysPortal = (deps: Deps) =>
         state = refused(body, err);
         status = 422;
       }
-      const data = await keysSectionModel(deps, session, state, new URL(request.url).origin, created);
+      const gate = await verificationGate(deps, session, false);
+      const data = { ...(await keysSectionModel(deps, session, created ? gate.form : state, new URL(request.url).origin, created)), verification: gate.verification };
       // The secret is in this answer: never cached, never stored in history.
       const headers = { "cache-control": "no-store", vary: "HX-Request" };
       if (wantsFragment(request)) return htmlResponse(KeysSection(data), status, headers);

@@ -6,13 +6,22 @@ import { recordAudit, type Actor } from "../audit/service.ts";
 import { newId } from "../ids.ts";
 import { emit } from "../notify/service.ts";
 import { keyUsage } from "../usage/usage.sql.ts";
-import { DomainError, notFound } from "../errors.ts";
+import { DomainError, invalidInput, notFound } from "../errors.ts";
+import { knownScopes, unknownScopeMessage } from "./scopes.ts";
 import { displayKey, generateKey, hashKey, keyParts, type Environment } from "./format.ts";
 import { apiKeys } from "./keys.sql.ts";
 import { MAX_ACTIVE_KEYS, type KeyPatch, type KeyStatus, type KeyView, type NewKey, type RollInput } from "./model.ts";
 
 export type KeyRow = typeof apiKeys.$inferSelect;
-type KeyDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache">;
+type KeyDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "products">;
+
+/** Scopes that passed the schema's shape check: each must be Keyport's own or a registered product's. */
+function requireKnownScopes(deps: Pick<Deps, "products">, scopes: string[] | undefined): void {
+  if (!scopes) return;
+  const known = knownScopes(deps.products).map((s) => s.name);
+  const unknown = scopes.filter((s) => !known.includes(s));
+  if (unknown.length > 0) throw invalidInput("The key is not valid.", unknown.map((s) => ({ field: "scopes", message: unknownScopeMessage(s, known) })));
+}
 
 /** The status a key has at `now`; the gateway applies the same rules from its cache entry. */
 export function keyStatus(k: { revokedAt: Date | null; graceEndsAt: Date | null; expiresAt: Date | null }, now: number): KeyStatus {
@@ -111,13 +120,30 @@ async function insertKey(
   return { row: row!, secret };
 }
 
+export const EMAIL_NOT_VERIFIED_DETAIL =
+  "Confirm your email address to create live keys: follow the link in the mail sent when you signed up, or send a new one from the Keys page. Test keys and the sandbox work meanwhile.";
+
+/**
+ * Where mail can be delivered (config.requireEmailVerification), a live key needs a confirmed
+ * address: live traffic then belongs to an address that reaches someone, where the notices of
+ * a leak or a rotation go. Test keys and the sandbox need none. Called under the account's
+ * lock, so a key made while the address is being confirmed sees one state or the other.
+ */
+async function requireVerifiedForLive(tx: Tx, deps: KeyDeps, accountId: string, environment: string): Promise<void> {
+  if (environment !== "live" || !deps.config.requireEmailVerification) return;
+  const [row] = await tx.select({ verifiedAt: accounts.emailVerifiedAt }).from(accounts).where(eq(accounts.id, accountId));
+  if (row && row.verifiedAt === null) throw new DomainError("email_not_verified", EMAIL_NOT_VERIFIED_DETAIL);
+}
+
 /** Creates a key; the secret is in this answer and nowhere else, ever. */
 export async function createKey(deps: KeyDeps, accountId: string, data: NewKey, who: Actor): Promise<{ key: KeyView; secret: string }> {
   const nowMs = deps.clock.now();
   requireFuture(data.expiresAt, nowMs);
+  requireKnownScopes(deps, data.scopes);
   const now = new Date(nowMs);
   const { row, secret } = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
+    await requireVerifiedForLive(tx, deps, accountId, data.environment);
     const created = await insertKey(tx, deps, accountId, data, now);
     await recordAudit(
       tx,
@@ -171,7 +197,18 @@ export async function ensureSandboxKey(
   who: Actor,
 ): Promise<{ row: KeyRow; created: boolean }> {
   const existing = await activeSandboxKey(deps, accountId, sessionId);
-  if (existing) return { row: existing, created: false };
+  if (existing) {
+    // A product registered since the key was made: the sandbox key gets its scopes too.
+    const missing = fields.scopes.filter((s) => !existing.scopes.includes(s));
+    if (missing.length === 0) return { row: existing, created: false };
+    const [row] = await deps.db
+      .update(apiKeys)
+      .set({ scopes: [...existing.scopes, ...missing].sort(), updatedAt: new Date(deps.clock.now()) })
+      .where(and(eq(apiKeys.id, existing.id), eq(apiKeys.accountId, accountId)))
+      .returning();
+    await deps.keyCache.announce(row!.hash);
+    return { row: row!, created: false };
+  }
   const now = new Date(deps.clock.now());
   return deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
@@ -251,6 +288,7 @@ function assertChangeable(row: KeyRow, now: number): void {
 export async function updateKey(deps: KeyDeps, accountId: string, id: string, patch: KeyPatch, who: Actor): Promise<KeyView> {
   const nowMs = deps.clock.now();
   requireFuture(patch.expiresAt, nowMs);
+  requireKnownScopes(deps, patch.scopes);
   const now = new Date(nowMs);
   const row = await deps.db.transaction(async (tx) => {
     const before = await findOwned(tx, accountId, id);
@@ -363,6 +401,7 @@ export async function rollKey(
   const result = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
     const old = await findOwned(tx, accountId, id);
+    await requireVerifiedForLive(tx, deps, accountId, old.environment);
     const replaced = await replaceKey(tx, deps, old, gracePeriodHours, now, "rolled");
     await recordAudit(
       tx,

@@ -1,5 +1,8 @@
 import { and, count, desc, eq, isNull } from "drizzle-orm";
+import { accounts } from "../accounts/accounts.sql.ts";
 import type { Db, Tx } from "../db/client.ts";
+import { enqueueNotice } from "../email/outbox.ts";
+import { isNoticeEvent } from "../email/messages.ts";
 import { newId } from "../ids.ts";
 import type { NotificationView } from "./model.ts";
 import { notifications, webhookDeliveries, webhookEndpoints, type NotificationEvent } from "./notify.sql.ts";
@@ -13,8 +16,11 @@ export interface NotificationInput {
 
 /**
  * Writes a notification (the in-app list and the outbox) inside the caller's transaction,
- * plus a pending webhook delivery when the account has an endpoint that gets this event:
- * the change and its notification commit or roll back together.
+ * plus a pending webhook delivery when the account has an endpoint that gets this event,
+ * and for a notice (NOTICE_EVENTS) a mail to the account's address as it is in this
+ * transaction: the change, its notification and its mail commit or roll back together.
+ * A notice whose category the account turned off is still queued: the outbox decides when
+ * it sends (status skipped), so an opt-out is honoured for what is queued too.
  */
 export async function emit(tx: Tx | Db, n: NotificationInput, at: Date): Promise<string> {
   const id = newId("ntf");
@@ -31,6 +37,13 @@ export async function emit(tx: Tx | Db, n: NotificationInput, at: Date): Promise
       nextAttemptAt: at,
       createdAt: at,
     });
+  }
+  if (isNoticeEvent(n.event)) {
+    const [account] = await tx.select({ email: accounts.email }).from(accounts).where(eq(accounts.id, n.accountId));
+    // The outbox picks the category from its own row's data (src/email/messages.ts), so what
+    // makes a rotation a security notice (a leak as its reason) travels with the mail.
+    const reason = typeof n.data?.reason === "string" ? { reason: n.data.reason } : {};
+    if (account) await enqueueNotice(tx, { accountId: n.accountId, to: account.email, kind: `notice:${n.event}`, data: { notificationId: id, ...reason } }, at);
   }
   return id;
 }

@@ -1,4 +1,4 @@
-import { Counter, Registry, collectDefaultMetrics, type Metric, type MetricValueWithName } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type MetricValueWithName } from "prom-client";
 
 /** One (method, route template) series: counts by status, latency histogram buckets (not cumulative), sum. */
 interface Series {
@@ -92,6 +92,11 @@ export interface MetricSources {
   usageFlushQueries?: () => number;
   /** Key verifications that went to the database: the request path's only statements (KeyCache.misses). */
   keyLookups?: () => number;
+  /** Mail accepted by the SMTP server (or written to a file), and failed attempts (src/email/outbox.ts). */
+  mailSent?: () => number;
+  mailFailed?: () => number;
+  /** Messages waiting in the outbox (a query at scrape time). */
+  mailQueued?: () => Promise<number>;
 }
 
 /** A counter whose value is read from `read` at each scrape: the hot path pays nothing. */
@@ -114,6 +119,19 @@ export function createMetrics(sources: MetricSources = {}): Metrics {
   if (sources.dbQueries) readCounter(registry, "keyport_db_queries_total", "Statements sent to the database", sources.dbQueries);
   if (sources.usageFlushQueries) readCounter(registry, "keyport_usage_flush_queries_total", "Statements sent by usage flushes (part of keyport_db_queries_total)", sources.usageFlushQueries);
   if (sources.keyLookups) readCounter(registry, "keyport_key_lookups_total", "Key verifications that missed the cache and queried the database", sources.keyLookups);
+  if (sources.mailSent) readCounter(registry, "keyport_mail_sent_total", "Mail accepted by the SMTP server or written to DATA_DIR/mail", sources.mailSent);
+  if (sources.mailFailed) readCounter(registry, "keyport_mail_failed_total", "Mail send attempts that failed (each retried until 24 h have passed)", sources.mailFailed);
+  const mailQueued = sources.mailQueued;
+  if (mailQueued) {
+    new Gauge({
+      name: "keyport_mail_queued",
+      help: "Mail waiting in the outbox",
+      registers: [registry],
+      async collect() {
+        this.set(await mailQueued().catch(() => Number.NaN));
+      },
+    });
+  }
   if (sources.redisCommands) readCounter(registry, "keyport_redis_commands_total", "Commands sent to Redis (a script call counts once)", sources.redisCommands);
   const stats = new RequestStats();
   new Counter({

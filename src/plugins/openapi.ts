@@ -91,15 +91,15 @@ export interface CodeSample {
   source: string;
 }
 
-const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "account_suspended", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
+export const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key", "key_revoked", "key_expired", "account_suspended", "product_not_in_plan", "insufficient_scope", "ip_not_allowed", "rate_limited", "quota_exceeded", "temporarily_unavailable"];
 /**
  * The management API's caller check (src/portal/plugin.ts) answers these on every route. Every
  * route may also answer invalid_request, whether or not it takes a body or a query: a body is
  * parsed and its depth checked before the route's own schemas, and an id holding bytes the
  * database refuses (a NUL) is the caller's error too. A body over the server's limit is
- * refused on any route before the app sees it (413, src/main.ts).
+ * refused on any route before a route reads it (413, src/plugins/body-limit.ts).
  */
-const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded"), "invalid_session", "csrf_failed", "test_key_not_allowed", "invalid_request", "payload_too_large"];
+const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded" && c !== "product_not_in_plan"), "invalid_session", "csrf_failed", "test_key_not_allowed", "invalid_request", "payload_too_large"];
 
 /** Request body examples by operation id: the document builder puts each under its operation's body. */
 export const REQUEST_EXAMPLES = new Map<string, unknown>();
@@ -116,6 +116,25 @@ export function operation(doc: OperationDoc): DocumentDecoration {
     responses[status] = { description: a.description, headers, content: { "application/json": { schema: jsonSchema(a.schema), example: a.example } } };
   }
   const codes = [...new Set([...(doc.errors ?? []), ...(doc.gateway ? GATEWAY_CODES : CALLER_CODES), "internal_error" as const])];
+  Object.assign(responses, problemResponses(codes, headers));
+  return {
+    operationId: doc.id,
+    tags: [doc.tag],
+    summary: doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
+    security: security(doc.scope ?? "keys:manage"),
+    ...(doc.codeSamples ? { "x-codeSamples": doc.codeSamples } : {}),
+    // JSON Schema objects built above; openapi-types' 3.0 typing has no 2020-12 keywords.
+    responses: responses as DocumentDecoration["responses"],
+  };
+}
+
+/**
+ * The problem+json answers of a list of codes, one per status, as OpenAPI responses: each
+ * lists its codes and carries `headers` (and Retry-After on a 429).
+ */
+export function problemResponses(codes: readonly ErrorCode[], headers: Record<string, unknown> = GATEWAY_HEADERS): Record<string, { description: string; headers: Record<string, unknown>; content: Record<string, unknown> }> {
+  const responses: ReturnType<typeof problemResponses> = {};
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) byStatus.set(STATUS[code], [...(byStatus.get(STATUS[code]) ?? []), code]);
   for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b)) {
@@ -131,16 +150,7 @@ export function operation(doc: OperationDoc): DocumentDecoration {
       },
     };
   }
-  return {
-    operationId: doc.id,
-    tags: [doc.tag],
-    summary: doc.summary,
-    ...(doc.description ? { description: doc.description } : {}),
-    security: security(doc.scope ?? "keys:manage"),
-    ...(doc.codeSamples ? { "x-codeSamples": doc.codeSamples } : {}),
-    // JSON Schema objects built above; openapi-types' 3.0 typing has no 2020-12 keywords.
-    responses: responses as DocumentDecoration["responses"],
-  };
+  return responses;
 }
 
 /** RFC 9457 problem details, the shape of every error (components.schemas.Problem). */

@@ -27,8 +27,11 @@ export const STATUS: Record<ErrorCode, number> = {
   insufficient_scope: 403,
   ip_not_allowed: 403,
   account_suspended: 403,
+  product_not_in_plan: 403,
+  sandbox_unavailable: 403,
   csrf_failed: 403,
   test_key_not_allowed: 403,
+  email_not_verified: 403,
   not_found: 404,
   email_taken: 409,
   key_limit_reached: 409,
@@ -37,13 +40,16 @@ export const STATUS: Record<ErrorCode, number> = {
   rotation_not_cancellable: 409,
   rotation_failed: 409,
   no_webhook: 409,
+  product_exists: 409,
   secret_gone: 410,
   payload_too_large: 413,
   rate_limited: 429,
   quota_exceeded: 429,
   too_many_attempts: 429,
   internal_error: 500,
+  upstream_unavailable: 502,
   temporarily_unavailable: 503,
+  upstream_timeout: 504,
 };
 
 const TITLES: Record<number, string> = {
@@ -56,7 +62,9 @@ const TITLES: Record<number, string> = {
   413: "Content Too Large",
   429: "Too Many Requests",
   500: "Internal Server Error",
+  502: "Bad Gateway",
   503: "Service Unavailable",
+  504: "Gateway Timeout",
 };
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";

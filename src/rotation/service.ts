@@ -12,7 +12,7 @@ import { keyRotations, rotationPolicies } from "./rotation.sql.ts";
 import { DEFAULT_POLICY, type EmergencyInput, type RotationPolicy, type RotationView, type ScheduleInput } from "./model.ts";
 export { DEFAULT_POLICY, type RotationPolicy, type RotationView } from "./model.ts";
 
-type RotationDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "log">;
+type RotationDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "log" | "products">;
 export type RotationRow = typeof keyRotations.$inferSelect;
 
 const HOUR = 3_600_000;

@@ -10,6 +10,8 @@ import { createKey } from "../../src/keys/service.ts";
 import { buildDeps } from "../../src/runtime.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { MAX_ACTIVE_KEYS } from "../../src/keys/model.ts";
+import { registerProduct } from "../../src/products/service.ts";
+import { UPSTREAM_SPEC } from "./upstream.ts";
 
 export const SECRET_KEY = "bench-secret-key-0123456789abcdefghijklmnopq";
 
@@ -18,6 +20,8 @@ export interface KeySpec {
   count: number;
   rateLimit: number;
   monthlyQuota?: number;
+  /** The data API's read scopes unless given (a registered product's, for the proxy rows). */
+  scopes?: string[];
 }
 
 export interface BenchKey {
@@ -46,7 +50,7 @@ export async function createBenchKeys(env: Record<string, string>, specs: KeySpe
         const { key, secret } = await createKey(
           deps,
           account.id,
-          parseInput(createKeySchema, { name: `${spec.name} ${i}`, scopes: ["email:read", "ip:read"], rateLimit: spec.rateLimit, monthlyQuota: spec.monthlyQuota ?? null }, "key"),
+          parseInput(createKeySchema, { name: `${spec.name} ${i}`, scopes: spec.scopes ?? ["email:read", "ip:read"], rateLimit: spec.rateLimit, monthlyQuota: spec.monthlyQuota ?? null }, "key"),
           cliActor,
         );
         held++;
@@ -57,6 +61,20 @@ export async function createBenchKeys(env: Record<string, string>, specs: KeySpe
     await deps.close();
   }
   return out;
+}
+
+/**
+ * Registers test/bench/upstream.ts as product `id` (its one operation, `GET /things/{id}`,
+ * needs `<id>:read`) through the products service, as the admin pages would, on the
+ * database and state `env` selects (the server not running, as for createBenchKeys).
+ */
+export async function registerBenchProduct(env: Record<string, string>, id: string, upstreamUrl: string): Promise<void> {
+  const deps = await buildDeps(parseConfig({ SECRET_KEY, LOG_LEVEL: "silent", ...env }), { log: createLogger("silent") });
+  try {
+    await registerProduct(deps, { id, name: "Bench upstream", upstreamUrl }, { text: JSON.stringify(UPSTREAM_SPEC), name: "upstream.ts" }, cliActor);
+  } finally {
+    await deps.close();
+  }
 }
 
 export interface ServiceResources {

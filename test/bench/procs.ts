@@ -4,6 +4,7 @@ import { projectRoot } from "../../src/embedded.ts";
 
 export const MAIN = join(projectRoot, "src", "main.ts");
 export const BASELINE = join(projectRoot, "test", "bench", "baseline.ts");
+export const UPSTREAM = join(projectRoot, "test", "bench", "upstream.ts");
 
 export interface Server {
   name: string;
@@ -99,14 +100,20 @@ export async function startServer(opts: {
   };
 }
 
+/** A sample's label set up to its closing brace: quoted values may hold braces (a product's route, `/v1/tracking/shipments/{id}`). */
+const LABELS = String.raw`(?:[^"}]|"(?:[^"\\]|\\.)*")*`;
+const SAMPLE = new RegExp(String.raw`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(${LABELS})\})?\s+(\S+)`);
+const REQUESTS_SAMPLE = new RegExp(String.raw`^keyport_http_requests_total\{(${LABELS})\}\s+(\S+)`, "gm");
+const LABEL = /(\w+)="((?:[^"\\]|\\.)*)"/g;
+
 /** Sum of the samples of one Prometheus metric whose labels include `labels`. */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
+    const m = SAMPLE.exec(line);
     if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[3] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const have = Object.fromEntries([...(m[3] ?? "").matchAll(LABEL)].map((x) => [x[1], x[2]]));
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[4]);
   }
   return sum;
@@ -115,8 +122,8 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 /** Per-status counts of `keyport_http_requests_total` for one route. */
 export function statusCounts(text: string, route: string): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^keyport_http_requests_total\{([^}]*)\}\s+(\S+)/gm)) {
-    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+  for (const m of text.matchAll(REQUESTS_SAMPLE)) {
+    const labels = Object.fromEntries([...m[1]!.matchAll(LABEL)].map((x) => [x[1], x[2]]));
     if (labels.route === route) out[labels.status!] = (out[labels.status!] ?? 0) + Number(m[2]);
   }
   return out;

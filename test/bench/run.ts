@@ -11,6 +11,7 @@
  *                                                 # TEST_DATABASE_URL and TEST_REDIS_URL are set
  * bun run bench -- --duration 5 --only baseline,embedded --json
  * bun run bench -- --cpu-prof /tmp/prof           # keyport servers write CPU profiles there
+ * bun run bench -- --only proxy --proxy-rate 2000 # Keyport in front of a bare upstream vs the upstream alone
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
@@ -20,10 +21,11 @@ import { generateKey } from "../../src/keys/format.ts";
 import { openPglite } from "../../src/db/client.ts";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
-import { createBenchKeys, openServiceResources, SECRET_KEY, type BenchKey, type ServiceResources } from "./fixtures.ts";
+import { createBenchKeys, openServiceResources, registerBenchProduct, SECRET_KEY, type BenchKey, type ServiceResources } from "./fixtures.ts";
 import { benchFlush, rowsOf, type FlushResult } from "./flush.ts";
 import { leaseBytesPerKey, memoryStateBytesPerKey } from "./memory.ts";
-import { BASELINE, MAIN, metricValue, startServer, statusCounts, type Server } from "./procs.ts";
+import { BASELINE, MAIN, UPSTREAM, metricValue, startServer, statusCounts, type Server } from "./procs.ts";
+import { UPSTREAM_PATH } from "./upstream.ts";
 import { rps, runWrk, wrkInstalled, type WrkResult } from "./wrk.ts";
 
 const { values: opts } = parseArgs({
@@ -37,6 +39,8 @@ const { values: opts } = parseArgs({
     "cpu-prof": { type: "string" },
     "database-url": { type: "string" },
     "redis-url": { type: "string" },
+    "proxy-rate": { type: "string", default: "2000" },
+    "proxy-connections": { type: "string", default: "50" },
   },
   strict: true,
 });
@@ -47,6 +51,16 @@ const CONNECTIONS = Number(opts.connections);
 const ONLY = opts.only ? new Set(opts.only.split(",")) : undefined;
 const DATABASE_URL = opts["database-url"] ?? process.env.TEST_DATABASE_URL;
 const REDIS_URL = opts["redis-url"] ?? process.env.TEST_REDIS_URL;
+/** The proxy rows' fixed rate (requests/s) and connections: far below what either side can serve, so p99 is the request's own latency, not a queue. */
+const PROXY_RATE = Number(opts["proxy-rate"]);
+const PROXY_CONNECTIONS = Number(opts["proxy-connections"]);
+/** test/bench/upstream.ts registered under this id: `GET /v1/bench/things/{id}`, scope `bench:read`. */
+const PROXY_PRODUCT = "bench";
+const PROXY_PATH = `/v1/${PROXY_PRODUCT}${UPSTREAM_PATH}`;
+/** The proxied operation's route label in Keyport's request metrics. */
+const PROXY_ROUTE = `/v1/${PROXY_PRODUCT}/things/{id}`;
+/** Keyport left without requests after the proxy row, for the share of its CPU its timers take. */
+const IDLE_SECONDS = 5;
 const EMAIL_ROUTE = "/v1/email/:address";
 const EMAIL_PATH = "/v1/email/jane.doe@example.com";
 const IP_ROUTE = "/v1/ip/:address";
@@ -104,9 +118,44 @@ const extras: {
   flush?: FlushResult[];
   twoInstanceLimit?: { limit: number; seconds: number; admitted: number; bound: number; largestExcess: number; largestSecond: number; perSecond: number; admittedBySecond: number[] };
   metering?: { scenario: string; answered: number; metered: number }[];
+  proxy?: ProxyResult[];
 } = {};
 
-/** `--only` names groups: frame, embedded, service, rejected, two, memory, flush (the baseline always runs). */
+/** One fixed-rate run as wrk saw it. */
+interface RateRun {
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  /** Requests sent a millisecond or more after their slot: the schedule slipped, and p99 understates. */
+  late: number;
+  statuses: Record<string, number>;
+  /** Connect, read and write errors and timeouts. */
+  socketErrors: number;
+}
+
+/** The proxy rows of one mode: the upstream alone, Keyport answering its own route, then Keyport in front of the upstream, at the same rate. */
+interface ProxyResult {
+  mode: "embedded" | "service";
+  rate: number;
+  connections: number;
+  direct: RateRun & { upstreamCpuSecPer1000: number };
+  /** Keyport's own /v1/email (chain, handler, meter) at the same rate: the proxy row minus this is the forward's cost. */
+  own: RateRun & { keyportCpuSecPer1000: number };
+  proxied: RateRun & { keyportCpuSecPer1000: number; upstreamCpuSecPer1000: number };
+  addedP50Ms: number;
+  addedP99Ms: number;
+  /** Keyport's process alone: the CPU the proxy adds in front of the upstream. */
+  keyportCpuSecPer1000: number;
+  /** Of it, what Keyport spends with no request at all (its timers: flush, polls, jobs), measured idle just after and spread over the run's requests. */
+  keyportIdleCpuSecPer1000: number;
+  /** Every process on the path through the proxy minus the upstream's alone (the upstream's own change included). */
+  addedCpuSecPer1000: number;
+  /** Keyport's CPU through the proxy minus on its own route: forwarding to the upstream and back (less the email handler's few µs). */
+  forwardCpuSecPer1000: number;
+}
+
+/** `--only` names groups: frame, embedded, service, rejected, two, proxy, memory, flush (the baseline always runs). */
 function wanted(group: string): boolean {
   return !ONLY || ONLY.has(group);
 }
@@ -408,6 +457,127 @@ async function admittedAcrossTwo(a: Server, b: Server, key: BenchKey): Promise<v
   };
 }
 
+/** A warm-up, then the measured run, both at PROXY_RATE; the CPU each of `watched` used in the measured run. */
+async function atRate(target: Server, path: string, keys: string, watched: Server[]): Promise<{ run: RateRun; requests: number; cpuUs: number[] }> {
+  const env = { BENCH_PATH: path, KEYS_FILE: keys, BENCH_RATE: String(PROXY_RATE) };
+  const go = (seconds: number) => runWrk({ url: target.url, script: "rate.lua", seconds, connections: PROXY_CONNECTIONS, env });
+  await go(WARMUP);
+  const before = watched.map((s) => s.cpuUs());
+  const r = await go(DURATION);
+  const cpuUs = watched.map((s, i) => s.cpuUs() - before[i]!);
+  return {
+    run: { rps: rps(r), p50Ms: r.p50Us / 1000, p90Ms: r.p90Us / 1000, p99Ms: r.p99Us / 1000, late: r.late ?? 0, statuses: r.statuses ?? {}, socketErrors: r.connectErrors + r.readErrors + r.writeErrors + r.timeouts },
+    requests: r.requests,
+    cpuUs,
+  };
+}
+
+/**
+ * Keyport in front of a bare upstream (test/bench/upstream.ts, registered as a product) against
+ * the upstream called directly, at the same fixed rate and with the same keys and headers: the
+ * p99 and the CPU the proxy adds, per mode. The upstream is measured alone just before the
+ * row, like the paired baseline.
+ */
+async function proxy(): Promise<void> {
+  if (!wanted("proxy")) return;
+  const upstream = await startServer({ name: "upstream", script: UPSTREAM, env: {} });
+  cleanups.push(async () => void (await upstream.stop()));
+  const modes: { mode: ProxyResult["mode"]; env: () => Promise<Record<string, string>> }[] = [
+    {
+      mode: "embedded",
+      env: async () => {
+        const dataDir = mkdtempSync(join(tmpdir(), "kp-bench-proxy-"));
+        cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+        return { DATA_DIR: dataDir };
+      },
+    },
+  ];
+  if (DATABASE_URL && REDIS_URL) {
+    modes.push({
+      mode: "service",
+      env: async () => {
+        const res = await openServiceResources(DATABASE_URL, REDIS_URL);
+        cleanups.push(() => res.close());
+        return { DATABASE_URL: res.databaseUrl, REDIS_URL: res.redisUrl };
+      },
+    });
+  } else say("· proxy, service mode skipped: set TEST_DATABASE_URL and TEST_REDIS_URL (or --database-url, --redis-url)");
+  const rate = PROXY_RATE.toLocaleString("en");
+  for (const { mode, env: open } of modes) {
+    const env = await open();
+    say(`· proxy (${mode}): the upstream registered as product "${PROXY_PRODUCT}", creating keys`);
+    await registerBenchProduct(env, PROXY_PRODUCT, upstream.url);
+    const keys = await createBenchKeys(env, [{ name: "proxy", count: HAPPY_KEYS, rateLimit: HAPPY_RATE, monthlyQuota: QUOTA, scopes: [`${PROXY_PRODUCT}:read`, "email:read"] }]);
+    const file = keysFile(keys.proxy!.map((k) => k.secret));
+    const keyport = await startKeyport(`proxy-${mode}`, keyportEnv(env));
+    let answered = 0;
+    try {
+      const directTitle = `the upstream called directly, ${rate} req/s (for the ${mode} proxy row)`;
+      say(`· ${directTitle}`);
+      const direct = await atRate(upstream, UPSTREAM_PATH, file, [upstream]);
+      const ownTitle = `  Keyport ${mode} answering its own /v1/email, ${rate} req/s (the chain, no upstream)`;
+      say(`· ${ownTitle.trim()}`);
+      const own = await atRate(keyport, EMAIL_PATH, file, [keyport]);
+      const proxiedTitle = `Keyport ${mode} in front of the upstream, ${rate} req/s`;
+      say(`· ${proxiedTitle}`);
+      const proxied = await atRate(keyport, PROXY_PATH, file, [keyport, upstream]);
+      const [keyportUs, upstreamUs] = proxied.cpuUs as [number, number];
+      const idleFrom = keyport.cpuUs();
+      await Bun.sleep(IDLE_SECONDS * 1000);
+      const idleUsPerSecond = (keyport.cpuUs() - idleFrom) / IDLE_SECONDS;
+      const perThousand = (us: number, n: number) => (us / 1e6 / n) * 1000;
+      const result: ProxyResult = {
+        mode,
+        rate: PROXY_RATE,
+        connections: PROXY_CONNECTIONS,
+        direct: { ...direct.run, upstreamCpuSecPer1000: perThousand(direct.cpuUs[0]!, direct.requests) },
+        own: { ...own.run, keyportCpuSecPer1000: perThousand(own.cpuUs[0]!, own.requests) },
+        proxied: { ...proxied.run, keyportCpuSecPer1000: perThousand(keyportUs, proxied.requests), upstreamCpuSecPer1000: perThousand(upstreamUs, proxied.requests) },
+        addedP50Ms: proxied.run.p50Ms - direct.run.p50Ms,
+        addedP99Ms: proxied.run.p99Ms - direct.run.p99Ms,
+        keyportCpuSecPer1000: perThousand(keyportUs, proxied.requests),
+        keyportIdleCpuSecPer1000: perThousand(idleUsPerSecond * DURATION, proxied.requests),
+        addedCpuSecPer1000: perThousand(keyportUs + upstreamUs, proxied.requests) - perThousand(direct.cpuUs[0]!, direct.requests),
+        forwardCpuSecPer1000: perThousand(keyportUs, proxied.requests) - perThousand(own.cpuUs[0]!, own.requests),
+      };
+      (extras.proxy ??= []).push(result);
+      rows.push(
+        { id: `proxy-direct-${mode}`, title: directTitle, requests: direct.requests, rps: direct.run.rps, p50Ms: direct.run.p50Ms, p99Ms: direct.run.p99Ms, rssMb: upstream.rss().now / 2 ** 20, cpuUsPerRequest: direct.cpuUs[0]! / direct.requests, statuses: direct.run.statuses },
+        { id: `proxy-own-${mode}`, title: ownTitle, requests: own.requests, rps: own.run.rps, p50Ms: own.run.p50Ms, p99Ms: own.run.p99Ms, cpuUsPerRequest: own.cpuUs[0]! / own.requests, statuses: own.run.statuses },
+        // CPU of both processes on the path, so the column compares with the upstream's row.
+        { id: `proxy-${mode}`, title: proxiedTitle, requests: proxied.requests, rps: proxied.run.rps, p50Ms: proxied.run.p50Ms, p99Ms: proxied.run.p99Ms, rssMb: keyport.rss().now / 2 ** 20, cpuUsPerRequest: (keyportUs + upstreamUs) / proxied.requests, statuses: proxied.run.statuses },
+      );
+      const text = await keyport.metrics();
+      answered = [PROXY_ROUTE, EMAIL_ROUTE].reduce((n, route) => n + Object.values(statusCounts(text, route)).reduce((a, b) => a + b, 0), 0);
+    } finally {
+      await stopChecked(keyport);
+    }
+    (extras.metering ??= []).push({ scenario: `proxy, ${mode}`, answered, metered: await meteredOf(env, keys.proxy!) });
+  }
+}
+
+/** Requests the usage table holds for `keys`, on the database `env` selects (its server stopped). */
+async function meteredOf(env: Record<string, string>, keys: BenchKey[]): Promise<number> {
+  const ids = keys.map((k) => k.id);
+  if (env.DATA_DIR) {
+    const database = await openPglite(env.DATA_DIR);
+    try {
+      const list = ids.map((id) => `'${id}'`).join(",");
+      const [r] = rowsOf<{ n: string }>(await database.db.execute(sql.raw(`select coalesce(sum(successes + errors), 0)::bigint as n from key_usage where key_id in (${list})`)));
+      return Number(r?.n ?? 0);
+    } finally {
+      await database.close();
+    }
+  }
+  const sqlc = postgres(env.DATABASE_URL!, { max: 1, onnotice: () => {} });
+  try {
+    const [r] = await sqlc`select coalesce(sum(successes + errors), 0)::bigint as n from key_usage where key_id in ${sqlc(ids)}`;
+    return Number(r?.n ?? 0);
+  } finally {
+    await sqlc.end();
+  }
+}
+
 async function memory(): Promise<void> {
   if (!wanted("memory")) return;
   say("· in-process bytes per rate-limited key (100,000 keys)");
@@ -478,6 +648,17 @@ function targets(): Target[] {
       detail: `insert ${f.insertMs.toFixed(0)} ms, update ${f.updateMs.toFixed(0)} ms; counted ${f.counted.toLocaleString("en")} of ${f.expected.toLocaleString("en")}`,
     });
   }
+  for (const p of extras.proxy ?? []) {
+    // The figures are reported, not judged; what is judged is that they were measured as meant.
+    const held = (r: RateRun) => r.rps >= 0.97 * p.rate && r.rps <= 1.03 * p.rate;
+    const clean = (r: RateRun) => r.socketErrors === 0 && Object.keys(r.statuses).every((s) => s === "200");
+    const runs = [p.direct, p.own, p.proxied];
+    out.push({
+      name: `proxy rows (${p.mode}): every run held ${p.rate.toLocaleString("en")} req/s, every answer 200`,
+      pass: runs.every(held) && runs.every(clean),
+      detail: `direct ${Math.round(p.direct.rps)} req/s ${JSON.stringify(p.direct.statuses)}, ${p.direct.late} late; Keyport's own route ${Math.round(p.own.rps)} req/s ${JSON.stringify(p.own.statuses)}, ${p.own.late} late; through Keyport ${Math.round(p.proxied.rps)} req/s ${JSON.stringify(p.proxied.statuses)}, ${p.proxied.late} late; p99 added ${p.addedP99Ms.toFixed(2)} ms, Keyport's CPU ${p.keyportCpuSecPer1000.toFixed(3)} s per 1,000 requests`,
+    });
+  }
   for (const m of extras.metering ?? []) {
     out.push({ name: `every answered /v1 request metered (${m.scenario}, after SIGTERM)`, pass: m.metered === m.answered, detail: `${m.metered} metered, ${m.answered} answered` });
   }
@@ -524,6 +705,14 @@ function printTable(ts: Target[]): void {
     );
   }
   console.log("The two-instance row runs two server processes (both cores) against a one-process baseline: its ratio is not the chain's cost; it is there for Redis per request and the admitted count.");
+  const signed = (ms: number) => `${ms < 0 ? "−" : "+"}${Math.abs(ms).toFixed(2)}`;
+  for (const p of extras.proxy ?? []) {
+    console.log(
+      `Proxy (${p.mode}) at ${p.rate.toLocaleString("en")} req/s, ${p.connections} connections: p99 ${p.direct.p99Ms.toFixed(2)} ms direct, ${p.proxied.p99Ms.toFixed(2)} ms through Keyport → ${signed(p.addedP99Ms)} ms (p50 ${signed(p.addedP50Ms)}, p90 ${signed(p.proxied.p90Ms - p.direct.p90Ms)} ms); ` +
+        `CPU s per 1,000 requests: Keyport ${p.keyportCpuSecPer1000.toFixed(3)} (of which idle timers ${p.keyportIdleCpuSecPer1000.toFixed(3)}; on its own /v1/email ${p.own.keyportCpuSecPer1000.toFixed(3)}, so the forward ${p.forwardCpuSecPer1000.toFixed(3)}), ` +
+        `the upstream ${p.direct.upstreamCpuSecPer1000.toFixed(3)} alone / ${p.proxied.upstreamCpuSecPer1000.toFixed(3)} behind Keyport; added in all ${p.addedCpuSecPer1000.toFixed(3)}.`,
+    );
+  }
   if (extras.redisBytesPerKey) console.log(`Redis MEMORY USAGE per limiter key: ${Object.entries(extras.redisBytesPerKey).map(([k, v]) => `${k} → ${v ?? "-"} B`).join("; ")}`);
   if (extras.inProcessBytesPerKey) console.log(`In-process bytes per rate-limited key (100,000 keys): ${Object.entries(extras.inProcessBytesPerKey).map(([k, v]) => `${k} → ${v.toFixed(0)} B`).join("; ")}`);
   for (const f of extras.flush ?? []) {
@@ -546,17 +735,18 @@ async function main(): Promise<number> {
     await baseline();
     if (wanted("embedded")) await embedded();
     if (["service", "rejected", "two"].some(wanted)) await service();
+    await proxy();
     await memory();
     await flush();
   } finally {
     for (const c of cleanups.reverse()) await c().catch((err) => console.error(`bench cleanup: ${(err as Error).message}`));
   }
   const ts = targets();
-  const order = ["baseline-json", "baseline-email", "frame", "embedded", "embedded-log", "service", "service-log", "rejected-checksum", "rejected-unknown", "rejected-limited", "two-instances"];
+  const order = ["baseline-json", "baseline-email", "frame", "embedded", "embedded-log", "service", "service-log", "rejected-checksum", "rejected-unknown", "rejected-limited", "two-instances", "proxy-direct-embedded", "proxy-own-embedded", "proxy-embedded", "proxy-direct-service", "proxy-own-service", "proxy-service"];
   rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version, platform: `${process.platform} ${process.arch}` };
   if (opts.json) {
-    console.log(JSON.stringify({ date: started.toISOString(), machine, options: { duration: DURATION, warmup: WARMUP, connections: CONNECTIONS }, rows, ...extras, targets: ts }, null, 2));
+    console.log(JSON.stringify({ date: started.toISOString(), machine, options: { duration: DURATION, warmup: WARMUP, connections: CONNECTIONS, proxyRate: PROXY_RATE, proxyConnections: PROXY_CONNECTIONS }, rows, ...extras, targets: ts }, null, 2));
   } else {
     console.log(`\nkeyport bench ${started.toISOString()} — ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Bun ${machine.bun}\n`);
     printTable(ts);

@@ -16,19 +16,21 @@ export interface WrkResult {
   p99Us: number;
   maxUs: number;
   meanUs: number;
-  /** admitted.lua only: 200s per value of the Date header, and counts per status. */
+  /** admitted.lua only: 200s per value of the Date header; admitted.lua and rate.lua: counts per status. */
   admittedPerSecond?: Record<string, number>;
   statuses?: Record<string, number>;
+  /** rate.lua only: requests sent a millisecond or more after their slot (the schedule slipped). */
+  late?: number;
 }
 
 export function wrkInstalled(): boolean {
   return Bun.which("wrk") !== null;
 }
 
-/** One wrk run of `script` (test/bench/wrk/) against `url`; resolves with its BENCH line. */
+/** One wrk run of `script` (test/bench/wrk/) against `url`; resolves with its BENCH line. rate.lua takes its rate from `env.BENCH_RATE`. */
 export async function runWrk(opts: {
   url: string;
-  script: "load.lua" | "admitted.lua";
+  script: "load.lua" | "admitted.lua" | "rate.lua";
   seconds: number;
   connections: number;
   threads?: number;

@@ -8,27 +8,9 @@ import { accounts, invoices, keyUsage, planChanges } from "../../src/db/schema.t
 import { projectRoot } from "../../src/embedded.ts";
 import { BUCKET_COUNT } from "../../src/usage/histogram.ts";
 import { seedDataDir } from "../support/embedded.ts";
+import { PER_PROCESS_MS, cliHarness } from "../support/cli.ts";
 
-const main = join(projectRoot, "src", "main.ts");
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), "kp-cli-billing-"));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))), 10_000);
-
-/** A process start plus opening the embedded database, on a loaded 2-core machine (as test/cli.test.ts). */
-const PER_PROCESS_MS = 10_000;
-
-function cli(args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawnSync(["bun", main, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "warn", DATA_DIR: tempDir(), ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
-}
+const { tempDir, cli } = cliHarness("kp-cli-billing-");
 
 const HEADER = "number,account,email,month,status,calls,included_calls,total_cents,currency,finalized_at";
 

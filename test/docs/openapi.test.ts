@@ -59,7 +59,8 @@ describe("GET /openapi.json", () => {
   });
 
   it("has an operation for every /v1 and /api route of the app, and none for a route that does not exist", () => {
-    const routes = h.app.routes.filter((r) => /^\/(v1|api)\//.test(r.path)).map((r) => `${r.method.toUpperCase()} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
+    // The products' proxy routes (/v1/:product/*) are documented by the registered products' specs.
+    const routes = h.app.routes.filter((r) => /^\/(v1|api)\//.test(r.path) && !r.path.startsWith("/v1/:product")).map((r) => `${r.method.toUpperCase()} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
     const documented = operations(doc).map(({ template, method }) => `${method.toUpperCase()} ${template}`);
     expect(routes.length).toBeGreaterThan(20);
     expect(documented.sort()).toEqual([...new Set(routes)].sort());

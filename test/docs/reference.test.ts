@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { ERROR_CODES } from "../../src/errors.ts";
 import { buildReference, searchReference } from "../../src/docs/reference.ts";
 import { codeSamples, PLACEHOLDER_KEY } from "../../src/docs/samples.ts";
-import { initialForm } from "../../src/docs/tryit.ts";
+import { formErrors, initialForm, tryRequest } from "../../src/docs/tryit.ts";
 import { OperationPage, DocsIndexPage } from "../../views/docs/reference.tsx";
 import { backends } from "../support/backends.ts";
 import { Browser } from "../support/browser.ts";
@@ -56,6 +56,97 @@ describe("the reference model and its samples", () => {
       expect(outsideAttributes(html)).not.toMatch(/<key>/);
       expect(html).toContain("&lt;img src=x onerror=alert(1)&gt;");
     }
+  });
+
+  it("renders a product tag's display name and status escaped, and an unknown status as a plain badge", () => {
+    const doc = { ...hostileDocument(), tags: [{ name: `t${HOSTILE}`, description: HOSTILE, "x-displayName": `Name ${HOSTILE}`, "x-status": `"${HOSTILE}` }] };
+    const ref = buildReference(doc);
+    expect(ref.tags[0]).toMatchObject({ title: `Name ${HOSTILE}`, status: `"${HOSTILE}` });
+    const op = [...ref.operations.values()][0]!;
+    expect(op).toMatchObject({ tagTitle: `Name ${HOSTILE}`, status: `"${HOSTILE}` });
+    const page = String(OperationPage({ op, tryIt: { op, form: initialForm(op, false), credentials: ["pasted"], notes: [], signedIn: false, samples: [] } }));
+    const index = String(DocsIndexPage({ title: ref.title, description: ref.description, version: ref.version, tags: ref.tags, q: "" }));
+    for (const html of [page, index]) {
+      expect(outsideAttributes(html)).not.toContain("<img");
+      expect(html).toContain(`<span class="badge">&quot;&lt;img src=x onerror=alert(1)&gt;</span>`);
+      expect(html).toContain(`Name &lt;img src=x onerror=alert(1)&gt;`);
+    }
+  });
+
+  it("follows references of parameters, bodies, answers and schemas (cycles and dangling ones end), and merges the path item's parameters", () => {
+    const ref = buildReference({
+      openapi: "3.1.0",
+      info: { title: "T", version: "1" },
+      paths: {
+        "/v1/p/nodes/{id}": {
+          parameters: [{ $ref: "#/components/parameters/p.Id" }, { name: "limit", in: "query", schema: { type: "integer" } }],
+          put: {
+            operationId: "p.putNode",
+            tags: ["p"],
+            "x-keyport-scope": "p:write",
+            parameters: [{ name: "limit", in: "query", description: "The operation's own.", schema: { type: "integer", maximum: 9 } }, { $ref: "#/components/parameters/p.Missing" }],
+            requestBody: { $ref: "#/components/requestBodies/p.Node" },
+            responses: {
+              "200": { $ref: "#/components/responses/p.Ok" },
+              "403": {
+                description: "Refused, or the product's own refusal.",
+                content: {
+                  "application/problem+json": { schema: { allOf: [{ $ref: "#/components/schemas/Problem" }, { properties: { code: { enum: ["sandbox_unavailable"] } } }] } },
+                  "application/json": { schema: { $ref: "#/components/schemas/p.Denied" }, examples: { one: { value: { why: "no" } } } },
+                },
+              },
+            },
+          },
+        },
+      },
+      components: {
+        parameters: { "p.Id": { name: "id", in: "path", required: true, schema: { $ref: "#/components/schemas/p.Id" } } },
+        requestBodies: { "p.Node": { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/p.Node" } } } } },
+        responses: { "p.Ok": { description: "The node.", content: { "application/json": { schema: { $ref: "#/components/schemas/p.Node" } } } } },
+        schemas: {
+          Problem: { type: "object", properties: { code: { type: "string" } } },
+          "p.Id": { type: "string", minLength: 2 },
+          "p.Node": { type: "object", properties: { name: { type: "string" }, child: { anyOf: [{ $ref: "#/components/schemas/p.Node" }, { type: "null" }] }, ghost: { $ref: "#/components/schemas/p.Nowhere" } } },
+          "p.Denied": { type: "object", properties: { why: { type: "string" } } },
+        },
+      },
+    });
+    const op = ref.operations.get("p.putNode")!;
+    expect(op).toMatchObject({ upstream: true, changes: true, gateway: true, tagTitle: "p", status: undefined });
+    expect(op.params.map((p) => [p.name, p.in, p.type, p.constraints, p.description])).toEqual([
+      ["id", "path", "string", "at least 2 characters", ""],
+      ["limit", "query", "integer", "at most 9", "The operation's own."],
+    ]);
+    const names = op.body!.rows.map((r) => r.name);
+    expect(op.body!.required).toBe(true);
+    expect(names.slice(0, 4)).toEqual(["name", "child", "child.name", "child.child"]);
+    expect(names.length).toBeLessThan(30);
+    expect(op.body!.rows.find((r) => r.name === "ghost")!.type).toBe("any");
+    const [ok, refused] = op.answers;
+    expect(ok).toMatchObject({ status: "200", description: "The node.", described: true, codes: [] });
+    expect(refused).toMatchObject({ contentType: "application/problem+json, application/json", described: true, codes: ["sandbox_unavailable"], example: { why: "no" } });
+    expect(refused!.rows.map((r) => r.name)).toEqual(["why"]);
+    expect(op.errorCodes).toEqual([{ code: "sandbox_unavailable", status: 403 }]);
+    expect(searchReference(ref, "PUT nodes").flatMap((t) => t.operations.map((o) => o.id))).toEqual(["p.putNode"]);
+  });
+
+  it("sends an operation's header parameters but never in place of the credential, and refuses TRACE and a header value with a line break", () => {
+    const header = (name: string) => ({ name, in: "header", schema: { type: "string" } });
+    const doc = (method: string) => ({
+      openapi: "3.1.0",
+      info: { title: "T", version: "1" },
+      paths: { "/v1/p/x": { [method]: { operationId: `p.${method}`, tags: ["p"], parameters: [header("X-Trace"), header("Authorization"), header("Keyport-Account"), { name: "c", in: "cookie", required: true }], responses: {} } } },
+    });
+    const op = buildReference(doc("get")).operations.get("p.get")!;
+    const form = { ...initialForm(op, true), values: { "X-Trace": "t-1", Authorization: "Bearer stolen", "Keyport-Account": "acct_other", c: "" } };
+    expect(formErrors(op, form, true)).toEqual([]);
+    const req = tryRequest(op, form, "http://h", { authorization: "Bearer mine" }, null);
+    expect(req.headers.get("x-trace")).toBe("t-1");
+    expect(req.headers.get("authorization")).toBe("Bearer mine");
+    expect(req.headers.get("keyport-account")).toBeNull();
+    expect(formErrors(op, { ...form, values: { ...form.values, "X-Trace": "a\r\nX-Evil: 1" } }, true).map((e) => e.field)).toEqual(["param_X-Trace"]);
+    const trace = buildReference(doc("trace")).operations.get("p.trace")!;
+    expect(formErrors(trace, { ...initialForm(trace, true), values: {} }, true).map((e) => e.field)).toEqual(["credential"]);
   });
 
   it("uses an operation's x-codeSamples entry in place of the generated sample of its language", () => {

@@ -11,6 +11,17 @@ import { eq } from "drizzle-orm";
 import { accounts } from "../../src/accounts/accounts.sql.ts";
 import { monthOf, previousMonth } from "../../src/billing/invoices.ts";
 import { closeMonth, listInvoices } from "../../src/billing/service.ts";
+import { registerProduct } from "../../src/products/service.ts";
+
+/** A product with an operation at its root and one under it. */
+const FIXTURE_SPEC = {
+  openapi: "3.1.0",
+  info: { title: "Fixture", version: "1" },
+  paths: {
+    "/": { get: { operationId: "root", responses: { "200": { description: "ok" } } } },
+    "/things": { post: { operationId: "makeThing", responses: { "201": { description: "made" } } } },
+  },
+};
 
 /**
  * OWASP API1/API5, for every route of the app (Unkey's runCommonRouteTests): the suite walks
@@ -38,8 +49,8 @@ type Fixture =
   | { portal: string; form?: Record<string, string> }
   /** An operator's page or form (with the form's fields). */
   | { admin: string; form?: Record<string, string> }
-  /** The data API: a key with the route's scope, nothing else (test/gateway covers the chain). */
-  | { gateway: string; json?: unknown }
+  /** The data API: a key with the route's scope, nothing else (test/gateway covers the chain); a route of every method is tried with `method`. */
+  | { gateway: string; json?: unknown; method?: string }
   /** Needs no credential, and why. */
   | { public: string };
 
@@ -51,9 +62,25 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /v1/email/:address": () => ({ gateway: "/v1/email/a@example.com" }),
   "GET /v1/ip/:address": () => ({ gateway: "/v1/ip/8.8.8.8" }),
   "POST /v1/batch": () => ({ gateway: "/v1/batch", json: { items: [{ type: "ip", value: "8.8.8.8" }] } }),
+  // A registered product's operations (the suite registers "fixture"; test/products covers the proxy).
+  "ALL /v1/:product": () => ({ gateway: "/v1/fixture", method: "GET" }),
+  "ALL /v1/:product/*": () => ({ gateway: "/v1/fixture/things", method: "POST" }),
 
   "GET /": () => ({ public: "the home page; a session only redirects it to the dashboard" }),
   "GET /login": () => ({ public: "signing in: there is no session yet" }),
+  "GET /forgot-password": () => ({ public: "a password reset is asked for without a session" }),
+  "POST /forgot-password": () => ({ public: "a password reset is asked for without a session (same-origin, throttled; the answer is the same for any address)" }),
+  "GET /reset-password": () => ({ public: "the reset link: its single-use token is the authority" }),
+  "POST /reset-password": () => ({ public: "the reset link: its single-use token is the authority (same-origin)" }),
+  "GET /verify-email": () => ({ public: "the verification link: its single-use token is the authority" }),
+  "POST /verify-email": () => ({ public: "the verification link: its single-use token is the authority (same-origin)" }),
+  "GET /confirm-email": () => ({ public: "the change-of-address link: its single-use token is the authority" }),
+  "POST /confirm-email": () => ({ public: "the change-of-address link: its single-use token is the authority (same-origin)" }),
+  "GET /email/unsubscribe": () => ({ public: "one-click unsubscribe (RFC 8058): the HMAC token is the authority" }),
+  "POST /email/unsubscribe": () => ({ public: "one-click unsubscribe (RFC 8058): the HMAC token is the authority, and mail clients post without cookies" }),
+  "POST /portal/verify-email/resend": () => ({ portal: "/portal/verify-email/resend" }),
+  "POST /portal/settings/mail": () => ({ portal: "/portal/settings/mail", form: { on: "keys" } }),
+  "POST /portal/settings/email": () => ({ portal: "/portal/settings/email", form: { email: "x@example.com", password: "x" } }),
   "POST /login": () => ({ public: "signing in: there is no session yet to hold a CSRF token" }),
   "GET /signup": () => ({ public: "signing up: there is no account yet" }),
   "POST /signup": () => ({ public: "signing up: there is no account yet" }),
@@ -141,6 +168,17 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "POST /admin/invoices/:id/status": (v) => ({ admin: `/admin/invoices/${v.invoiceId}/status`, form: { status: "void" } }),
   "GET /admin/invoices.csv": () => ({ admin: "/admin/invoices.csv" }),
   "GET /admin/usage": () => ({ admin: "/admin/usage" }),
+  "GET /admin/mail": () => ({ admin: "/admin/mail" }),
+  // The registered product "fixture" (registered below for the /v1 routes).
+  "GET /admin/products": () => ({ admin: "/admin/products" }),
+  "POST /admin/products": () => ({ admin: "/admin/products", form: { id: "intruded", upstreamUrl: "http://127.0.0.1:9", specUrl: "http://127.0.0.1:9/spec.json" } }),
+  "GET /admin/products/:id": () => ({ admin: "/admin/products/fixture" }),
+  "POST /admin/products/:id": () => ({ admin: "/admin/products/fixture", form: { name: "intruded", status: "active", upstreamUrl: "http://127.0.0.1:9", timeoutMs: "1000", maxBodyBytes: "0" } }),
+  "POST /admin/products/:id/versions": () => ({ admin: "/admin/products/fixture/versions", form: { specUrl: "http://127.0.0.1:9/spec.json", activate: "true" } }),
+  "POST /admin/products/:id/versions/:version/activate": () => ({ admin: "/admin/products/fixture/versions/1/activate" }),
+  "GET /admin/products/:id/versions/:version/spec.json": () => ({ admin: "/admin/products/fixture/versions/1/spec.json" }),
+  "POST /admin/products/:id/secret": () => ({ admin: "/admin/products/fixture/secret" }),
+  "POST /admin/products/:id/remove": () => ({ admin: "/admin/products/fixture/remove", form: { confirm: "fixture" } }),
 };
 
 /** The fixture kind a route's path calls for: public only outside the prefixes that need a credential. */
@@ -195,6 +233,8 @@ for (const backend of backends) {
       const iacct = (await h.deps.db.query.accounts.findFirst({ where: (a, { like }) => like(a.email, "intruder-%") }))!;
       await setWebhook(h.deps, iacct.id, { url: "http://127.0.0.1:9/intruder", allowPrivate: true }, cliActor, true);
       intruder = { browser: ib, accountId: iacct.id, apiKey: (await newKey(h, iacct.id, { scopes: ["keys:manage"], rateLimit: 10_000 })).secret };
+      // The upstream is never reached: every request the suite sends is refused by the chain.
+      await registerProduct(h.deps, { id: "fixture", upstreamUrl: "http://127.0.0.1:9" }, { text: JSON.stringify(FIXTURE_SPEC), name: "fixture.json" }, cliActor);
     });
     afterAll(() => h.close());
 
@@ -351,12 +391,12 @@ for (const backend of backends) {
       const wrong: string[] = [];
       for (const { key, method, fixture } of routes("gateway")) {
         for (const [headers, expected] of [[{}, "401 missing_api_key"], [bearer(manageOnly), "403 insufficient_scope"]] as const) {
-          const res = await h.req(fixture.gateway, { method, headers, json: fixture.json });
+          const res = await h.req(fixture.gateway, { method: fixture.method ?? method, headers, json: fixture.json });
           const got = `${res.status} ${((await res.json()) as { code?: string }).code}`;
           if (got !== expected) wrong.push(`${key} → ${got}`);
         }
       }
-      expect(routes("gateway").length).toBe(3);
+      expect(routes("gateway").length).toBe(5);
       expect(wrong).toEqual([]);
     });
 
@@ -372,6 +412,8 @@ for (const backend of backends) {
       expect(account).toMatchObject({ planId: "free", suspendedAt: null });
       const [invoice] = await listInvoices(h.deps, victim.accountId);
       expect(invoice).toMatchObject({ id: victim.invoiceId, status: "open" });
+      expect(h.deps.products.get("fixture")).toMatchObject({ name: "Fixture", version: 1, upstreamUrl: "http://127.0.0.1:9" });
+      expect(h.deps.products.get("intruded")).toBeUndefined();
     });
   });
 }

@@ -5,6 +5,10 @@ import { createLogger } from "../../src/ops/log.ts";
 import { assembleDeps, type OwnedDeps } from "../../src/runtime.ts";
 import { argon2id } from "../../src/accounts/passwords.ts";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileTransport, type MailTransport } from "../../src/email/transport.ts";
 import { openPostgres, type Database } from "../../src/db/client.ts";
 import type { KeyCacheOptions } from "../../src/keys/cache.ts";
 import { RedisState } from "../../src/state/redis.ts";
@@ -57,6 +61,8 @@ export interface HarnessOptions {
   /** Another harness whose database and Redis prefix this one shares: a second instance. */
   share?: Harness;
   keyCache?: KeyCacheOptions;
+  /** Where mail goes: a test SMTP server's transport (test/support/smtp.ts); by default .eml files in a temporary folder. */
+  mailTransport?: MailTransport;
 }
 
 export async function startHarness(backend: Backend, opts: HarnessOptions = {}): Promise<Harness> {
@@ -80,15 +86,23 @@ export async function startHarness(backend: Backend, opts: HarnessOptions = {}):
   }
   const logs: string[] = [];
   const log = createLogger("debug", (line) => void logs.push(line));
-  const deps = await assembleDeps(config, database, state, { clock: opts.clock, log, keyCache: opts.keyCache, passwords: TEST_PASSWORDS });
+  const mailTransport = opts.mailTransport ?? fileTransport(mkdtempSync(join(tmpdir(), "keyport-test-mail-")), log);
+  const deps = await assembleDeps(config, database, state, { clock: opts.clock, log, keyCache: opts.keyCache, passwords: TEST_PASSWORDS, mailTransport });
   const app = createApp(deps);
-  // The app's own document, read once on the first request it describes.
+  // The app's own document, read on the first request it describes, and again when the
+  // registered products change (their specs are part of it).
   let docs: Promise<OpenApiChecker> | undefined;
-  const checker = () =>
-    (docs ??= app
+  let docsFor = -1;
+  const checker = () => {
+    if (docsFor !== deps.products.version) {
+      docsFor = deps.products.version;
+      docs = undefined;
+    }
+    return (docs ??= app
       .handle(new Request("http://localhost/openapi.json"))
       .then((res) => res.json())
       .then(openApiChecker));
+  };
   return {
     deps,
     app,
@@ -104,6 +118,9 @@ export async function startHarness(backend: Backend, opts: HarnessOptions = {}):
       const type = mediaType(res.headers.get("content-type"));
       const problem = type === "application/problem+json";
       if (!problem && !(DOCUMENTED.test(path) && JSON_TYPES.includes(type))) return res;
+      // A HEAD answer has no body; a compressed one (a product's upstream chose it) is not text.
+      const encoding = res.headers.get("content-encoding");
+      if (request.method === "HEAD" || (encoding !== null && encoding !== "identity")) return res;
       const text = await res.clone().text();
       let body: unknown;
       try {

@@ -5,7 +5,7 @@ import type { KeyView } from "../../src/keys/model.ts";
 import type { AuditRow } from "../audit/audit.tsx";
 import { InvoiceTable } from "../billing/billing.tsx";
 import { planSummary } from "../billing/pricing.tsx";
-import { Badge, CsrfField, Field, TableScroll, Time, formatCount, paths } from "../components.tsx";
+import { Badge, CsrfField, EventsTable, Field, TableScroll, Time, formatCount, paths } from "../components.tsx";
 import { StatusBadge } from "../keys/keys.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 import { AccountStatusBadge, OperatorBadge } from "./accounts.tsx";
@@ -204,36 +204,7 @@ export function AccountPage(props: AccountPageProps) {
 
       <section class="card">
         <h2>Recent audit events</h2>
-        {props.events.length ? (
-          <TableScroll>
-            <table class="audit">
-              <thead>
-                <tr>
-                  <th scope="col">When</th>
-                  <th scope="col">What</th>
-                  <th scope="col">Who</th>
-                  <th scope="col">IP</th>
-                </tr>
-              </thead>
-              <tbody>
-                {props.events.map((e) => (
-                  <tr>
-                    <td class="when">
-                      <Time iso={e.createdAt} />
-                    </td>
-                    <td>
-                      <span safe>{e.summary}</span> <code class="muted" safe>{e.action}</code>
-                    </td>
-                    <td safe>{e.actor}</td>
-                    <td safe>{e.ip ?? "—"}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </TableScroll>
-        ) : (
-          <p class="muted">No events.</p>
-        )}
+        <EventsTable events={props.events} />
       </section>
 
       <section class="card danger-zone">

@@ -1,13 +1,15 @@
 /** @jsxImportSource @kitajs/html */
 import { paths } from "../components.tsx";
 
-export type AdminSection = "accounts" | "plans" | "invoices" | "usage" | "compliance";
+export type AdminSection = "accounts" | "products" | "plans" | "invoices" | "usage" | "mail" | "compliance";
 
 const SECTIONS = [
   ["accounts", paths.adminAccounts, "Accounts"],
+  ["products", paths.adminProducts, "Products"],
   ["plans", paths.adminPlans, "Plans"],
   ["invoices", paths.adminInvoices, "Invoices"],
   ["usage", paths.adminUsage, "Usage"],
+  ["mail", paths.adminMail, "Mail"],
   ["compliance", paths.adminCompliance, "Compliance"],
 ] as const satisfies readonly (readonly [AdminSection, string, string])[];
 

@@ -3,10 +3,24 @@ import type { Plan } from "../../src/billing/model.ts";
 import { TableScroll, formatCents, formatCount, paths } from "../components.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 
+/** A product on the pricing page: one of Keyport's own (the plans file's) or a registered one. */
 export interface PricingProduct {
   id: string;
   name: string;
   description: string;
+  /** A registered product's `beta` or `deprecated` shows as a badge. */
+  status: "active" | "beta" | "deprecated";
+}
+
+/** The reference's section of a product: its tag on /docs. */
+const productDocs = (id: string) => `/docs#tag-${encodeURIComponent(id)}`;
+
+const STATUS_CLASSES: Record<PricingProduct["status"], string> = { active: "badge", beta: "badge badge-beta", deprecated: "badge badge-deprecated" };
+
+/** Whether a plan includes a product: a plan absent from `includes` includes every product. */
+export function planIncludes(includes: ReadonlyMap<string, ReadonlySet<string>>, planId: string, productId: string): boolean {
+  const listed = includes.get(planId);
+  return listed === undefined || listed.has(productId);
 }
 
 /** "$3.00 per 1,000 over" or "hard cap": what calls past the included ones do on a plan. */
@@ -20,8 +34,13 @@ export function planSummary(p: Plan): string {
   return `${formatCents(p.priceCents)} a month, ${formatCount(p.includedCalls)} calls included, ${over}, ${formatCount(p.requestsPerSecond)} requests/s`;
 }
 
-/** The plans side by side, one column each (a table that scrolls sideways on a narrow screen). */
-export function PlanComparison(props: { plans: Plan[]; current?: string }) {
+/**
+ * The plans side by side, one column each (a table that scrolls sideways on a narrow screen);
+ * given products and some plan that lists its own, a row per product says which plans include it.
+ */
+export function PlanComparison(props: { plans: Plan[]; current?: string; products?: PricingProduct[]; includes?: ReadonlyMap<string, ReadonlySet<string>> }) {
+  const includes = props.includes ?? new Map<string, ReadonlySet<string>>();
+  const products = props.products ?? [];
   return (
     <TableScroll>
       <table class="plans">
@@ -70,6 +89,26 @@ export function PlanComparison(props: { plans: Plan[]; current?: string }) {
               <td safe>{p.description}</td>
             ))}
           </tr>
+          {products.map((product) => (
+            <tr class="plan-product">
+              <th scope="row" safe>
+                {product.name}
+              </th>
+              {props.plans.map((p) =>
+                planIncludes(includes, p.id, product.id) ? (
+                  <td class="included">
+                    <span aria-hidden="true">✓</span>
+                    <span class="visually-hidden">included</span>
+                  </td>
+                ) : (
+                  <td class="not-included">
+                    <span aria-hidden="true">—</span>
+                    <span class="visually-hidden">not included</span>
+                  </td>
+                ),
+              )}
+            </tr>
+          ))}
         </tbody>
       </table>
     </TableScroll>
@@ -102,13 +141,15 @@ export function BillingRules() {
   );
 }
 
-export function PricingPage(props: { session?: PageSession; products: PricingProduct[]; plans: Plan[]; current?: string }) {
+export function PricingPage(props: { session?: PageSession; products: PricingProduct[]; plans: Plan[]; includes: ReadonlyMap<string, ReadonlySet<string>>; current?: string }) {
+  // Only when some plan lists its products does the comparison need a row per product.
+  const everyPlanEveryProduct = props.plans.every((p) => !props.includes.has(p.id));
   return (
     <Layout title="Pricing" session={props.session} active="pricing">
       <h1>Pricing</h1>
       <section class="card">
         <h2>Plans</h2>
-        <PlanComparison plans={props.plans} current={props.current} />
+        <PlanComparison plans={props.plans} current={props.current} products={everyPlanEveryProduct ? [] : props.products} includes={props.includes} />
         <p>
           {props.session ? (
             <>
@@ -126,11 +167,29 @@ export function PricingPage(props: { session?: PageSession; products: PricingPro
       </section>
       <section class="card">
         <h2>APIs</h2>
-        <p>Every plan includes every API; the included calls are shared by all of them.</p>
+        <p>
+          {everyPlanEveryProduct
+            ? "Every plan includes every API; the included calls are shared by all of them."
+            : "The table above shows which plans include each API (✓ included, — not included); a plan's included calls are shared by the APIs it includes."}
+        </p>
         <dl class="facts">
           {props.products.map((p) => (
             <>
-              <dt safe>{p.name}</dt>
+              <dt id={`product-${p.id}`}>
+                <a href={productDocs(p.id)} safe>
+                  {p.name}
+                </a>
+                {p.status === "active" ? (
+                  ""
+                ) : (
+                  <>
+                    {" "}
+                    <span class={STATUS_CLASSES[p.status]}>
+                      {p.status}
+                    </span>
+                  </>
+                )}
+              </dt>
               <dd safe>{p.description}</dd>
             </>
           ))}

@@ -51,6 +51,19 @@ function Method(props: { method: string }) {
   );
 }
 
+/** Classes for the statuses a registered product may have; any other value gets the plain badge. */
+const STATUS_CLASSES: Record<string, string> = { beta: "badge badge-beta", deprecated: "badge badge-deprecated" };
+
+/** A product's or an operation's `beta` / `deprecated`, as a badge; nothing when active. */
+export function StatusBadge(props: { status: string | undefined }) {
+  if (!props.status) return "";
+  return (
+    <span class={STATUS_CLASSES[props.status] ?? "badge"} safe>
+      {props.status}
+    </span>
+  );
+}
+
 function DocsNav(props: { active: string }) {
   const items = [
     ["index", docsPaths.index, "Reference"],
@@ -81,9 +94,17 @@ export function OperationList(props: { tags: TagView[]; q: string }) {
         props.tags.map((t) => (
           <section class="card" aria-labelledby={`tag-${t.name}`}>
             <h2 id={`tag-${t.name}`}>
-              <a class="anchor" href={`#tag-${t.name}`} safe>
-                {t.name}
+              <a class="anchor" href={`#tag-${encodeURIComponent(t.name)}`} safe>
+                {t.title}
               </a>
+              {t.status ? (
+                <>
+                  {" "}
+                  <StatusBadge status={t.status} />
+                </>
+              ) : (
+                ""
+              )}
             </h2>
             {t.description ? (
               <p class="muted">
@@ -97,6 +118,14 @@ export function OperationList(props: { tags: TagView[]; q: string }) {
                 <li>
                   <a href={docsPaths.operation(o.id)}>
                     <Method method={o.method} /> <code safe>{o.path}</code> <span safe>{o.summary}</span>
+                    {o.status && o.status !== t.status ? (
+                      <>
+                        {" "}
+                        <StatusBadge status={o.status} />
+                      </>
+                    ) : (
+                      ""
+                    )}
                   </a>
                 </li>
               ))}
@@ -212,8 +241,9 @@ function Answer(props: { a: AnswerView }) {
           ))}
         </p>
       ) : (
-        <SchemaTable rows={props.a.rows} caption={`Fields of the ${props.a.status} answer`} />
+        ""
       )}
+      {props.a.described ? <SchemaTable rows={props.a.rows} caption={`Fields of the ${props.a.status} answer`} /> : ""}
       <Example value={props.a.example} label="Example" />
     </section>
   );
@@ -367,6 +397,11 @@ export function TrySection(props: TryState) {
         <p>
           <a href={`${paths.login}?next=${encodeURIComponent("/portal")}`}>Log in</a> or <a href={paths.signup}>sign up</a> to try it with a sandbox key made for you, or paste a key below.
         </p>
+      ) : op.upstream ? (
+        <p class="muted">
+          The request runs through the same checks as a program's (key, scope, plan, IP allowlist, rate limit, quota) and is metered; the sandbox key is a test key, so the
+          gateway passes it on to the product's sandbox, never to its live server.
+        </p>
       ) : op.gateway ? (
         <p class="muted">The request runs on this server through the same checks as a program's: key, scope, IP allowlist, rate limit, quota, and it is metered.</p>
       ) : (
@@ -374,37 +409,39 @@ export function TrySection(props: TryState) {
       )}
       <form method="post" action={docsPaths.tryIt(op.id)} hx-post={docsPaths.tryIt(op.id)} hx-target="#try-it" hx-swap="outerHTML" class="try-form">
         {props.csrfToken ? <CsrfField token={props.csrfToken} /> : ""}
-        {op.params.map((p) => {
-          const name = paramField(p.name);
-          const error = errorFor(props.errors, name);
-          const id = `f-${name}`;
-          return (
-            <div class={error ? "field invalid" : "field"}>
-              <label for={id} safe>
-                {`${p.name} (${p.in}${p.required ? ", required" : ""})`}
-              </label>
-              {p.enum ? (
-                <select id={id} name={name}>
-                  {p.required ? "" : <option value="">—</option>}
-                  {p.enum.map((v) => (
-                    <option value={v} selected={form.values[p.name] === v} safe>
-                      {v}
-                    </option>
-                  ))}
-                </select>
-              ) : (
-                <input id={id} name={name} value={form.values[p.name] ?? ""} aria-invalid={error ? "true" : undefined} aria-describedby={error ? `${id}-error` : undefined} />
-              )}
-              {error ? (
-                <small class="error" id={`${id}-error`} safe>
-                  {error}
-                </small>
-              ) : (
-                ""
-              )}
-            </div>
-          );
-        })}
+        {op.params
+          .filter((p) => p.in !== "cookie")
+          .map((p) => {
+            const name = paramField(p.name);
+            const error = errorFor(props.errors, name);
+            const id = `f-${name}`;
+            return (
+              <div class={error ? "field invalid" : "field"}>
+                <label for={id} safe>
+                  {`${p.name} (${p.in}${p.required ? ", required" : ""})`}
+                </label>
+                {p.enum ? (
+                  <select id={id} name={name}>
+                    {p.required ? "" : <option value="">—</option>}
+                    {p.enum.map((v) => (
+                      <option value={v} selected={form.values[p.name] === v} safe>
+                        {v}
+                      </option>
+                    ))}
+                  </select>
+                ) : (
+                  <input id={id} name={name} value={form.values[p.name] ?? ""} aria-invalid={error ? "true" : undefined} aria-describedby={error ? `${id}-error` : undefined} />
+                )}
+                {error ? (
+                  <small class="error" id={`${id}-error`} safe>
+                    {error}
+                  </small>
+                ) : (
+                  ""
+                )}
+              </div>
+            );
+          })}
         {op.body ? (
           <div class={errorFor(props.errors, "body") ? "field invalid" : "field"}>
             <label for="f-body">Body (JSON)</label>
@@ -422,7 +459,7 @@ export function TrySection(props: TryState) {
         ) : (
           ""
         )}
-        <fieldset class="field">
+        <fieldset class={errorFor(props.errors, "credential") ? "field invalid" : "field"}>
           <legend>Credential</legend>
           {props.credentials.map((c) => (
             <label class="check">
@@ -430,6 +467,13 @@ export function TrySection(props: TryState) {
               <span safe>{CREDENTIAL_LABELS[c]}</span>
             </label>
           ))}
+          {errorFor(props.errors, "credential") ? (
+            <small class="error" safe>
+              {errorFor(props.errors, "credential")}
+            </small>
+          ) : (
+            ""
+          )}
         </fieldset>
         <div class={errorFor(props.errors, "key") ? "field invalid" : "field"}>
           <label for="f-key">Key to paste</label>
@@ -468,18 +512,27 @@ export function TrySection(props: TryState) {
 
 export function OperationPage(props: { session?: PageSession; op: OperationView; tryIt: TryState }) {
   const { op } = props;
+  const title = op.summary || `${op.method} ${op.path}`;
   return (
-    <Layout title={`${op.summary} · API reference`} session={props.session} active="docs">
+    <Layout title={`${title} · API reference`} session={props.session} active="docs">
       <DocsNav active="operation" />
       <article>
         <section class="card">
           <p class="muted">
             <a href={`${docsPaths.index}#tag-${encodeURIComponent(op.tag)}`} safe>
-              {op.tag}
+              {op.tagTitle}
             </a>{" "}
             · <code safe>{op.id}</code>
+            {op.status ? (
+              <>
+                {" "}
+                <StatusBadge status={op.status} />
+              </>
+            ) : (
+              ""
+            )}
           </p>
-          <h1 safe>{op.summary}</h1>
+          <h1 safe>{title}</h1>
           <p class="endpoint">
             <Method method={op.method} /> <code safe>{op.path}</code>
           </p>
@@ -500,6 +553,17 @@ export function OperationPage(props: { session?: PageSession; op: OperationView;
               <span class="muted">A live key holding it, or a portal session with its X-CSRF-Token.</span>
             )}
           </p>
+          {op.upstream ? (
+            <p class="muted">
+              The gateway checks the key, then passes the request on to the product's own server: a live key's call to its server, a test key's to its sandbox (a product without one
+              answers <a href={docsPaths.error("sandbox_unavailable")}>
+                <code>sandbox_unavailable</code>
+              </a>
+              ). The answer is the product's, with the gateway's rate-limit headers; the gateway's own refusals are listed under Error codes.
+            </p>
+          ) : (
+            ""
+          )}
         </section>
         <section class="card">
           <Heading id="parameters" text="Parameters" />

@@ -3,6 +3,7 @@ import type { KeyView } from "../../src/keys/model.ts";
 import type { FieldError } from "../../src/errors.ts";
 import { Badge, CsrfField, Field, errorFor, formatCount, paths, timeLeft, Time } from "../components.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
+import { authPaths } from "../accounts/auth.tsx";
 
 export interface KeyFormValues {
   name?: string;
@@ -300,6 +301,33 @@ function KeyPages(props: { search: KeySearchValues; page: number; pages: number 
   );
 }
 
+/** An account that may not create live keys until its address is confirmed (REQUIRE_EMAIL_VERIFICATION). */
+export interface VerificationState {
+  email: string;
+  /** A new link was just sent. */
+  sent: boolean;
+}
+
+/** Beside the create form: why live keys wait, and a button for a new link (its own form: forms do not nest). */
+function VerificationNotice(props: { state: VerificationState; csrf: string }) {
+  return (
+    <section id="verify-notice" class="card note" role="status">
+      <p>
+        <strong>Confirm your address to create live keys.</strong> Test keys and the API reference's sandbox work meanwhile.
+      </p>
+      <p safe>
+        {props.state.sent
+          ? `A new link is on its way to ${props.state.email}; it works for 24 hours.`
+          : `Follow the link we mailed to ${props.state.email} when you signed up; it works for 24 hours.`}
+      </p>
+      <form method="post" action={authPaths.resendVerification}>
+        <CsrfField token={props.csrf} />
+        <button type="submit">Send a new link</button>
+      </form>
+    </section>
+  );
+}
+
 export interface KeysSectionProps {
   keys: KeyView[];
   /** How many keys the filters match, and which page of them this is. */
@@ -317,6 +345,8 @@ export interface KeysSectionProps {
   origin: string;
   prefix: string;
   now: number;
+  /** Set while live keys wait for the account's address to be confirmed. */
+  verification?: VerificationState;
 }
 
 /** What htmx swaps after a create: the secret (once), the table and a fresh or failed form. */
@@ -333,6 +363,7 @@ export function KeysSection(props: KeysSectionProps) {
         <EmptyKeys origin={props.origin} prefix={props.prefix} />
       )}
       <KeyPages search={props.search} page={props.page} pages={props.pages} />
+      {props.verification ? <VerificationNotice state={props.verification} csrf={props.csrf} /> : ""}
       <CreateKeyForm state={props.form} scopes={props.scopes} csrf={props.csrf} />
     </div>
   );
