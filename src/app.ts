@@ -16,6 +16,7 @@ import { usageApi } from "./usage/api.ts";
 import { auditApi } from "./audit/api.ts";
 import { rotationApi } from "./rotation/api.ts";
 import { notifyApi } from "./notify/api.ts";
+import { leaksIntake } from "./leaks/api.ts";
 import { accountsPortal } from "./accounts/portal.tsx";
 import { dashboardPortal } from "./portal/dashboard.tsx";
 import { keysPortal } from "./keys/portal.tsx";
@@ -28,6 +29,8 @@ import { mailAdminPortal } from "./email/admin.tsx";
 import { productsAdminPortal } from "./products/portal.tsx";
 import { billingPortal } from "./billing/portal.tsx";
 import { emailPortal } from "./email/portal.tsx";
+import { leaksApi } from "./leaks/routes.ts";
+import { leaksPortal } from "./leaks/portal.tsx";
 
 /** Composes the capabilities into one Elysia app; never listens (main.ts and tests do). */
 export function createApp(deps: Deps) {
@@ -51,6 +54,8 @@ export function createApp(deps: Deps) {
     .use(auditApi(deps))
     .use(rotationApi(deps))
     .use(notifyApi(deps))
+    .use(leaksApi(deps))
+    .use(leaksIntake(deps))
     .use(dashboardPortal(deps))
     .use(accountsPortal(deps))
     .use(emailPortal(deps))
@@ -61,6 +66,7 @@ export function createApp(deps: Deps) {
     .use(notifyPortal(deps))
     .use(billingPortal(deps))
     .use(adminPortal(deps))
+    .use(leaksPortal(deps))
     .use(mailAdminPortal(deps))
     .use(productsAdminPortal(deps));
   // The document describes the routes above: it is made from the app itself, once, and the

@@ -79,6 +79,27 @@ const optionalBool = (name: string) =>
       return z.NEVER;
     });
 
+/** A secret of at least `min` characters, or unset. */
+const secretOf = (name: string, min: number) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === "") return undefined;
+      if (raw.length < min) {
+        ctx.addIssue({ code: "custom", message: `${name} must be at least ${min} characters, got ${raw.length}` });
+        return z.NEVER;
+      }
+      return raw;
+    });
+
+/** A path to a file, absolute, or unset. */
+const fileOf = () =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v ? resolve(v) : undefined));
+
 /** `Name <user@host>` or `user@host`: what a From header holds. */
 const MAIL_ADDRESS = /^(?:[^<>\r\n]*<[^\s@<>]+@[^\s@<>]+>|[^\s@<>]+@[^\s@<>]+)$/;
 
@@ -100,17 +121,7 @@ const envSchema = z.object({
       return v;
     }),
   USAGE_FLUSH_MS: intIn("USAGE_FLUSH_MS", 100, 3_600_000, 5000),
-  SECRET_KEY: z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw === "") return undefined;
-      if (raw.length < 32) {
-        ctx.addIssue({ code: "custom", message: `SECRET_KEY must be at least 32 characters, got ${raw.length}` });
-        return z.NEVER;
-      }
-      return raw;
-    }),
+  SECRET_KEY: secretOf("SECRET_KEY", 32),
   LOG_LEVEL: oneOf("LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
   TRUST_PROXY: bool("TRUST_PROXY"),
   INSTANCE_COUNT: intIn("INSTANCE_COUNT", 1, 1000, 1),
@@ -134,18 +145,14 @@ const envSchema = z.object({
   REQUIRE_EMAIL_VERIFICATION: optionalBool("REQUIRE_EMAIL_VERIFICATION"),
   PUBLIC_URL: urlWith("PUBLIC_URL", ["http:", "https:"]),
   MAIL_DELIVERY_MS: intIn("MAIL_DELIVERY_MS", 200, 3_600_000, 5000),
-  PLANS_FILE: z.string().optional().transform((v) => (v ? resolve(v) : undefined)),
-  METRICS_TOKEN: z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw === "") return undefined;
-      if (raw.length < 16) {
-        ctx.addIssue({ code: "custom", message: `METRICS_TOKEN must be at least 16 characters, got ${raw.length}` });
-        return z.NEVER;
-      }
-      return raw;
-    }),
+  PLANS_FILE: fileOf(),
+  METRICS_TOKEN: secretOf("METRICS_TOKEN", 16),
+  LEAK_KEYS_GITHUB: fileOf(),
+  LEAK_KEYS_GITLAB: fileOf(),
+  // GitLab sends it as the whole Authorization header, whose surrounding spaces no server
+  // keeps: 32 random base62 characters are 190 bits.
+  LEAK_GITLAB_TOKEN: secretOf("LEAK_GITLAB_TOKEN", 32).refine((v) => v === undefined || v.trim() === v, "LEAK_GITLAB_TOKEN must not start or end with a space"),
+  LEAK_FEEDBACK: bool("LEAK_FEEDBACK"),
 });
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -182,6 +189,17 @@ export interface Config {
   /** The origin links in mail point to; unset: http://localhost:PORT. */
   publicUrl: string;
   mailDeliveryMs: number;
+  /**
+   * Files of the scanners' public keys in GitHub's `{"public_keys":[{key_identifier, key,
+   * is_current}]}` shape (src/leaks/intake.ts reads and checks them at start); unset, that
+   * scanner's intake answers 404.
+   */
+  leakKeysGithub: string | undefined;
+  leakKeysGitlab: string | undefined;
+  /** The pre-shared token of GitLab's Token Revocation API; unset, those endpoints answer 404. */
+  leakGitlabToken: string | undefined;
+  /** Answer scanners' reports with GitHub's true/false-positive feedback instead of `[]`. */
+  leakFeedback: boolean;
 }
 
 export class ConfigError extends Error {
@@ -220,11 +238,26 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     requireEmailVerification: e.REQUIRE_EMAIL_VERIFICATION ?? e.SMTP_URL !== undefined,
     publicUrl: e.PUBLIC_URL ? new URL(e.PUBLIC_URL).origin : `http://localhost:${e.PORT}`,
     mailDeliveryMs: e.MAIL_DELIVERY_MS,
+    leakKeysGithub: e.LEAK_KEYS_GITHUB,
+    leakKeysGitlab: e.LEAK_KEYS_GITLAB,
+    leakGitlabToken: e.LEAK_GITLAB_TOKEN,
+    leakFeedback: e.LEAK_FEEDBACK,
   };
 }
 
 export function loadConfig(): Config {
   return parseConfig(process.env);
+}
+
+/**
+ * The configuration of a command that touches no database (`keyport scan`, `rules`, `hook`):
+ * KEY_PREFIX, and PUBLIC_URL and PORT for links; every other variable left at its default, so
+ * that neither a variable meant for the server nor a missing SECRET_KEY stops a scan in CI or
+ * in a hook.
+ */
+export function loadOfflineConfig(): Config {
+  const { KEY_PREFIX, PUBLIC_URL, PORT } = process.env;
+  return parseConfig({ KEY_PREFIX, PUBLIC_URL, PORT });
 }
 
 /**

@@ -33,6 +33,7 @@ export const ERROR_CODES = [
   "invalid_session",
   "csrf_failed",
   "test_key_not_allowed",
+  "key_replaced",
   // Accounts and sign-in.
   "email_taken",
   "invalid_credentials",

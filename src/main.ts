@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { connect } from "node:net";
-import { basename } from "node:path";
-import { ConfigError, ensureSecretKey, loadConfig, type Config } from "./config.ts";
+import { basename, join } from "node:path";
+import { ConfigError, ensureSecretKey, loadConfig, loadOfflineConfig, type Config } from "./config.ts";
 import { createAccount, findAccountByEmail, listAccounts, newAccountSchema } from "./accounts/service.ts";
 import { createKey, findKeyOwner, listKeys, revokeKey, rollKey } from "./keys/service.ts";
 import { hashKey, parseKey } from "./keys/format.ts";
@@ -14,6 +14,8 @@ import { createLogger } from "./ops/log.ts";
 import { STATUS } from "./plugins/problem.ts";
 import { buildDeps, type OwnedDeps } from "./runtime.ts";
 import { RedisUnavailable } from "./state/redis.ts";
+import { isCompiled, projectRoot } from "./embedded.ts";
+import type { Find, ScanResult, ScanStats } from "./leaks/scan.ts";
 import { PROXY_BODY_CAP, registerProductSchema, updateProductSchema, type ProductView, type SpecSource } from "./products/model.ts";
 
 const USAGE = `usage: keyport [command]
@@ -51,6 +53,16 @@ commands:
   invoices close --month YYYY-MM [--force]     finalize the month's invoices (the sweep does at
                                                month end); run again, it makes only missing ones;
                                                --force: within 10 minutes of the month's end too
+  scan [PATH…] [--no-ignore] [--git] [--check] [--report] [--format text|json|sarif]
+                                               find keys (valid checksums only) in files, honouring
+                                               .gitignore, or with --git in every blob of the
+                                               repository's history; prints path:line:col and the
+                                               masked key; exit 1 if any is found, 0 if none;
+                                               --check: each key's status in the database;
+                                               --report: the active ones filed as leaks and acted on
+  rules gitleaks|secretlint                    a gitleaks rule (TOML) or a secretlint rule module
+                                               that finds these keys
+  hook pre-commit                              a pre-commit hook refusing staged files with a key
   help                                         show this text
 
 In embedded mode a running server holds DATA_DIR: run these while it is stopped, or
@@ -232,7 +244,7 @@ async function serve(config: Config): Promise<void> {
   loadIpCountries();
   // Bodies over the products' cap are refused by Bun before any parsing (413); Keyport's own
   // routes refuse more than 1 MiB (src/plugins/body-limit.ts): memory stays bounded.
-  const app = createApp(deps).listen({ port: config.port, hostname: config.host, maxRequestBodySize: PROXY_BODY_CAP });
+  const app = createApp(deps).listen({ port: config.port, hostname: config.host, maxRequestBodySize: PROXY_BODY_CAP, development: false });
   deps.startTimers();
   startJobs(deps);
   log.info("listening", {
@@ -271,7 +283,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const known = ["serve", "migrate", "account", "key", "invoices", "product"];
+  const known = ["serve", "migrate", "account", "key", "invoices", "product", "scan", "rules", "hook"];
   if (!known.includes(command)) throw new UsageError([`unknown command "${command}"`]);
 
   const m = new Mistakes();
@@ -282,6 +294,8 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   };
   // Every command line is checked before the configuration and the database are touched.
   let todo: (config: Config) => Promise<number>;
+  /** Needs the prefix alone (and PUBLIC_URL): no SECRET_KEY file, no database — it runs anywhere. */
+  let offline = false;
   switch (command) {
     case "serve":
       parseFlags(rest, {}, m);
@@ -304,14 +318,45 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       // Async: a spec file is read and checked with the other flags, before the database opens.
       todo = sub === "add" ? await productAdd(args, m) : sub === "list" ? productList(args, m) : sub === "update" ? await productUpdate(args, m) : productRemove(args, m);
       break;
+    case "scan": {
+      // Paths are checked with the other flags, before anything is read.
+      const scan = scanCommand(rest, m);
+      offline = !scan.online;
+      todo = scan.todo;
+      break;
+    }
+    case "rules":
+      pick(["gitleaks", "secretlint"]);
+      parseFlags(args, {}, m);
+      offline = true;
+      todo = async (config) => {
+        const { gitleaksRule, secretlintRule } = await import("./leaks/rules.ts");
+        await Bun.write(Bun.stdout, sub === "gitleaks" ? gitleaksRule(config.keyPrefix) : secretlintRule(config.keyPrefix));
+        return 0;
+      };
+      break;
+    case "hook":
+      pick(["pre-commit"]);
+      parseFlags(args, {}, m);
+      offline = true;
+      todo = async (config) => {
+        const { preCommitHook } = await import("./leaks/rules.ts");
+        // The hook runs this keyport: the binary itself, or bun with this source.
+        const self = isCompiled() ? [process.execPath] : [process.execPath, join(projectRoot, "src", "main.ts")];
+        await Bun.write(Bun.stdout, preCommitHook(config.keyPrefix, self));
+        return 0;
+      };
+      break;
     default:
       pick(["create", "list", "revoke", "roll"]);
       todo = sub === "create" ? keyCreate(args, m) : sub === "list" ? keyList(args, m) : sub === "revoke" ? keyRevoke(args, m) : keyRoll(args, m);
   }
   m.check();
+  if (offline) return todo((ctx.config = loadOfflineConfig()));
   const config = (ctx.config = ensureSecretKey(loadConfig()));
   return todo(config);
 }
+
 
 async function migrate(config: Config): Promise<number> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -767,6 +812,125 @@ function productRemove(args: string[], m: Mistakes) {
       else console.log(`${removed.id} removed`);
       return 0;
     });
+}
+
+const SCAN_FORMATS = ["text", "json", "sarif"] as const;
+
+/** `--check`'s word for a key, and `--report`'s outcome for one it filed. */
+interface Checked {
+  status: string;
+  report?: string;
+}
+
+/**
+ * Writes "scanning: N files, M MB read" over itself on a terminal, once the walk has taken
+ * more than a second; `done` clears it. Nothing when stderr is a file or a pipe (CI, a hook).
+ */
+function progressLine() {
+  if (!process.stderr.isTTY) return { update: undefined, done() {} };
+  const started = Date.now();
+  let last = 0;
+  let shown = false;
+  return {
+    update(stats: Readonly<ScanStats>) {
+      const now = Date.now();
+      if (now - started < 1000 || now - last < 100) return;
+      last = now;
+      shown = true;
+      process.stderr.write(`\r\x1b[Kscanning: ${stats.files} files, ${(stats.bytes / 1e6).toFixed(1)} MB read`);
+    },
+    done() {
+      if (shown) process.stderr.write("\r\x1b[K");
+    },
+  };
+}
+
+/** The place a find is reported as in the leak log: the file and line, or for history the commit. */
+const leakUrl = (f: Find) => (f.commits?.length ? `git:${f.commits[0]}:${f.path}:${f.line}` : `file:${f.path}:${f.line}`);
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/**
+ * `keyport scan`. Without --check or --report it needs no database and no configuration
+ * but KEY_PREFIX (`online` false), so it runs in CI and in a hook.
+ */
+function scanCommand(args: string[], m: Mistakes): { online: boolean; todo: (config: Config) => Promise<number> } {
+  const { values, positionals } = parseFlags(
+    args,
+    { git: "boolean", "no-ignore": "boolean", check: "boolean", report: "boolean", format: "string" },
+    m,
+    Number.MAX_SAFE_INTEGER,
+  );
+  const format = stringFlag(values, "format") ?? "text";
+  if (!(SCAN_FORMATS as readonly string[]).includes(format) && !m.reported.has("--format")) m.value("--format", `--format must be text, json or sarif, got ${JSON.stringify(format)}`);
+  const history = values.git === true;
+  const report = values.report === true;
+  // A report is made of the keys' statuses: --report looks them up as --check does.
+  const check = values.check === true || report;
+  if (history && values["no-ignore"]) m.call("--no-ignore does not apply to --git: every blob of the history is read");
+  if (history && positionals.length > 1) m.call("--git reads one repository: give at most one PATH");
+  const paths = positionals.length ? positionals : ["."];
+  for (const p of paths) {
+    try {
+      const info = statSync(p);
+      if (history && !info.isDirectory()) m.value(p, `--git needs a repository's folder, and ${JSON.stringify(p)} is a file`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? "";
+      m.value(p, `cannot read ${JSON.stringify(p)}: ${UNREADABLE[code] ?? (err as Error).message}`);
+    }
+  }
+
+  const todo = async (config: Config) => {
+    const { ScanError, findJson, findLine, scanHistory, scanPaths } = await import("./leaks/scan.ts");
+    const progress = progressLine();
+    let scan: ScanResult;
+    try {
+      const options = { prefix: config.keyPrefix, onProgress: progress.update };
+      scan = history ? await scanHistory(paths[0]!, options) : await scanPaths(paths, { ...options, noIgnore: values["no-ignore"] === true });
+    } catch (err) {
+      if (err instanceof ScanError) throw new UsageError([err.message], false);
+      throw err;
+    } finally {
+      progress.done();
+    }
+    for (const u of scan.unreadable) console.error(`keyport: cannot read ${u.path}: ${u.reason}`);
+
+    const checked = new Map<Find, Checked>();
+    if (check && scan.finds.length) {
+      await withDeps(config, async (deps) => {
+        const { checkTokens, reportLeaks } = await import("./leaks/service.ts");
+        const statuses = await checkTokens(deps, scan.finds.map((f) => f.token));
+        for (const f of scan.finds) checked.set(f, { status: statuses.get(f.token) ?? "unknown" });
+        if (!report) return;
+        // A key in a roll's grace still works: it is as leaked as an active one.
+        const working = scan.finds.filter((f) => ["active", "expiring"].includes(checked.get(f)!.status));
+        if (!working.length) return;
+        const outcomes = await reportLeaks(deps, working.map((f) => ({ token: f.token, url: leakUrl(f), source: "scan" as const })), cliActor);
+        working.forEach((f, i) => {
+          const o = outcomes[i]!;
+          checked.get(f)!.report = o.action ?? o.outcome.replace("_", " ");
+        });
+      });
+    }
+
+    if (format === "sarif") {
+      const { sarifLog } = await import("./leaks/sarif.ts");
+      json(sarifLog(scan, { prefix: config.keyPrefix, informationUri: `${config.publicUrl}/docs`, status: (f) => checked.get(f)?.status }));
+    } else if (format === "json") {
+      const { root, files, bytes, binary, unreadable } = scan;
+      json({ root, files, bytes, binary, unreadable, finds: scan.finds.map((f) => ({ ...findJson(f), ...checked.get(f) })) });
+    } else {
+      for (const f of scan.finds) {
+        const c = checked.get(f);
+        console.log(findLine(f) + (c ? `  ${c.status}${c.report ? `, reported: ${c.report}` : ""}` : ""));
+      }
+      const read = `${plural(scan.files, history ? "blob" : "file")}, ${(scan.bytes / 1e6).toFixed(1)} MB read${scan.binary ? `, ${scan.binary} binary skipped` : ""}`;
+      const keys = new Set(scan.finds.map((f) => f.hash)).size;
+      console.error(scan.finds.length ? `keyport: ${plural(keys, "key")} found in ${plural(scan.finds.length, "place")} (${read})` : `keyport: no keys found (${read})`);
+    }
+    return scan.finds.length ? 1 : 0;
+  };
+  return { online: check, todo };
 }
 
 /** Why a TCP connection to REDIS_URL's host fails: ioredis reports only "Connection is closed.". */

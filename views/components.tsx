@@ -61,6 +61,11 @@ export const paths = {
   adminProductSpec: (id: string, version: number) => `/admin/products/${encodeURIComponent(id)}/versions/${version}/spec.json`,
   adminProductSecret: (id: string) => `/admin/products/${encodeURIComponent(id)}/secret`,
   adminProductRemove: (id: string) => `/admin/products/${encodeURIComponent(id)}/remove`,
+  reportLeak: "/portal/leaks",
+  leakPolicy: "/portal/settings/leaks",
+  adminLeaks: "/admin/leaks",
+  adminLeaksFloor: "/admin/leaks/floor",
+  adminLeaksFloorSaved: "/admin/leaks?done=floor",
 };
 
 /** Every message for a field (a list's entries too: `ipAllowlist.1`), joined: all of them at once. */

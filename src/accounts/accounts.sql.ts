@@ -15,6 +15,8 @@ export const accounts = pgTable("accounts", {
   suspendedReason: text("suspended_reason"),
   /** When the address was confirmed by a link sent to it; null: not yet (src/email/). */
   emailVerifiedAt: timestamp("email_verified_at", { withTimezone: true, mode: "date" }),
+  /** What a reported leak of one of its live keys does: notify, rotate (the default) or revoke (src/leaks/). */
+  leakPolicy: text("leak_policy", { enum: ["notify", "rotate", "revoke"] }).notNull().default("rotate"),
   /** The mail categories the account turned off (security notices cannot be). */
   emailOptOut: text("email_opt_out").array().notNull().default(sql`'{}'::text[]`),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),

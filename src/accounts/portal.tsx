@@ -21,6 +21,8 @@ import {
   ResetRequestedPage,
   SignupForm,
   SignupPage,
+  SignupRequested,
+  SignupRequestedPage,
   VerifyEmailPage,
   VerifyLinkPage,
   authPaths,
@@ -31,7 +33,7 @@ import { paths } from "../../views/components.tsx";
 import { changePassword, logIn, signUp } from "./login.ts";
 import { requestPasswordReset, resetLink, resetPassword } from "./reset.ts";
 import { resendVerification, verificationLink, verifyEmail } from "./verification.ts";
-import { createSession, deleteOtherSessions, deleteSession, validateSession } from "./sessions.ts";
+import { createSession, deleteSession, validateSession } from "./sessions.ts";
 import { settingsModel } from "./settings.ts";
 
 const credentialsForm = z.object({ email: formText, password: formText, next: formText });
@@ -50,6 +52,9 @@ const LINK_PAGE_HEADERS = { "referrer-policy": "no-referrer", "cache-control": "
 const RESET_DONE = "Your password was changed and every session signed out. Log in with the new password.";
 
 const NOT_FROM_HERE = "This form was not sent from this site. Reload the page and try again.";
+
+/** A throttle's refusal says when to try again (RFC 6585 §4). */
+const retryAfter = (err: DomainError): Record<string, string> => (err.retryAfterSeconds ? { "retry-after": String(err.retryAfterSeconds) } : {});
 
 /** Already signed in: the dashboard instead of the login or signup page. */
 const toDashboard = () => new Response(null, { status: 303, headers: { location: paths.dashboard } });
@@ -75,7 +80,8 @@ export const accountsPortal = (deps: Deps) => {
     .post("/login", async ({ request, body, server }) => {
       const form = credentialsForm.parse(formFields(body));
       const next = safeNext(form.next);
-      const render = (status: number, state: AuthFormState) => htmlResponse(wantsFragment(request) ? LoginForm({ email: form.email, next, ...state }) : LoginPage({ email: form.email, next, ...state }), status);
+      const render = (status: number, state: AuthFormState, headers: Record<string, string> = {}) =>
+        htmlResponse(wantsFragment(request) ? LoginForm({ email: form.email, next, ...state }) : LoginPage({ email: form.email, next, ...state }), status, headers);
       if (!sameOrigin(request)) return render(403, { message: NOT_FROM_HERE });
       try {
         const account = await logIn(deps, { email: form.email, password: form.password }, meta(request, server));
@@ -83,20 +89,25 @@ export const accountsPortal = (deps: Deps) => {
         return redirectAfterPost(request, next, { "set-cookie": sessionCookie(token, request, deps.config) });
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        return render(err.code === "too_many_attempts" ? 429 : 422, { message: err.detail });
+        if (err.code === "too_many_attempts") return render(429, { message: err.detail }, retryAfter(err));
+        return render(422, { message: err.detail });
       }
     })
     .get("/signup", async ({ request }) => ((await signedIn(request)) ? toDashboard() : htmlResponse(SignupPage({}))))
     .post("/signup", async ({ request, body, server }) => {
       const form = credentialsForm.parse(formFields(body));
-      const render = (status: number, state: AuthFormState) => htmlResponse(wantsFragment(request) ? SignupForm({ email: form.email, ...state }) : SignupPage({ email: form.email, ...state }), status);
+      const render = (status: number, state: AuthFormState, headers: Record<string, string> = {}) =>
+        htmlResponse(wantsFragment(request) ? SignupForm({ email: form.email, ...state }) : SignupPage({ email: form.email, ...state }), status, headers);
       if (!sameOrigin(request)) return render(403, { message: NOT_FROM_HERE });
       try {
-        const account = await signUp(deps, { email: form.email, password: form.password }, meta(request, server));
-        const { token } = await createSession(deps, account.id, meta(request, server));
+        const outcome = await signUp(deps, { email: form.email, password: form.password }, meta(request, server));
+        // A confirmed address is required: the same answer for a free address and a taken one, and no session.
+        if (!("signedIn" in outcome)) return htmlResponse(wantsFragment(request) ? SignupRequested() : SignupRequestedPage(), 200, { "hx-push-url": paths.signup });
+        const { token } = await createSession(deps, outcome.signedIn.id, meta(request, server));
         return redirectAfterPost(request, paths.dashboard, { "set-cookie": sessionCookie(token, request, deps.config) });
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
+        if (err.code === "too_many_attempts") return render(429, { message: err.detail }, retryAfter(err));
         return render(422, { errors: err.errors, message: err.errors?.length ? undefined : err.detail });
       }
     })
@@ -170,16 +181,23 @@ export const accountsPortal = (deps: Deps) => {
       return redirectAfterPost(request, paths.login, { "set-cookie": clearedSessionCookie(request, deps.config) });
     }, { page: true })
     .get("/portal/settings", async ({ session }) => htmlResponse(SettingsPage(await settingsModel(deps, session))), { page: true })
-    .post("/portal/settings", async ({ session, actor, body }) => {
+    .post("/portal/settings", async ({ session, actor, body, request }) => {
       const form = passwordForm.parse(formFields(body));
+      let renewed: Awaited<ReturnType<typeof changePassword>>;
       try {
-        await changePassword(deps, { id: session.accountId, email: session.email }, form, actor);
+        renewed = await changePassword(deps, session.accountId, form, actor);
       } catch (err) {
         if (!(err instanceof DomainError)) throw err;
-        return htmlResponse(SettingsPage(await settingsModel(deps, session, { password: { errors: err.errors } })), 422, { "hx-push-url": paths.settings });
+        const status = err.code === "too_many_attempts" ? 429 : 422;
+        const headers = { "hx-push-url": paths.settings, ...retryAfter(err) };
+        return htmlResponse(SettingsPage(await settingsModel(deps, session, { password: { errors: err.errors } })), status, headers);
       }
-      await deleteOtherSessions(deps, session.accountId, session.id);
-      await revokeSandboxKeys(deps, { accountId: session.accountId, exceptSessionId: session.id }, actor);
-      return htmlResponse(SettingsPage(await settingsModel(deps, session, { password: { saved: true } })), 200, { "hx-push-url": paths.settings });
+      // Every session ended, this one too: each sandbox key goes with them (no session has the
+      // empty id), and this browser carries on in the new session, whose CSRF token the page has.
+      await revokeSandboxKeys(deps, { accountId: session.accountId, exceptSessionId: "" }, actor);
+      return htmlResponse(SettingsPage(await settingsModel(deps, renewed.session, { password: { saved: true } })), 200, {
+        "hx-push-url": paths.settings,
+        "set-cookie": sessionCookie(renewed.token, request, deps.config),
+      });
     }, { page: true });
 };

@@ -31,22 +31,30 @@ export class ResetThrottled extends DomainError {
 
 type ResetDeps = Pick<Deps, "db" | "clock" | "config" | "state" | "log" | "shutdown">;
 
-/** Lookups started by requestPasswordReset and not finished yet, per database. */
+/**
+ * Work a request started and did not wait for, per database: a reset request's lookup, a
+ * sign-up's account or its owner's notice (login.ts). The answer is given first, so whether
+ * an address has an account changes neither the answer nor its timing.
+ */
 const pending = new WeakMap<object, Set<Promise<void>>>();
 
-/** Resolves when every reset request already started has queued its mail or found no account. */
-export async function resetRequestsSettled(deps: Pick<Deps, "db">): Promise<void> {
+/** Resolves when the work of every request already answered (reset requests, sign-ups) is done. */
+export async function accountWorkSettled(deps: Pick<Deps, "db">): Promise<void> {
   await Promise.all([...(pending.get(deps.db) ?? [])]);
 }
 
-function offTheRequest(deps: ResetDeps, work: Promise<void>): void {
+/** The reset tests' name for accountWorkSettled. */
+export const resetRequestsSettled = accountWorkSettled;
+
+/** Runs `work` after the answer: tracked until done, its failure logged (it has no request left to fail). */
+export function offTheRequest(deps: Pick<Deps, "db" | "log" | "shutdown">, what: string, work: Promise<void>): void {
   let set = pending.get(deps.db);
   if (!set) {
     pending.set(deps.db, (set = new Set()));
     // A request answered just before SIGTERM still queues its mail before the database closes.
-    deps.shutdown.register("password reset requests settled", () => resetRequestsSettled(deps));
+    deps.shutdown.register("account requests settled", () => accountWorkSettled(deps));
   }
-  const tracked = work.catch((err: unknown) => deps.log.error("password reset request failed", { error: (err as Error).message }));
+  const tracked = work.catch((err: unknown) => deps.log.error(`${what} failed`, { error: (err as Error).message }));
   set.add(tracked);
   void tracked.finally(() => set.delete(tracked));
 }
@@ -68,7 +76,7 @@ export async function requestPasswordReset(deps: ResetDeps, input: { email: stri
     deps.state.rateLimit(`reset:ip:${who.ip ?? "unknown"}`, RESET_LIMITS.perIpHour, HOUR, now),
   ]);
   if (!byEmail.allowed || !byIp.allowed) throw new ResetThrottled(Math.ceil(Math.max(byEmail.retryAfterMs, byIp.retryAfterMs) / 1000));
-  offTheRequest(deps, sendResetLink(deps, email, who));
+  offTheRequest(deps, "password reset request", sendResetLink(deps, email, who));
 }
 
 /** The account's reset link, made and queued in one transaction; nothing for an address without an account. */

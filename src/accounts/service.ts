@@ -59,33 +59,50 @@ export function parseNewAccount(input: { email: string; password: string }): z.o
   return parsed.data;
 }
 
+/** A unique index refused the row: postgres.js and PGlite both carry SQLSTATE 23505, on the error or its cause. */
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.code === "23505" || e?.cause?.code === "23505";
+}
+
+const emailTaken = () => new DomainError("email_taken", "An account with this email already exists.", [{ field: "email", message: "is already registered" }]);
+
 /**
  * Creates an account. The first account of an empty database becomes an operator, as does
  * one created with `operator: true`. An account made by the CLI or an operator starts with
  * its address confirmed (they vouch for it); one given `confirmAddress` (sign-up) starts
  * unconfirmed, and `confirmAddress` runs in the same transaction to send it the link.
+ * `passwordHash`, when the caller hashed the password already (sign-up hashes it before it
+ * knows whether the address is free). A taken address is `email_taken`, also when another
+ * sign-up for it commits first.
  */
 export async function createAccount(
   deps: Pick<Deps, "db" | "clock" | "passwords">,
   input: { email: string; password: string; operator?: boolean },
   who: Actor,
-  opts: { confirmAddress?: (tx: Tx, account: Account) => Promise<void> } = {},
+  opts: { confirmAddress?: (tx: Tx, account: Account) => Promise<void>; passwordHash?: string } = {},
 ): Promise<Account> {
   const { email, password } = parseNewAccount(input);
-  const passwordHash = await deps.passwords.hash(password);
+  const passwordHash = opts.passwordHash ?? (await deps.passwords.hash(password));
   const now = new Date(deps.clock.now());
-  return deps.db.transaction(async (tx) => {
-    const existing = await tx.select({ id: accounts.id }).from(accounts).where(eq(accounts.email, email));
-    if (existing.length) throw new DomainError("email_taken", "An account with this email already exists.", [{ field: "email", message: "is already registered" }]);
-    const [{ n } = { n: 0 }] = await tx.select({ n: count() }).from(accounts);
-    const [account] = await tx
-      .insert(accounts)
-      .values({ id: newId("acct"), email, passwordHash, isOperator: Boolean(input.operator) || n === 0, emailVerifiedAt: opts.confirmAddress ? null : now, createdAt: now, updatedAt: now })
-      .returning();
-    await recordAudit(tx, who, { accountId: account!.id, action: "account.created", changes: { email, operator: account!.isOperator } }, now);
-    await opts.confirmAddress?.(tx, account!);
-    return account!;
-  });
+  try {
+    return await deps.db.transaction(async (tx) => {
+      const existing = await tx.select({ id: accounts.id }).from(accounts).where(eq(accounts.email, email));
+      if (existing.length) throw emailTaken();
+      const [{ n } = { n: 0 }] = await tx.select({ n: count() }).from(accounts);
+      const [account] = await tx
+        .insert(accounts)
+        .values({ id: newId("acct"), email, passwordHash, isOperator: Boolean(input.operator) || n === 0, emailVerifiedAt: opts.confirmAddress ? null : now, createdAt: now, updatedAt: now })
+        .returning();
+      await recordAudit(tx, who, { accountId: account!.id, action: "account.created", changes: { email, operator: account!.isOperator } }, now);
+      await opts.confirmAddress?.(tx, account!);
+      return account!;
+    });
+  } catch (err) {
+    // Another transaction inserted the address between this one's check and its insert.
+    if (isUniqueViolation(err)) throw emailTaken();
+    throw err;
+  }
 }
 
 export async function findAccountByEmail(deps: Pick<Deps, "db">, email: string): Promise<Account | undefined> {

@@ -1,10 +1,17 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { and, eq, lt, ne } from "drizzle-orm";
+import { eq, lt } from "drizzle-orm";
+import type { Db, Tx } from "../db/client.ts";
 import type { Deps } from "../deps.ts";
 import { accounts, sessions } from "./accounts.sql.ts";
 import { randomBase62 } from "../ids.ts";
 
 export const SESSION_COOKIE = "kp_session";
+/**
+ * The name over https: a browser keeps a `__Host-` cookie only when it is Secure, Path=/ and
+ * has no Domain, so no subdomain or plain-http page can set or shadow it (RFC 6265bis §4.1.3.2).
+ * SESSION_COOKIE is still read, so sessions opened before the prefix keep working.
+ */
+export const SECURE_SESSION_COOKIE = "__Host-kp_session";
 /** Sliding lifetime: a session unused for 30 days ends. */
 export const SESSION_TTL_MS = 30 * 86_400_000;
 /** Extend on use, but write the timestamp at most once an hour (Lucia's guide). */
@@ -28,16 +35,32 @@ const sha256 = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("h
 export async function createSession(
   deps: Pick<Deps, "db" | "clock">,
   accountId: string,
-  meta: { ip?: string | null; userAgent?: string | null },
+  meta: SessionMeta,
+): Promise<{ token: string; session: Session }> {
+  const [account] = await deps.db.select({ id: accounts.id, email: accounts.email, isOperator: accounts.isOperator }).from(accounts).where(eq(accounts.id, accountId));
+  return insertSession(deps.db, deps, account!, meta);
+}
+
+/** Where a session was opened from, kept for the account's own view of its sessions. */
+export interface SessionMeta {
+  ip?: string | null;
+  userAgent?: string | null;
+}
+
+async function insertSession(
+  db: Db | Tx,
+  deps: Pick<Deps, "clock">,
+  account: { id: string; email: string; isOperator: boolean },
+  meta: SessionMeta,
 ): Promise<{ token: string; session: Session }> {
   const id = `sess_${randomBase62(16)}`;
   const secret = randomBytes(32).toString("base64url");
   const now = deps.clock.now();
   const expiresAt = new Date(now + SESSION_TTL_MS);
   const csrfToken = randomBytes(32).toString("base64url");
-  await deps.db.insert(sessions).values({
+  await db.insert(sessions).values({
     id,
-    accountId,
+    accountId: account.id,
     secretHash: sha256(secret),
     csrfToken,
     createdAt: new Date(now),
@@ -46,8 +69,24 @@ export async function createSession(
     ip: meta.ip ?? null,
     userAgent: meta.userAgent?.slice(0, 300) ?? null,
   });
-  const [account] = await deps.db.select().from(accounts).where(eq(accounts.id, accountId));
-  return { token: `${id}.${secret}`, session: { id, accountId, email: account!.email, isOperator: account!.isOperator, csrfToken, expiresAt } };
+  return { token: `${id}.${secret}`, session: { id, accountId: account.id, email: account.email, isOperator: account.isOperator, csrfToken, expiresAt } };
+}
+
+/**
+ * After a password change, inside its transaction: every session of the account ends, the
+ * one that made the change too, and that browser gets a new one — a new id, secret and CSRF
+ * token — so nothing read or fixed before the change (a cookie, a page's token) works after
+ * it (OWASP Session Management Cheat Sheet: renew the session ID after a privilege change,
+ * such as a password change).
+ */
+export async function renewSessions(
+  tx: Tx,
+  deps: Pick<Deps, "clock">,
+  account: { id: string; email: string; isOperator: boolean },
+  meta: SessionMeta,
+): Promise<{ token: string; session: Session }> {
+  await tx.delete(sessions).where(eq(sessions.accountId, account.id));
+  return insertSession(tx, deps, account, meta);
 }
 
 /** The session a cookie token opens, or null; extends a live session's expiry (at most hourly). */
@@ -81,11 +120,6 @@ export async function validateSession(deps: Pick<Deps, "db" | "clock">, token: s
 
 export async function deleteSession(deps: Pick<Deps, "db">, id: string): Promise<void> {
   await deps.db.delete(sessions).where(eq(sessions.id, id));
-}
-
-/** After a password change: every other session of the account ends. */
-export async function deleteOtherSessions(deps: Pick<Deps, "db">, accountId: string, keepId: string): Promise<void> {
-  await deps.db.delete(sessions).where(and(eq(sessions.accountId, accountId), ne(sessions.id, keepId)));
 }
 
 export async function deleteExpiredSessions(deps: Pick<Deps, "db" | "clock">): Promise<void> {

@@ -1,16 +1,19 @@
 import type { Deps } from "../deps.ts";
 import { mailSettings } from "../email/preferences.ts";
+import { getLeakPolicy } from "../leaks/service.ts";
 import { getWebhook, listDeliveries } from "../notify/webhooks.ts";
 import { pageSession } from "../portal/page.ts";
 import { getPolicy } from "../rotation/service.ts";
 import type { EmailSectionProps, MailSectionProps, PasswordSectionProps, SettingsProps } from "../../views/accounts/settings.tsx";
 import type { WebhookSectionProps } from "../../views/notify/webhook.tsx";
 import type { PolicySectionProps } from "../../views/rotation/policy.tsx";
+import type { LeakPolicySectionProps } from "../../views/leaks/policy.tsx";
 import type { Session } from "./sessions.ts";
 
 /** What a form's POST changes on the settings page: its own section's state, the rest as saved. */
 export interface SettingsState {
   policy?: Omit<PolicySectionProps, "policy" | "csrf">;
+  leaks?: Omit<LeakPolicySectionProps, "policy" | "floor" | "effective" | "csrf">;
   webhook?: Omit<WebhookSectionProps, "webhook" | "deliveries" | "csrf">;
   password?: Omit<PasswordSectionProps, "csrf">;
   mail?: Omit<MailSectionProps, "optOut" | "csrf">;
@@ -19,14 +22,16 @@ export interface SettingsState {
 }
 
 /**
- * The settings page's model: the rotation policy, the webhook, the mail preferences, the
- * address and the password form, each section owned by its capability (rotation, notify,
- * email, accounts), whose routes render the page again with their section's outcome.
+ * The settings page's model: the rotation policy, the leak policy, the webhook, the mail
+ * preferences, the address and the password form, each section owned by its capability
+ * (rotation, leaks, notify, email, accounts), whose routes render the page again with their
+ * section's outcome.
  */
 export async function settingsModel(deps: Deps, s: Session, state: SettingsState = {}): Promise<SettingsProps> {
-  const [session, policy, webhook, deliveries, mail] = await Promise.all([
+  const [session, policy, leaks, webhook, deliveries, mail] = await Promise.all([
     pageSession(deps, s),
     getPolicy(deps, s.accountId),
+    getLeakPolicy(deps, s.accountId),
     getWebhook(deps, s.accountId),
     listDeliveries(deps, s.accountId),
     mailSettings(deps, s.accountId),
@@ -35,6 +40,7 @@ export async function settingsModel(deps: Deps, s: Session, state: SettingsState
   return {
     session,
     policy: { policy, csrf, ...state.policy },
+    leaks: { ...leaks, csrf, ...state.leaks },
     webhook: { webhook, deliveries, csrf, ...state.webhook },
     mail: { optOut: mail.optOut, csrf, ...state.mail },
     email: { current: mail.email, verified: mail.verified, pending: mail.pending, csrf, ...state.email },

@@ -1,18 +1,17 @@
-import { stringify } from "csv-stringify/sync";
+import { csvText } from "../ops/csv.ts";
 import type { InvoiceView } from "./model.ts";
 
 export const INVOICE_CSV_COLUMNS = ["number", "account", "email", "month", "status", "calls", "included_calls", "total_cents", "currency", "finalized_at"] as const;
 
 /**
- * Invoices as CSV (RFC 4180 quoting, a header row even when there are none), for a team's
- * own billing or accounting tools. Amounts stay integer cents. No cell needs defusing
- * against spreadsheet formulas: numbers, statuses and dates are ours, and an email passed
- * zod's check at sign-up (src/accounts/service.ts emailSchema): letters, digits and
- * `_ ' + - .` before the @, so no `=`, `|`, `!` or parenthesis a formula would need.
+ * Invoices as CSV (the shared writer: RFC 4180 quoting, a header row even when there are
+ * none, formula cells defused), for a team's own billing or accounting tools. Amounts stay
+ * integer cents. An email may begin with `+` or `-` (zod's check allows both before the @),
+ * which a spreadsheet reads as the start of a formula.
  */
 export function invoicesCsv(invoices: readonly (InvoiceView & { email?: string })[]): string {
-  return stringify(
+  return csvText(
+    INVOICE_CSV_COLUMNS,
     invoices.map((i) => [i.number, i.accountId, i.email ?? "", i.month, i.status, i.calls, i.includedCalls, i.totalCents, i.currency, i.finalizedAt]),
-    { header: true, columns: [...INVOICE_CSV_COLUMNS] },
   );
 }

@@ -12,7 +12,7 @@ import { csvResponse, htmlResponse, messagePage, ownedOr404, redirectAfterPost, 
 import { BillingPage, InvoicePage, PlanPreview, PlanPreviewError, PlanPreviewPage } from "../../views/billing/billing.tsx";
 import { PricingPage, type PricingProduct } from "../../views/billing/pricing.tsx";
 import { paths } from "../../views/components.tsx";
-import { stringify } from "csv-stringify/sync";
+import { csvText } from "../ops/csv.ts";
 import { PLAN_CHANGE_RULE, planChangeSchema, type InvoiceView, type PlanChangePreview } from "./model.ts";
 import { changePlan, currentPlan, getInvoice, listInvoices, monthMeter, previewPlanChange } from "./service.ts";
 
@@ -32,15 +32,13 @@ function invoiceAddress(param: string): { id: string; csv: boolean } {
 
 /**
  * One invoice as CSV: a row per line as the printable page lists them, then the total
- * (amounts in integer cents). The month's export of every invoice is invoicesCsv's.
+ * (amounts in integer cents), through the shared writer that defuses formula cells. The
+ * month's export of every invoice is invoicesCsv's.
  */
-/** A text cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) starts with `'` instead. */
-const textCell = (v: string) => (/^[=+\-@\t\r]/.test(v) ? `'${v}` : v);
-
 export function invoiceLinesCsv(i: InvoiceView): string {
-  const rows = i.lines.map((l) => [i.number, i.month, i.status, l.kind, l.planId, textCell(l.description), l.quantity, l.amountCents, i.currency]);
+  const rows = i.lines.map((l) => [i.number, i.month, i.status, l.kind, l.planId, l.description, l.quantity, l.amountCents, i.currency]);
   rows.push([i.number, i.month, i.status, "total", "", `Total (${i.calls} calls, ${i.includedCalls} included)`, i.calls, i.totalCents, i.currency]);
-  return stringify(rows, { header: true, columns: ["number", "month", "status", "line", "plan", "description", "quantity", "amount_cents", "currency"] });
+  return csvText(["number", "month", "status", "line", "plan", "description", "quantity", "amount_cents", "currency"], rows);
 }
 
 /** Keyport's own products (the plans file's), then the registered ones as the registry serves them now. */

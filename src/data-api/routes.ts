@@ -27,10 +27,26 @@ const IP_EXAMPLE = { ip: "8.8.8.8", version: 4, private: false, loopback: false,
 
 export const MAX_BATCH = 100;
 
-/** A batch is metered and counted against quota as one request per item. */
+type BatchParse = ReturnType<typeof batchRequestSchema.safeParse>;
+/** Each batch body's parse, made once: for its cost before the chain, then for its answer. */
+const parsedBatches = new WeakMap<object, BatchParse>();
+
+function parseBatch(body: unknown): BatchParse {
+  if (typeof body !== "object" || body === null) return batchRequestSchema.safeParse(body);
+  let parsed = parsedBatches.get(body);
+  if (parsed === undefined) parsedBatches.set(body, (parsed = batchRequestSchema.safeParse(body)));
+  return parsed;
+}
+
+/**
+ * A valid batch costs one request per item: metered, counted against the quotas and the
+ * key's per-minute rate limit. One that validation refuses costs one request, like any
+ * refused call: it holds no units of the quotas while it is being refused, and what it took
+ * goes back with the refusal (src/gateway/route.ts).
+ */
 function batchCost(body: unknown): number {
-  const items = (body as { items?: unknown } | null)?.items;
-  return Array.isArray(items) && items.length >= 1 && items.length <= MAX_BATCH ? items.length : 1;
+  const parsed = parseBatch(body);
+  return parsed.success ? parsed.data.items.length : 1;
 }
 
 /**
@@ -106,7 +122,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
     .post(
       "/v1/batch",
       gatewayHandler(env, "POST", "/v1/batch", { scope: "batch:write", product: "batch", cost: batchCost }, (body: unknown) => {
-        const parsed = batchRequestSchema.safeParse(body);
+        const parsed = parseBatch(body);
         if (!parsed.success) {
           const tooMany = Array.isArray((body as { items?: unknown } | null)?.items) && (body as { items: unknown[] }).items.length > MAX_BATCH;
           throw new DomainError("invalid_request", tooMany ? `A batch holds at most ${MAX_BATCH} items.` : "The batch is not valid.", zodFieldErrors(parsed.error));
@@ -119,7 +135,7 @@ export const dataApiRoutes = (env: GatewayEnv) =>
             id: "runBatch",
             tag: "batch",
             summary: "Check up to 100 emails and IPs",
-            description: "One answer per item, in order; a bad item is an error in its place, not a failed batch. Metered and counted against the quota per item.",
+            description: "One answer per item, in order; a bad item is an error in its place, not a failed batch. Metered and counted per item against the quota and the key's per-minute rate limit: a batch of more items than that limit is refused (invalid_request).",
             scope: "batch:write",
             gateway: true,
             answers: {

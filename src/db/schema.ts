@@ -7,3 +7,4 @@ export * from "../notify/notify.sql.ts";
 export * from "../billing/billing.sql.ts";
 export * from "../products/products.sql.ts";
 export * from "../email/email.sql.ts";
+export * from "../leaks/leaks.sql.ts";

@@ -92,6 +92,11 @@ const EXPLAINED: Record<ErrorCode, { meaning: string; action: string }> = {
     meaning: "A test key was used on the management API, which changes an account's real keys.",
     action: "Use a live key holding `keys:manage`.",
   },
+  key_replaced: {
+    meaning:
+      "This key is being replaced (or was reported leaked): it can no longer manage keys. A key in a roll's or a scheduled rotation's grace period may still read the management API but change nothing (keys, rotations and their secrets, the webhook, the policies); the old key of an emergency rotation, and a key a leak report flagged, may not use it at all. The data API still answers it until its grace period ends.",
+    action: "Use the key that replaces it (reveal the rotation's new secret in the portal), or sign in to the portal.",
+  },
   email_taken: {
     meaning: "An account with this email address already exists.",
     action: "Log in, or sign up with another address.",
@@ -101,7 +106,7 @@ const EXPLAINED: Record<ErrorCode, { meaning: string; action: string }> = {
     action: "Check both and try again.",
   },
   too_many_attempts: {
-    meaning: "Too many failed sign-ins for this account or from this address.",
+    meaning: "Too many attempts: failed sign-ins or password checks for this account, sign-ups or resets from this address, or webhook test sends and resends for this account.",
     action: "Wait the seconds in `Retry-After` and try again.",
   },
   email_not_verified: {

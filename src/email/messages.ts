@@ -17,7 +17,7 @@ import type { MailMessage } from "./transport.ts";
 export const NOTICE_EVENTS = ["key.rotation_scheduled", "key.rotation_started", "key.expiring", "key.revoked", "key.leaked", "plan.usage_80", "plan.usage_100", "invoice.finalized"] as const satisfies readonly NotificationEvent[];
 export type NoticeEvent = (typeof NOTICE_EVENTS)[number];
 
-export const ACCOUNT_MAIL = ["password_reset", "verify_email", "change_email", "email_changed", "password_changed"] as const;
+export const ACCOUNT_MAIL = ["password_reset", "verify_email", "change_email", "email_changed", "password_changed", "signup_attempted"] as const;
 export type MailKind = (typeof ACCOUNT_MAIL)[number] | `notice:${NoticeEvent}`;
 
 /**
@@ -94,7 +94,7 @@ const text = (v: unknown, fallback = ""): string => (typeof v === "string" ? v :
 const when = (iso: unknown) => (typeof iso === "string" && !Number.isNaN(Date.parse(iso)) ? `${iso.slice(0, 16).replace("T", " ")} UTC` : "soon");
 const dollars = (cents: unknown) => (typeof cents === "number" ? `$${(cents / 100).toFixed(2)}` : "");
 
-/** The account's mail (no notice): reset, verification, the change of address, a changed password. */
+/** The account's mail (no notice): reset, verification, the change of address, a changed password, a sign-up tried with its address. */
 function accountContent(deps: RenderDeps, row: MailRow, secret: Record<string, string>): MailContent {
   const portal = `${deps.config.publicUrl}/portal/settings`;
   switch (row.kind) {
@@ -130,6 +130,17 @@ function accountContent(deps: RenderDeps, row: MailRow, secret: Record<string, s
         subject: "Your Keyport password was changed",
         paragraphs: ["The password of your Keyport account was just changed, and every other session was signed out.", "If you did not make this change, reset your password at once."],
         action: { label: "Reset the password", url: `${deps.config.publicUrl}/forgot-password` },
+      };
+    case "signup_attempted":
+      // Sign-up answers a taken address as it answers a new one (src/accounts/login.ts), so this mail is where its owner learns of it.
+      return {
+        subject: "Someone tried to sign up with your address",
+        paragraphs: [
+          "Someone tried to create a Keyport account with this address, which already has one. No account was made, and nothing about yours changed.",
+          "If it was you, log in with your password instead.",
+        ],
+        action: { label: "Log in", url: `${deps.config.publicUrl}/login` },
+        notes: [`Forgot your password? Ask for a reset link at ${deps.config.publicUrl}/forgot-password.`, "If it was not you, ignore this mail: nobody gets into your account without its password."],
       };
     default:
       throw new Error(`no template ${row.kind}`);

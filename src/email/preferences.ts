@@ -1,5 +1,6 @@
 import { and, desc, eq, gt, inArray, isNull, ne } from "drizzle-orm";
 import { accounts } from "../accounts/accounts.sql.ts";
+import { reservePasswordAttempt } from "../accounts/login.ts";
 import { issueMailToken } from "../accounts/verification.ts";
 import { emailSchema } from "../accounts/service.ts";
 import { recordAudit, type Actor } from "../audit/service.ts";
@@ -121,14 +122,20 @@ type ChangeDeps = Pick<Deps, "db" | "clock" | "config" | "passwords" | "state">;
  * Audited as `account.email_change_requested`.
  */
 export async function requestEmailChange(deps: ChangeDeps, accountId: string, input: { email: string; password: string }, who: Actor): Promise<{ email: string; expiresAt: string }> {
+  // Counted before anything is checked (incremented, then compared: atomic on both backends),
+  // so requests sent at once cannot all pass; what was counted stays counted.
   const attempts = await deps.state.incr(`email-change:${accountId}`, 1, HOUR);
   if (attempts > CHANGE_EMAIL_PER_HOUR) {
     throw new DomainError("too_many_attempts", "Too many requests to change the address. Wait an hour and try again.", undefined, 3600);
   }
   const [account] = await deps.db.select({ email: accounts.email, passwordHash: accounts.passwordHash }).from(accounts).where(eq(accounts.id, accountId));
   if (!account) throw notFound("account");
+  // The password is also a guess against the account's sign-in budgets, shared with the login form.
+  const attempt = await reservePasswordAttempt(deps, account.email, who.ip);
+  if (!attempt) throw new DomainError("too_many_attempts", "Too many wrong passwords. Wait 15 minutes and try again.", undefined, 15 * 60);
   const parsed = emailSchema.safeParse(String(input.email ?? ""));
   const passwordOk = await deps.passwords.verify(String(input.password ?? "").slice(0, 256), account.passwordHash);
+  if (passwordOk) await attempt.succeeded();
   const errors: FieldError[] = [];
   if (!parsed.success) errors.push({ field: "email", message: parsed.error.issues[0]?.message ?? "is not a valid email address" });
   else if (parsed.data === account.email) errors.push({ field: "email", message: "is already this account's address" });

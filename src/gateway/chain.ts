@@ -3,6 +3,7 @@ import type { Deps } from "../deps.ts";
 import { KeyStoreUnavailable, type CachedKey, type PolicyHeaders } from "../keys/cache.ts";
 import { hashKey, keyLength, parseKey } from "../keys/format.ts";
 import { ipAllowed } from "../keys/ips.ts";
+import { quotaCounter } from "../keys/service.ts";
 import type { ErrorCode } from "../errors.ts";
 import { problemBody, type Problem } from "../plugins/problem.ts";
 import type { CappedIncrement, MaybePromise, RateDecision } from "../state/types.ts";
@@ -62,6 +63,23 @@ const DAY = 86_400_000;
 const UNCAPPED = 1e15;
 /** Failed authentications allowed per client IP per minute before 429. */
 export const AUTH_FAILURE_LIMIT = 60;
+const TOO_MANY_FAILURES = "Too many failed authentications from this address; retry later.";
+
+/** An address the failed-authentication budget refuses: until when (the next failure fits), and when the budget is whole again. */
+interface OverBudget {
+  until: number;
+  resetAt: number;
+}
+/**
+ * Addresses at or over their failed-authentication budget, per shared state (one per app),
+ * as the state's own decisions said: a key not in the cache from one of them is refused
+ * before its lookup, so guessing keys from an address over its budget costs no database
+ * query. In process, like the leases' over-limit answers (DESIGN.md, hot path rules): on
+ * several instances each learns it from its own first refusal. Bounded: an address leaves
+ * once its wait is over, and a flood of addresses empties the map.
+ */
+const overBudget = new WeakMap<object, Map<string, OverBudget>>();
+const MAX_OVER_BUDGET = 10_000;
 
 /** The two headers that depend only on the policy and the limit, built once per pair. */
 const fixedHeaders = new Map<string, Map<number, { policy: string; limit: string }>>();
@@ -236,6 +254,9 @@ export function runChain(
   const cached = deps.keyCache.peek(hash, c.now);
   if (cached !== undefined) return authorize(c, cached);
   if (!parseKey(raw, deps.config.keyPrefix).ok) return authFailure(c, "invalid_api_key", "The API key is malformed or mistyped.");
+  // The budget before the lookup: an address over it gets its 429 without a query.
+  const refused = refusedBeforeLookup(c);
+  if (refused !== undefined) return refused;
   return deps.keyCache.load(hash).then(
     (key) => authorize(c, key),
     (err: unknown) => {
@@ -286,12 +307,27 @@ function authorize(c: ChainRequest, key: CachedKey | null): MaybePromise<Gateway
     }
   }
 
-  // 6. the key's rate limit
-  const decision = c.deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now);
+  // 6. the key's rate limit, spent by the request's cost (a batch: its item count), one at
+  // least (the management API's requests cost no quota). A cost over the limit could never
+  // be admitted: refused as a request, spending one like the refusals above, and never asked
+  // of the limiter (a lease would stay blocked for minutes).
+  const cost = c.cost > 1 ? c.cost : 1;
+  if (cost > key.rateLimit) return withRate(c, key, () => overLimitCost(cost, key.rateLimit));
+  const decision = c.deps.state.rateLimit(key.rateKey, key.rateLimit, MINUTE, now, cost);
   return decision instanceof Promise ? decision.then((d) => keyLimited(c, key, d)) : keyLimited(c, key, decision);
 }
 
-/** Step 6's answer, then step 7: the plan's requests per second, across all the account's keys. */
+function overLimitCost(cost: number, limit: number): Problem {
+  return problemBody("invalid_request", `This request counts ${cost} against the key's rate limit of ${limit} a minute, more than the limit ever admits: send at most ${limit} items at a time.`, {
+    errors: [{ field: "items", message: `must hold at most ${limit} items for this key (its rate limit a minute)` }],
+  });
+}
+
+/**
+ * Step 6's answer, then step 7: the plan's requests per second, across all the account's
+ * keys. The plan counts requests, not items: its limit is of requests a second, and a batch
+ * counts its items toward the plan's calls a month (step 9).
+ */
 function keyLimited(c: ChainRequest, key: CachedKey, decision: RateDecision): MaybePromise<GatewayPass | Rejection> {
   c.keyRate = decision;
   if (!decision.allowed) return rateRefusal(c, key, decision, `Rate limit of ${key.rateLimit} requests per minute exceeded.`);
@@ -315,8 +351,8 @@ function planLimited(c: ChainRequest, key: CachedKey, decision: RateDecision): M
   const quota = key.monthlyQuota;
   if (quota === null) return countCall(c, key, month);
   // The counter's name is built once a month per key, not per request: a new string is
-  // hashed again at every lookup.
-  if (key.quotaKey.month !== month.id) key.quotaKey = { month: month.id, name: `quota:${key.id}:${month.id}` };
+  // hashed again at every lookup. A roll or rotation copies it to the replacement (carryQuota).
+  if (key.quotaKey.month !== month.id) key.quotaKey = { month: month.id, name: quotaCounter(key.id, c.now).name };
   const used = c.deps.state.consume(key.quotaKey.name, c.cost, quota, month.end - c.now + DAY);
   return used instanceof Promise ? used.then((u) => quotaSpent(c, key, quota, month, u)) : quotaSpent(c, key, quota, month, used);
 }
@@ -515,9 +551,8 @@ function withRate(c: ChainRequest, key: CachedKey, answer: () => Problem): Maybe
 function authFailure(c: ChainRequest, code: ErrorCode, detail: string): MaybePromise<Rejection> {
   const refuse = (decision: RateDecision): Rejection => {
     setRateHeaders(c.headers, decision, c.now, "auth-failures");
-    if (!decision.allowed) {
-      return { problem: problemBody("rate_limited", "Too many failed authentications from this address; retry later.") };
-    }
+    noteBudget(c, decision);
+    if (!decision.allowed) return { problem: problemBody("rate_limited", TOO_MANY_FAILURES) };
     return { problem: problemBody(code, detail) };
   };
   // A state store that cannot answer does not turn a 401 into a 500: the budget is skipped.
@@ -529,4 +564,39 @@ function authFailure(c: ChainRequest, code: ErrorCode, detail: string): MaybePro
     return refuse(open());
   }
   return decision instanceof Promise ? decision.then(refuse, () => refuse(open())) : refuse(decision);
+}
+
+/**
+ * Remembers an address whose failed-authentication budget admits no further failure now:
+ * refused (the next fits after Retry-After), or admitted with none left (GCRA: the next fits
+ * one emission interval, a minute / AUTH_FAILURE_LIMIT, after the budget is less than full).
+ */
+function noteBudget(c: ChainRequest, d: RateDecision): void {
+  const wait = !d.allowed ? d.retryAfterMs : d.remaining === 0 ? d.resetMs - (MINUTE - MINUTE / AUTH_FAILURE_LIMIT) : 0;
+  if (!(wait > 0)) return;
+  let seen = overBudget.get(c.deps.state);
+  if (seen === undefined) overBudget.set(c.deps.state, (seen = new Map()));
+  if (seen.size >= MAX_OVER_BUDGET) {
+    for (const [address, b] of seen) if (b.until <= c.now) seen.delete(address);
+    if (seen.size >= MAX_OVER_BUDGET) seen.clear();
+  }
+  seen.set(clientAddress(c) ?? "unknown", { until: c.now + wait, resetAt: c.now + d.resetMs });
+}
+
+/**
+ * The 429 of an address known over its failed-authentication budget, for a key not in the
+ * cache, before any lookup; the same answer the budget gives (a refusal spends nothing).
+ */
+function refusedBeforeLookup(c: ChainRequest): Rejection | undefined {
+  const seen = overBudget.get(c.deps.state);
+  if (seen === undefined || seen.size === 0) return undefined;
+  const address = clientAddress(c) ?? "unknown";
+  const b = seen.get(address);
+  if (b === undefined) return undefined;
+  if (b.until <= c.now) {
+    seen.delete(address);
+    return undefined;
+  }
+  setRateHeaders(c.headers, { allowed: false, limit: AUTH_FAILURE_LIMIT, remaining: 0, resetMs: Math.max(0, b.resetAt - c.now), retryAfterMs: b.until - c.now }, c.now, "auth-failures");
+  return { problem: problemBody("rate_limited", TOO_MANY_FAILURES) };
 }

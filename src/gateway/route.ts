@@ -31,7 +31,10 @@ export interface GatewayRoute {
   scope: Scope;
   /** The product of the plans file the route belongs to: the account's plan must include it. */
   product: string;
-  /** Units of quota and metering the request uses (a batch: its item count). */
+  /**
+   * Units of quota, metering and the key's rate limit the request uses (a valid batch: its
+   * item count). Decided before the chain; the quota units of a refused request go back in finish().
+   */
   cost?: (body: unknown) => number;
 }
 

@@ -1,8 +1,9 @@
 import type { BlockList } from "node:net";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { accounts } from "../accounts/accounts.sql.ts";
 import { plans } from "../billing/billing.sql.ts";
 import type { Db } from "../db/client.ts";
+import { keyRotations } from "../rotation/rotation.sql.ts";
 import type { Clock } from "../ops/clock.ts";
 import type { Logger } from "../ops/log.ts";
 import type { SharedState, Unsubscribe } from "../state/types.ts";
@@ -67,6 +68,13 @@ export interface CachedKey {
   expiresAt: number | null;
   graceEndsAt: number | null;
   revokedAt: number | null;
+  /**
+   * A leak report flagged the key (src/leaks/). With `emergency`, the management API refuses
+   * it outright (src/portal/plugin.ts): whoever holds a leaked key must gain nothing from it.
+   */
+  leaked: boolean;
+  /** The key is the old one of an emergency rotation in its grace period. */
+  emergency: boolean;
   policy: PolicyHeaders;
 }
 
@@ -88,6 +96,10 @@ function lookup(db: Db, hash: string) {
       expiresAt: apiKeys.expiresAt,
       graceEndsAt: apiKeys.graceEndsAt,
       revokedAt: apiKeys.revokedAt,
+      leakedAt: apiKeys.leakedAt,
+      // At most one rotation of a key is in flight (key_rotations_one_active_idx), so this
+      // probes that partial unique index; a miss costs it, a cache hit nothing.
+      emergency: sql<boolean>`exists (select 1 from ${keyRotations} where ${keyRotations.oldKeyId} = ${apiKeys.id} and ${keyRotations.state} = 'grace_period' and ${keyRotations.emergency})`.mapWith(Boolean),
       planId: accounts.planId,
       suspendedAt: accounts.suspendedAt,
       rps: plans.requestsPerSecond,
@@ -128,6 +140,8 @@ function cachedKey(row: LookupRow): CachedKey {
     expiresAt: row.expiresAt?.getTime() ?? null,
     graceEndsAt: row.graceEndsAt?.getTime() ?? null,
     revokedAt: row.revokedAt?.getTime() ?? null,
+    leaked: row.leakedAt !== null,
+    emergency: row.emergency,
     policy: { month: "", key: "", plan: "", all: "", keyLimit: "", planLimit: "", monthLimit: "" },
   };
 }

@@ -32,6 +32,10 @@ export const apiKeys = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     revokedAt: timestamp("revoked_at", { withTimezone: true, mode: "date" }),
+    /** Reported found in public (src/leaks/): when, where, and by whom; the key's badge in the portal. */
+    leakedAt: timestamp("leaked_at", { withTimezone: true, mode: "date" }),
+    leakedUrl: text("leaked_url"),
+    leakedBy: text("leaked_by"),
     /**
      * Set on a sandbox key: the API reference's try-it key of one portal session (its id).
      * Revoked when that session logs out; never counted against the key limit.

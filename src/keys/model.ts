@@ -6,7 +6,20 @@ import { parseAllowEntry } from "./ips.ts";
 export const MAX_ACTIVE_KEYS = 25;
 export const MAX_GRACE_HOURS = 168;
 
-const name = z.string({ error: "is required" }).trim().min(1, "must not be empty").max(100, "must be at most 100 characters");
+/**
+ * Bidirectional embeddings, overrides, isolates and marks (U+202A-U+202E, U+2066-U+2069,
+ * U+200E, U+200F): they reorder how a name reads in a list, an audit line or a CSV, so one
+ * key could pass for another ("Trojan Source", CVE-2021-42574). Right-to-left text itself
+ * needs none of them.
+ */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069\u200E\u200F]/;
+
+const name = z
+  .string({ error: "is required" })
+  .trim()
+  .min(1, "must not be empty")
+  .max(100, "must be at most 100 characters")
+  .refine((s) => !BIDI_CONTROLS.test(s), "must not contain bidirectional control characters (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F)");
 
 const scopes = z
   .array(z.string({ error: "must be a list of scope names" }), { error: "must be a list of scope names" })
@@ -80,7 +93,8 @@ export const updateKeySchema = z.strictObject(
 
 export const rollKeySchema = z.strictObject({
   gracePeriodHours: z
-    .number({ error: `must be a number of hours from 0 to ${MAX_GRACE_HOURS}` })
+    .number({ error: `must be a whole number of hours from 0 to ${MAX_GRACE_HOURS}` })
+    .int("must be a whole number of hours")
     .min(0, "must be at least 0")
     .max(MAX_GRACE_HOURS, `must be at most ${MAX_GRACE_HOURS}`)
     .default(24),
@@ -119,6 +133,8 @@ export const keyViewSchema = z.object({
   createdAt: isoTime,
   revokedAt: isoTime.nullable(),
   sandbox: z.boolean().describe("A try-it key of the API reference: a test key minted for one portal session, revoked at its logout."),
+  leakedAt: isoTime.nullable().optional().describe("When the key was reported found in public (a leak report: src/leaks/); null if it never was."),
+  leakedUrl: z.string().nullable().optional().describe("Where the leak was seen, as the report gave it (a commit's or a file's URL); null when it gave none."),
 });
 export type KeyView = z.output<typeof keyViewSchema>;
 export type KeyStatus = KeyView["status"];

@@ -75,6 +75,8 @@ export function toView(row: KeyRow, prefix: string, now: number): KeyView {
     createdAt: row.createdAt.toISOString(),
     revokedAt: iso(row.revokedAt),
     sandbox: row.sandboxSessionId !== null,
+    leakedAt: iso(row.leakedAt),
+    leakedUrl: row.leakedUrl,
   };
 }
 
@@ -386,11 +388,42 @@ export async function replaceKey(
 }
 
 /**
+ * The shared-state counter of a key's monthly quota in the month of `nowMs`, and how long it
+ * lives (the month and a day). The gateway spends the same counter (src/gateway/chain.ts,
+ * planLimited, which builds its name once a month per key).
+ */
+export function quotaCounter(keyId: string, nowMs: number): { name: string; ttlMs: number } {
+  const d = new Date(nowMs);
+  const end = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return { name: `quota:${keyId}:${d.toISOString().slice(0, 7)}`, ttlMs: end - nowMs + 86_400_000 };
+}
+
+/**
+ * Usage follows a key's lineage: what the replaced key spent of its monthly quota this month
+ * is copied to its replacement's counter, so a roll or a rotation never hands out a fresh
+ * quota. Made once the replacement is committed, before its secret is handed out. A shared
+ * state that cannot answer leaves the new counter as it is (logged): the replacement stands.
+ * In service mode the count read includes units other instances hold leased and unspent
+ * (src/state/lease.ts): the new key starts at most that much lower, never higher.
+ */
+export async function carryQuota(deps: Pick<Deps, "state" | "log">, fromKeyId: string, toKeyId: string, nowMs: number): Promise<void> {
+  const from = quotaCounter(fromKeyId, nowMs);
+  const to = quotaCounter(toKeyId, nowMs);
+  try {
+    const used = await deps.state.get(from.name);
+    if (used > 0) await deps.state.incr(to.name, used, to.ttlMs);
+  } catch (err) {
+    deps.log.warn("monthly quota not carried over to the replacement key", { fromKeyId, toKeyId, error: (err as Error).message });
+  }
+}
+
+/**
  * Rolls a key: a new key with the same settings is active at once; the old one answers until
- * the grace period ends (0 h = revoked now), then counts as revoked.
+ * the grace period ends (0 h = revoked now), then counts as revoked. The new key carries the
+ * old one's monthly quota spent so far (carryQuota).
  */
 export async function rollKey(
-  deps: KeyDeps,
+  deps: KeyDeps & Pick<Deps, "state" | "log">,
   accountId: string,
   id: string,
   { gracePeriodHours }: RollInput,
@@ -413,6 +446,7 @@ export async function rollKey(
     await emit(tx, { accountId, event: "key.created", keyId: replaced.created.row.id, data: { name: old.name, replaces: old.id } }, now);
     return replaced;
   });
+  await carryQuota(deps, result.previous.id, result.created.row.id, nowMs);
   await deps.keyCache.announce(result.previous.hash);
   return {
     key: toView(result.created.row, deps.config.keyPrefix, nowMs),

@@ -16,7 +16,7 @@ import {
   webhookStateSchema,
 } from "./model.ts";
 import { listNotificationViews, markAllRead, unreadCount } from "./service.ts";
-import { deleteWebhook, listDeliveries, resendDelivery, rotateWebhookSecret, sendTestEvent, setWebhook, webhookEndpoint } from "./webhooks.ts";
+import { WEBHOOK_SENDS_PER_HOUR, deleteWebhook, listDeliveries, resendDelivery, rotateWebhookSecret, sendTestEvent, setWebhook, webhookEndpoint } from "./webhooks.ts";
 
 const DELIVERY = {
   id: "dlv_3Nq8Wc1Zr6Tb9Ks2",
@@ -141,9 +141,9 @@ export const notifyApi = (deps: Deps) =>
           id: "sendWebhookTest",
           tag: "notifications",
           summary: "Send a test event",
-          description: `A \`webhook.test\` delivery, due now, whatever events the endpoint chose: \`{"id":"dlv_…","type":"webhook.test","createdAt":"…","data":{}}\`, signed and retried like any event. ${SIGNATURE}`,
+          description: `At most ${WEBHOOK_SENDS_PER_HOUR} test events and resends an hour, together (429 \`too_many_attempts\` with Retry-After after that). A \`webhook.test\` delivery, due now, whatever events the endpoint chose: \`{"id":"dlv_…","type":"webhook.test","createdAt":"…","data":{}}\`, signed and retried like any event. ${SIGNATURE}`,
           answers: { 202: { description: "The test delivery, queued.", schema: testEventSchema, example: { id: "dlv_5Hc9Tq2Wm7Zr4Kx1" } } },
-          errors: ["no_webhook"],
+          errors: ["no_webhook", "too_many_attempts"],
         }),
       },
     )
@@ -184,8 +184,9 @@ export const notifyApi = (deps: Deps) =>
           id: "resendDelivery",
           tag: "notifications",
           summary: "Send a delivery again",
+          description: `At most ${WEBHOOK_SENDS_PER_HOUR} resends and test events an hour, together (429 \`too_many_attempts\` with Retry-After after that).`,
           answers: { 202: { description: "A fresh delivery of the same notification, due now.", schema: resentSchema, example: { id: "dlv_8Rt2Wq5Zn1Kc7Lm4" } } },
-          errors: ["not_found", "no_webhook"],
+          errors: ["not_found", "no_webhook", "too_many_attempts"],
         }),
       },
     );

@@ -54,11 +54,11 @@ export const notifyPortal = (deps: Deps) =>
       }
     }, { page: true })
     .post("/portal/settings/webhook/test", async ({ session }) => {
-      const queued = await withWebhook(() => sendTestEvent(deps, session.accountId));
+      const queued = await withWebhook(() => sendTestEvent(deps, session.accountId), session);
       return queued instanceof Response ? queued : settingsPage(deps, session, { webhook: { notice: "Test event queued: it is sent like any event, see Deliveries." } });
     }, { page: true })
     .post("/portal/settings/webhook/rotate-secret", async ({ session, actor }) => {
-      const rotated = await withWebhook(() => rotateWebhookSecret(deps, session.accountId, actor));
+      const rotated = await withWebhook(() => rotateWebhookSecret(deps, session.accountId, actor), session);
       if (rotated instanceof Response) return rotated;
       return settingsPage(deps, session, { newWebhookSecret: rotated.secret }, 200, { "cache-control": "no-store" });
     }, { page: true })
@@ -67,7 +67,7 @@ export const notifyPortal = (deps: Deps) =>
       return settingsPage(deps, session, { webhook: { notice: "Endpoint removed; its pending deliveries are given up." } });
     }, { page: true })
     .post("/portal/settings/webhook/deliveries/:id/resend", async ({ session, params, request }) => {
-      const done = await ownedOr404(session, () => resendDelivery(deps, session.accountId, params.id));
+      const done = await ownedOr404(session, () => withWebhook(() => resendDelivery(deps, session.accountId, params.id), session));
       return done instanceof Response ? done : redirectAfterPost(request, paths.settings);
     }, { page: true });
 
@@ -76,12 +76,17 @@ async function settingsPage(deps: Deps, session: Session, state: SettingsState, 
   return htmlResponse(SettingsPage(await settingsModel(deps, session, state)), status, { "hx-push-url": paths.settings, ...headers });
 }
 
-/** Runs an action on the account's endpoint; none answers the message page (409 no_webhook). */
-async function withWebhook<T>(fn: () => Promise<T>): Promise<T | Response> {
+/** Runs an action on the account's endpoint; none answers the message page (409 no_webhook), and so does the throttle of manual sends (429). */
+async function withWebhook<T>(fn: () => Promise<T>, session: Session): Promise<T | Response> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof DomainError && err.code === "no_webhook") return messagePage(STATUS[err.code], "No webhook", err.detail);
+    if (err instanceof DomainError && err.code === "no_webhook") return messagePage(STATUS[err.code], "No webhook", err.detail, session);
+    if (err instanceof DomainError && err.code === "too_many_attempts") {
+      const page = messagePage(STATUS[err.code], "Too many sends", err.detail, session);
+      if (err.retryAfterSeconds !== undefined) page.headers.set("retry-after", String(err.retryAfterSeconds));
+      return page;
+    }
     throw err;
   }
 }

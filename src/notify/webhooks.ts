@@ -13,6 +13,7 @@ import { TEST_EVENT, type DeliveryView, type WebhookInput, type WebhookSettings,
 import { NOTIFICATION_EVENTS, notifications, webhookDeliveries, webhookEndpoints } from "./notify.sql.ts";
 
 type HookDeps = Pick<Deps, "db" | "clock" | "config" | "log">;
+type SendDeps = Pick<Deps, "db" | "clock" | "state">;
 
 export const DELIVERY_TIMEOUT_MS = 10_000;
 export const RETRY_WINDOW_MS = 24 * 3_600_000;
@@ -39,6 +40,14 @@ export function signPayload(secrets: string | readonly string[], body: string, u
   return [`t=${unixSeconds}`, ...macs].join(",");
 }
 
+/**
+ * Test events and resends an account may ask for in an hour, together: each makes this
+ * server send a request to a URL the account chose, so without a limit a script could use it
+ * to flood a third party from our address.
+ */
+export const WEBHOOK_SENDS_PER_HOUR = 20;
+const HOUR = 3_600_000;
+
 const LOCAL_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
 
 function fieldError(message: string): DomainError {
@@ -61,31 +70,71 @@ export function parseWebhookUrl(raw: string): URL {
   return url;
 }
 
+/** A host name's addresses. The system's resolver by default; tests inject one that answers as they need. */
+export type Resolve = (host: string) => Promise<string[]>;
+
+export const systemResolve: Resolve = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+
 /**
  * SSRF guard: the host must resolve only to public addresses; private, loopback,
  * link-local (incl. the 169.254.169.254 metadata service) and other non-global ranges are
- * refused unless an operator allowed private targets for this endpoint.
+ * refused unless an operator allowed private targets for this endpoint. Returns the
+ * addresses checked: a delivery connects to one of them and resolves nothing again, so a
+ * name that answers differently the next time (DNS rebinding) cannot redirect it. The
+ * refusal does not name the address it found: that would let anyone read private DNS.
  */
-export async function assertPublicTarget(url: URL, allowPrivate: boolean): Promise<void> {
-  if (allowPrivate) return;
+export async function assertPublicTarget(url: URL, allowPrivate: boolean, resolve: Resolve = systemResolve): Promise<string[]> {
   const host = url.hostname.replace(/^\[|\]$/g, "");
   let addresses: string[];
   if (isIP(host)) addresses = [host];
   else {
     try {
-      addresses = (await lookup(host, { all: true })).map((a) => a.address);
+      addresses = await resolve(host);
     } catch {
-      throw new DomainError("invalid_request", "The webhook URL is not valid.", [{ field: "url", message: `host ${host} does not resolve` }]);
+      addresses = [];
     }
+    if (!addresses.length) throw new DomainError("invalid_request", "The webhook URL is not valid.", [{ field: "url", message: `host ${host} does not resolve` }]);
   }
+  if (allowPrivate) return addresses;
   for (const a of addresses) {
     const info = analyzeIp(a);
     if (!info || info.private || info.loopback || info.reserved) {
-      throw new DomainError("webhook_target_refused", `The webhook host resolves to a non-public address (${a}); only an operator's account may allow private targets.`, [
-        { field: "url", message: "resolves to a private, loopback, link-local or reserved address" },
+      throw new DomainError("webhook_target_refused", "The webhook host is not a public address; only an operator's account may allow private targets.", [
+        { field: "url", message: "is not a public address" },
       ]);
     }
   }
+  return addresses;
+}
+
+/** The codes of a connection that never opened: the next checked address may still answer. */
+const NOT_CONNECTED = new Set(["ECONNREFUSED", "ConnectionRefused", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "FailedToOpenSocket"]);
+
+/**
+ * A request to `url` sent to one of the checked `addresses`, in order, and never to what the
+ * name resolves to by then: the URL names the address, the Host header and (https) the TLS
+ * server name — so SNI and the certificate check — name the host as the receiver expects.
+ * The next address is tried only when a connection could not be opened. No connection is
+ * kept for reuse: one opened for another host name must not carry this request.
+ */
+async function pinnedFetch(doFetch: typeof fetch, url: URL, addresses: string[], init: RequestInit): Promise<Response> {
+  const named = isIP(url.hostname.replace(/^\[|\]$/g, "")) === 0;
+  let last: unknown;
+  for (const address of addresses) {
+    const target = new URL(url);
+    target.hostname = address.includes(":") ? `[${address}]` : address;
+    const headers = new Headers(init.headers);
+    headers.set("host", url.host);
+    try {
+      return await doFetch(target, { ...init, headers, keepalive: false, ...(named && url.protocol === "https:" ? { tls: { serverName: url.hostname } } : {}) });
+    } catch (err) {
+      // The delivery's error names the endpoint's host, as the account wrote it.
+      if (err instanceof Error && named) err.message = err.message.replaceAll(target.host, url.host);
+      if (!NOT_CONNECTED.has(String((err as { code?: unknown }).code))) throw err;
+      last = err;
+    }
+  }
+  throw last;
 }
 
 /**
@@ -99,10 +148,12 @@ export async function setWebhook(
   input: WebhookInput,
   who: Actor,
   callerIsOperator: boolean,
+  resolve: Resolve = systemResolve,
 ): Promise<{ url: string; allowPrivate: boolean; events: string[]; secret?: string }> {
   const url = parseWebhookUrl(input.url);
   const allowPrivate = callerIsOperator && input.allowPrivate === true;
-  await assertPublicTarget(url, allowPrivate);
+  // An operator's private target may be a name only the delivering host resolves.
+  if (!allowPrivate) await assertPublicTarget(url, false, resolve);
   // Every event is stored as "all", so events added in a later version are sent too.
   const events = input.events && input.events.length < NOTIFICATION_EVENTS.length ? input.events : null;
   const secret = `whsec_${randomBase62(32)}`;
@@ -181,10 +232,19 @@ export async function rotateWebhookSecret(deps: HookDeps, accountId: string, who
   return { secret, previousSecretExpiresAt: expires.toISOString() };
 }
 
-/** A `webhook.test` delivery to the endpoint, due now: sent, signed and retried like any other. */
-export async function sendTestEvent(deps: Pick<Deps, "db" | "clock">, accountId: string): Promise<string> {
+/** Spends one of the account's manual sends (test events and resends), or refuses with too_many_attempts. */
+async function spendManualSend(deps: SendDeps, accountId: string): Promise<void> {
+  const decision = await deps.state.rateLimit(`webhook-sends:${accountId}`, WEBHOOK_SENDS_PER_HOUR, HOUR, deps.clock.now());
+  if (!decision.allowed) {
+    throw new DomainError("too_many_attempts", `Too many test events and resends: at most ${WEBHOOK_SENDS_PER_HOUR} an hour. Try again later.`, undefined, Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
+  }
+}
+
+/** A `webhook.test` delivery to the endpoint, due now: sent, signed and retried like any other. Throttled with resends. */
+export async function sendTestEvent(deps: SendDeps, accountId: string): Promise<string> {
   const [endpoint] = await deps.db.select({ url: webhookEndpoints.url }).from(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
   if (!endpoint) throw noWebhook();
+  await spendManualSend(deps, accountId);
   const now = new Date(deps.clock.now());
   const id = newId("dlv");
   await deps.db.insert(webhookDeliveries).values({ id, accountId, notificationId: null, event: TEST_EVENT, url: endpoint.url, state: "pending", nextAttemptAt: now, createdAt: now });
@@ -209,8 +269,8 @@ export async function listDeliveries(deps: Pick<Deps, "db">, accountId: string, 
   }));
 }
 
-/** "Resend": a fresh delivery of the same notification, due now, with a fresh retry window. */
-export async function resendDelivery(deps: Pick<Deps, "db" | "clock">, accountId: string, deliveryId: string): Promise<string> {
+/** "Resend": a fresh delivery of the same notification, due now, with a fresh retry window. Throttled with test events. */
+export async function resendDelivery(deps: SendDeps, accountId: string, deliveryId: string): Promise<string> {
   const [d] = await deps.db
     .select()
     .from(webhookDeliveries)
@@ -218,6 +278,7 @@ export async function resendDelivery(deps: Pick<Deps, "db" | "clock">, accountId
   if (!d) throw notFound("delivery");
   const [endpoint] = await deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.accountId, accountId));
   if (!endpoint) throw noWebhook();
+  await spendManualSend(deps, accountId);
   const now = new Date(deps.clock.now());
   const id = newId("dlv");
   await deps.db.insert(webhookDeliveries).values({ id, accountId, notificationId: d.notificationId, event: d.event, url: endpoint.url, state: "pending", nextAttemptAt: now, createdAt: now });
@@ -236,7 +297,7 @@ export interface DeliveryRun {
  * marks it delivered, anything else (status, timeout, refused target) schedules a retry
  * with exponential backoff until 24 h after it was created, then it is given up.
  */
-export async function deliverDue(deps: HookDeps, opts: { fetch?: typeof fetch; limit?: number } = {}): Promise<DeliveryRun> {
+export async function deliverDue(deps: HookDeps, opts: { fetch?: typeof fetch; limit?: number; resolve?: Resolve } = {}): Promise<DeliveryRun> {
   const doFetch = opts.fetch ?? fetch;
   const now = deps.clock.now();
   const run: DeliveryRun = { attempted: 0, delivered: 0, failed: 0, gaveUp: 0 };
@@ -258,10 +319,10 @@ export async function deliverDue(deps: HookDeps, opts: { fetch?: typeof fetch; l
     let error: string | null = null;
     try {
       const url = new URL(e.url);
-      await assertPublicTarget(url, e.allowPrivate);
+      const addresses = await assertPublicTarget(url, e.allowPrivate, opts.resolve);
       const secrets = [sealer(deps).open(e.secretSealed, e.accountId)];
       if (e.previousSecretSealed && overlapEnd(e, deps.clock.now())) secrets.push(sealer(deps).open(e.previousSecretSealed, e.accountId));
-      const res = await doFetch(url, {
+      const res = await pinnedFetch(doFetch, url, addresses, {
         method: "POST",
         headers: {
           "content-type": "application/json",

@@ -3,7 +3,9 @@ import { z } from "zod";
 import { DomainError, zodFieldErrors, type FieldError } from "../errors.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../ops/log.ts";
-import { requestOrigin } from "./origin.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import { newRequestId } from "./observe.ts";
+import { namesHost, requestOrigin } from "./origin.ts";
 import { ProblemError, domainResponse, problemJson, problemResponse } from "./problem.ts";
 
 /** How a browser is answered instead of problem+json, by status (the portal's message page). */
@@ -28,28 +30,67 @@ function validationErrors(error: Readonly<ValidationError>): FieldError[] {
 
 const WHAT: Record<string, string> = { body: "request body", query: "query", params: "path" };
 
-/** What the error answers need: the log for the unexpected ones, the config for the request's origin (problem types). */
+/**
+ * What the error answers need: the log for the unexpected ones, the config for the request's
+ * origin (problem types), the metrics for requests refused before any route (no access log
+ * or request counter sees those).
+ */
 export interface ErrorsDeps {
   log: Logger;
   config: Pick<Config, "trustProxy">;
+  metrics?: Pick<Metrics, "recordRequest">;
 }
+
+const MALFORMED_HOST = "The Host header does not name a host this server can answer for.";
+/** The origin of answers to a request that names none (requestOrigin's fallback for a host that is not one). */
+const NO_ORIGIN = "http://localhost";
 
 /**
  * One global onError: expected failures (DomainError) become problem+json with their code's
  * status; parse and validation failures become 400 invalid_request; anything else is logged
  * with its stack and answered with a generic 500 that never echoes the error's message.
- * Browsers navigating the portal get `page` instead.
+ * Browsers navigating the portal get `page` instead. The hook itself never throws: a throw
+ * there would reach Bun, whose development error page shows paths and source.
+ *
+ * Before any route, a request whose Host header names no host (request.url does not parse)
+ * is answered 400 (RFC 9112 §3.2), logged once: pages build links from the request's URL.
  */
 export const errorsPlugin = (deps: ErrorsDeps, page: ErrorPage) =>
   // Destructured on purpose: Elysia reads which context fields a hook uses from its source,
   // and a hook taking the whole context makes it parse cookies, query and headers on every
   // request of every route (measured: -10% requests/s for the whole app).
-  new Elysia({ name: "errors" }).onError({ as: "global" }, ({ code, error, request, set }) => {
-    const response = answer({ code, error, request, set }, deps, page);
-    // The access log and metrics read the status from `set` once the answer is sent.
-    set.status = response.status;
-    return response;
-  });
+  new Elysia({ name: "errors" })
+    .onRequest(({ request }) => {
+      if (!namesHost(request.url)) return refuseHost(request, deps, page);
+    })
+    .onError({ as: "global" }, ({ code, error, request, set }) => {
+      let response: Response;
+      try {
+        response = answer({ code, error, request, set }, deps, page);
+      } catch (err) {
+        deps.log.error("error handler failed", { path: pathOf(request.url), name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack });
+        response = problemResponse(NO_ORIGIN, "internal_error", "Something went wrong on our side; the request id identifies it in our logs.");
+      }
+      // The access log and metrics read the status from `set` once the answer is sent.
+      set.status = response.status;
+      return response;
+    });
+
+/**
+ * The 400 for a Host header that is no host, with the request id, log line and request count
+ * every answer has. An HTTP/1.0 request may carry no Host at all (a load balancer's health
+ * check): it goes on, and a page that needs its URL answers the same 400 from the error hook.
+ */
+function refuseHost(request: Request, deps: ErrorsDeps, page: ErrorPage): Response | undefined {
+  const host = request.headers.get("host");
+  if (host === null) return undefined;
+  const requestId = newRequestId();
+  deps.log.warn("malformed host header", { requestId, method: request.method, path: pathOf(request.url).slice(0, 200), host: host.slice(0, 200) });
+  deps.metrics?.recordRequest(request.method, "unmatched", 400, 0);
+  const response = wantsPage(request) ? page(400) : problemResponse(NO_ORIGIN, "invalid_request", MALFORMED_HOST);
+  response.headers.set("x-request-id", requestId);
+  return response;
+}
 
 /** The problem+json answer for an error a data-API handler threw (the same as the global hook gives). */
 export function apiErrorResponse(error: unknown, request: Request, headers: Record<string, string | number>, deps: ErrorsDeps): Response {
@@ -110,6 +151,8 @@ function problemAnswer({ code, error, request, set }: { code: string | number; e
   // SQLSTATE class 22 (data exception: a NUL byte, an invalid encoding, a number out of
   // range) means the input reached the database malformed; it is the caller's error.
   if (/^22[0-9A-Z]{3}$/.test(sqlState(error) ?? "")) return problemResponse(origin, "invalid_request", "The request holds a value that cannot be stored or searched for.");
+  // A request without a Host (HTTP/1.0) reached a route that needed its URL.
+  if (!URL.canParse(request.url)) return problemResponse(origin, "invalid_request", MALFORMED_HOST);
   const status = (error as { status?: number }).status;
   if (status === 413) return problemResponse(origin, "payload_too_large", "The request body is too large.");
   if (typeof status === "number" && status >= 400 && status < 500) return problemResponse(origin, "invalid_request", "The request could not be handled.");

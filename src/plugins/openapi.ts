@@ -99,7 +99,7 @@ export const GATEWAY_CODES: ErrorCode[] = ["missing_api_key", "invalid_api_key",
  * database refuses (a NUL) is the caller's error too. A body over the server's limit is
  * refused on any route before a route reads it (413, src/plugins/body-limit.ts).
  */
-const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded" && c !== "product_not_in_plan"), "invalid_session", "csrf_failed", "test_key_not_allowed", "invalid_request", "payload_too_large"];
+const CALLER_CODES: ErrorCode[] = [...GATEWAY_CODES.filter((c) => c !== "quota_exceeded" && c !== "product_not_in_plan"), "invalid_session", "csrf_failed", "test_key_not_allowed", "key_replaced", "invalid_request", "payload_too_large"];
 
 /** Request body examples by operation id: the document builder puts each under its operation's body. */
 export const REQUEST_EXAMPLES = new Map<string, unknown>();

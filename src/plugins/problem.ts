@@ -31,6 +31,7 @@ export const STATUS: Record<ErrorCode, number> = {
   sandbox_unavailable: 403,
   csrf_failed: 403,
   test_key_not_allowed: 403,
+  key_replaced: 403,
   email_not_verified: 403,
   not_found: 404,
   email_taken: 409,

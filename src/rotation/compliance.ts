@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
+import type { CsvCell } from "../ops/csv.ts";
 
 export interface ComplianceRow {
   keyId: string;
@@ -97,6 +98,10 @@ export async function complianceReport(db: Db, now: number, accountId?: string):
 
 export const COMPLIANCE_CSV_COLUMNS = ["key_id", "name", "account", "environment", "created_at", "age_days", "max_age_days", "over_policy", "rotation_state", "rotation_due_at"];
 
-export function complianceCsvRows(report: ComplianceReport): (string | number)[][] {
+/**
+ * The report's rows for the CSV (written by src/ops/csv.ts, which defuses formula cells: a
+ * key's name and an account's email are another tenant's text in the operator's export).
+ */
+export function complianceCsvRows(report: ComplianceReport): CsvCell[][] {
   return report.rows.map((r) => [r.keyId, r.name, r.email, r.environment, r.createdAt, r.ageDays, r.maxAgeDays, r.overPolicy ? "yes" : "no", r.rotationState ?? "", r.rotationDueAt ?? ""]);
 }

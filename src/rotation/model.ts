@@ -2,9 +2,11 @@ import { z } from "zod";
 import { idParams } from "../ids.ts";
 import { MAX_GRACE_HOURS } from "../keys/model.ts";
 
+/** Whole hours: what the portal's fields, the audit lines and the notices say. */
 const hours = (field: string) =>
   z
-    .number({ error: `must be a number of hours from 0 to ${MAX_GRACE_HOURS}` })
+    .number({ error: `must be a whole number of hours from 0 to ${MAX_GRACE_HOURS}` })
+    .int("must be a whole number of hours")
     .min(0, "must be at least 0")
     .max(MAX_GRACE_HOURS, `must be at most ${MAX_GRACE_HOURS}`)
     .describe(field);

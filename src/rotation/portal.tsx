@@ -1,12 +1,12 @@
 /** @jsxImportSource @kitajs/html */
 import { Elysia } from "elysia";
-import { stringify } from "csv-stringify/sync";
 import { z } from "zod";
 import { settingsModel } from "../accounts/settings.ts";
 import type { Deps } from "../deps.ts";
 import { DomainError, parseInput } from "../errors.ts";
 import { keyDetailModel } from "../keys/pages.ts";
 import { getKey } from "../keys/service.ts";
+import { csvText } from "../ops/csv.ts";
 import { STATUS } from "../plugins/problem.ts";
 import { formFields, formNumber, formOptionalText, formText } from "../portal/form.ts";
 import { pageSession } from "../portal/page.ts";
@@ -43,7 +43,7 @@ const policyForm = z
   .pipe(policySchema);
 
 export function complianceCsv(report: ComplianceReport): Response {
-  return csvResponse(stringify(complianceCsvRows(report), { header: true, columns: COMPLIANCE_CSV_COLUMNS }), "compliance.csv");
+  return csvResponse(csvText(COMPLIANCE_CSV_COLUMNS, complianceCsvRows(report)), "compliance.csv");
 }
 
 /**

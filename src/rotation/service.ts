@@ -5,14 +5,14 @@ import { recordAudit, systemActor, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { newId } from "../ids.ts";
 import { apiKeys } from "../keys/keys.sql.ts";
-import { getKeyRow, keyStatus, replaceKey } from "../keys/service.ts";
+import { carryQuota, getKeyRow, keyStatus, replaceKey } from "../keys/service.ts";
 import { emit } from "../notify/service.ts";
 import { DomainError, notFound } from "../errors.ts";
 import { keyRotations, rotationPolicies } from "./rotation.sql.ts";
 import { DEFAULT_POLICY, type EmergencyInput, type RotationPolicy, type RotationView, type ScheduleInput } from "./model.ts";
 export { DEFAULT_POLICY, type RotationPolicy, type RotationView } from "./model.ts";
 
-type RotationDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "log" | "products">;
+type RotationDeps = Pick<Deps, "db" | "clock" | "config" | "keyCache" | "log" | "products" | "state">;
 export type RotationRow = typeof keyRotations.$inferSelect;
 
 const HOUR = 3_600_000;
@@ -141,13 +141,14 @@ export async function cancelRotation(deps: RotationDeps, accountId: string, rota
  * from `scheduled`, so of two runners exactly one proceeds. Then, in the same transaction,
  * the replacement key is made with the old one's settings, its secret sealed into the
  * rotation, and the old key turns `expiring` until the grace end (or is revoked at once).
+ * Once committed, the new key carries the old one's monthly quota spent so far (carryQuota).
  * Returns the secret for a caller who is present (emergency), or null when not claimed.
  */
 async function startRotation(deps: RotationDeps, rotationId: string, who: Actor): Promise<{ row: RotationRow; secret: string; oldHash: string } | null> {
   const nowMs = deps.clock.now();
   const now = new Date(nowMs);
   try {
-    return await deps.db.transaction(async (tx) => {
+    const started = await deps.db.transaction(async (tx) => {
       const [claimed] = await tx
         .update(keyRotations)
         .set({ state: "grace_period", startedAt: now })
@@ -186,6 +187,8 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
       );
       return { row: row!, secret: created.secret, oldHash: previous.hash };
     });
+    if (started !== null && started.row.state !== "failed" && started.row.newKeyId !== null) await carryQuota(deps, started.row.oldKeyId, started.row.newKeyId, nowMs);
+    return started;
   } catch (err) {
     if (!(err instanceof DomainError)) throw err;
     // A business refusal (e.g. the account's key limit): the rotation fails visibly, once.

@@ -1,10 +1,10 @@
 /** @jsxImportSource @kitajs/html */
 import { Elysia } from "elysia";
-import { stringify } from "csv-stringify/sync";
 import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import { keyDetailModel } from "../keys/pages.ts";
 import { getKey } from "../keys/service.ts";
+import { csvText } from "../ops/csv.ts";
 import { authPlugin } from "../portal/plugin.ts";
 import { csvResponse, htmlResponse, ownedOr404, wantsFragment } from "../portal/respond.ts";
 import { KeyDetailPage } from "../../views/keys/key-detail.tsx";
@@ -30,9 +30,9 @@ export const usagePortal = (deps: Deps) =>
       if (k instanceof Response) return k;
       const { days } = csvQuery.parse(query);
       const report = await keyUsageReport(deps.db, k.id, days, deps.clock.now());
-      const csv = stringify(
-        report.daily.map((d) => [d.day, d.successes, d.errors, d.avgLatencyMs ?? "", d.p95LatencyMs ?? ""]),
-        { header: true, columns: ["day", "successes", "errors", "avg_latency_ms", "p95_latency_ms"] },
+      const csv = csvText(
+        ["day", "successes", "errors", "avg_latency_ms", "p95_latency_ms"],
+        report.daily.map((d) => [d.day, d.successes, d.errors, d.avgLatencyMs, d.p95LatencyMs]),
       );
       return csvResponse(csv, `usage-${k.id}-${days}d.csv`);
     }, { page: true });

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { and, eq } from "drizzle-orm";
 import { accounts } from "../../src/accounts/accounts.sql.ts";
 import { createAccount } from "../../src/accounts/service.ts";
+import { accountWorkSettled } from "../../src/accounts/reset.ts";
 import { RESEND_LIMITS, VERIFY_TTL_MS } from "../../src/accounts/verification.ts";
 import { auditEvents } from "../../src/audit/audit.sql.ts";
 import { cliActor } from "../../src/audit/service.ts";
@@ -22,6 +23,8 @@ const VERIFY_SUBJECT = "Confirm your email address for Keyport";
 const GATE = "Confirm your address to create live keys.";
 const LIVE_FORM = { name: "prod", environment: "live", scopes: "email:read", rateLimit: "60" };
 const TEST_FORM = { ...LIVE_FORM, name: "dev", environment: "test" };
+const PASSWORD = "a long and unusual passphrase";
+let nextIp = 1;
 
 /** What the config makes of these variables: REQUIRE_EMAIL_VERIFICATION, or else whether SMTP_URL is set. */
 const gateOf = (env: Record<string, string>) => {
@@ -39,8 +42,9 @@ for (const backend of backends) {
     let open: Harness;
     beforeAll(async () => {
       smtp = await new TestSmtpServer().start();
-      h = await startHarness(backend, { clock, mailTransport: smtp.transport(), config: { ...gateOf({ SMTP_URL: smtp.url() }), plansFile: UNMETERED_PLANS } });
-      open = await startHarness(backend, { clock, mailTransport: smtp.transport(), config: { plansFile: UNMETERED_PLANS } });
+      // TRUST_PROXY: each sign-up names its client address in X-Forwarded-For.
+      h = await startHarness(backend, { clock, mailTransport: smtp.transport(), config: { ...gateOf({ SMTP_URL: smtp.url() }), trustProxy: true, plansFile: UNMETERED_PLANS } });
+      open = await startHarness(backend, { clock, mailTransport: smtp.transport(), config: { trustProxy: true, plansFile: UNMETERED_PLANS } });
     });
     afterAll(async () => {
       await h.close();
@@ -53,10 +57,24 @@ for (const backend of backends) {
     const verifyMails = (address: string) => smtp.to(address).filter((m) => m.parsed.subject === VERIFY_SUBJECT);
     const tokenOf = (link: string) => new URL(link).searchParams.get("token")!;
 
+    /**
+     * A new account, signed in. Where a confirmed address is required, sign-up answers "check
+     * your mail" and signs nobody in (so that a taken address is answered alike, issue 21):
+     * the account logs in after it, as its owner would. Each from a client address of its
+     * own, so the per-address sign-up budget of one test does not reach another's.
+     */
     async function signedUp(on: Harness = h): Promise<{ b: Browser; address: string; accountId: string }> {
       const b = new Browser(on);
       const address = email();
-      await b.signUp(address);
+      const from = { "x-forwarded-for": `198.51.100.${nextIp++ % 250}` };
+      const res = await b.post("/signup", { email: address, password: PASSWORD }, { headers: from });
+      if (on.deps.config.requireEmailVerification) {
+        expect(res.status).toBe(200);
+        expect(b.cookie).toBeUndefined();
+        await accountWorkSettled(on.deps);
+        expect((await b.post("/login", { email: address, password: PASSWORD }, { headers: from })).status).toBe(303);
+      } else expect(res.status).toBe(303);
+      await b.page("/portal/keys");
       const [row] = await on.deps.db.select({ id: accounts.id }).from(accounts).where(eq(accounts.email, address));
       return { b, address, accountId: row!.id };
     }

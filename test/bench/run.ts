@@ -13,9 +13,9 @@
  * bun run bench -- --cpu-prof /tmp/prof           # keyport servers write CPU profiles there
  * bun run bench -- --only proxy --proxy-rate 2000 # Keyport in front of a bare upstream vs the upstream alone
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateKey } from "../../src/keys/format.ts";
 import { openPglite } from "../../src/db/client.ts";
@@ -119,6 +119,7 @@ const extras: {
   twoInstanceLimit?: { limit: number; seconds: number; admitted: number; bound: number; largestExcess: number; largestSecond: number; perSecond: number; admittedBySecond: number[] };
   metering?: { scenario: string; answered: number; metered: number }[];
   proxy?: ProxyResult[];
+  scan?: ScanBench;
 } = {};
 
 /** One fixed-rate run as wrk saw it. */
@@ -155,7 +156,7 @@ interface ProxyResult {
   forwardCpuSecPer1000: number;
 }
 
-/** `--only` names groups: frame, embedded, service, rejected, two, proxy, memory, flush (the baseline always runs). */
+/** `--only` names groups: frame, embedded, service, rejected, two, proxy, memory, flush, scan (the baseline always runs, except for scan alone). */
 function wanted(group: string): boolean {
   return !ONLY || ONLY.has(group);
 }
@@ -596,6 +597,94 @@ async function flush(): Promise<void> {
   extras.flush.push(await benchFlush({}));
 }
 
+/** `keyport scan` over a generated tree: its wall time as a user sees it, the process's start included. */
+interface ScanBench {
+  files: number;
+  mb: number;
+  planted: number;
+  found: number;
+  /** The first run, files freshly written (in the page cache all the same), and the second. */
+  firstSeconds: number;
+  seconds: number;
+  mbPerSecond: number;
+}
+
+/**
+ * A ~100 MB tree like a monorepo's: 2,000 source files of 40-60 KB in 40 packages, a 20 MB
+ * log, binaries, node_modules and an ignored build folder (both skipped, so not counted), one
+ * live key in every 50th file and a look-alike in every file. Deterministic text (an LCG).
+ */
+function writeScanTree(root: string): { files: number; bytes: number; planted: number } {
+  const words = ["const", "function", "return", "import", "export", "value", "config", "=", "{", "}", "(", ")", '"string"', "42", "await", "async", "let", "if", "else", "kp"];
+  let seed = 1;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const text = (bytes: number) => {
+    const lines: string[] = [];
+    for (let n = 0; n < bytes; ) {
+      let line = "  ";
+      for (let i = 3 + Math.floor(next() * 12); i > 0; i--) line += words[Math.floor(next() * words.length)] + " ";
+      lines.push(line);
+      n += line.length + 1;
+    }
+    return lines.join("\n") + "\n";
+  };
+  let files = 0;
+  let bytes = 0;
+  let planted = 0;
+  const put = (path: string, content: string | Uint8Array, counted = true) => {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), content);
+    if (counted) {
+      files++;
+      bytes += content.length;
+    }
+  };
+  for (let p = 0; p < 40; p++) {
+    for (let f = 0; f < 50; f++) {
+      let t = text(40_000 + Math.floor(next() * 20_000)) + `// kp_live_${"x".repeat(46)}\n`;
+      if (f === 7) {
+        t += `export const key = "${generateKey("kp", "live")}";\n`;
+        planted++;
+      }
+      put(`packages/p${p}/src/file${f}.ts`, t);
+    }
+  }
+  put("logs/app.log", text(20_000_000));
+  for (let b = 0; b < 10; b++) put(`assets/img${b}.png`, new Uint8Array(100_000).fill(7, 1));
+  put(".gitignore", "build/\n");
+  put("build/bundle.js", text(5_000_000), false);
+  put("node_modules/dep/index.js", text(5_000_000), false);
+  return { files, bytes, planted };
+}
+
+async function scanTree(): Promise<void> {
+  if (!wanted("scan")) return;
+  const root = mkdtempSync(join(tmpdir(), "kp-bench-scan-"));
+  cleanups.push(async () => rmSync(root, { recursive: true, force: true }));
+  say("· keyport scan: writing a ~100 MB tree");
+  const tree = writeScanTree(root);
+  const run = () => {
+    const t = performance.now();
+    const r = Bun.spawnSync(["bun", MAIN, "scan", "--format", "json", "."], { cwd: root, env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" }, stdout: "pipe", stderr: "pipe" });
+    const seconds = (performance.now() - t) / 1000;
+    if (r.exitCode !== 1) throw new Error(`keyport scan exited ${r.exitCode}: ${r.stderr.toString()}`);
+    const doc = JSON.parse(r.stdout.toString()) as { files: number; bytes: number; finds: unknown[] };
+    return { seconds, doc };
+  };
+  say(`· keyport scan: ${tree.files} files, ${(tree.bytes / 1e6).toFixed(1)} MB`);
+  const first = run();
+  const second = run();
+  extras.scan = {
+    files: second.doc.files,
+    mb: second.doc.bytes / 1e6,
+    planted: tree.planted,
+    found: second.doc.finds.length,
+    firstSeconds: first.seconds,
+    seconds: second.seconds,
+    mbPerSecond: second.doc.bytes / 1e6 / second.seconds,
+  };
+}
+
 // ---------------------------------------------------------------------------------------
 
 interface Target {
@@ -657,6 +746,14 @@ function targets(): Target[] {
       name: `proxy rows (${p.mode}): every run held ${p.rate.toLocaleString("en")} req/s, every answer 200`,
       pass: runs.every(held) && runs.every(clean),
       detail: `direct ${Math.round(p.direct.rps)} req/s ${JSON.stringify(p.direct.statuses)}, ${p.direct.late} late; Keyport's own route ${Math.round(p.own.rps)} req/s ${JSON.stringify(p.own.statuses)}, ${p.own.late} late; through Keyport ${Math.round(p.proxied.rps)} req/s ${JSON.stringify(p.proxied.statuses)}, ${p.proxied.late} late; p99 added ${p.addedP99Ms.toFixed(2)} ms, Keyport's CPU ${p.keyportCpuSecPer1000.toFixed(3)} s per 1,000 requests`,
+    });
+  }
+  if (extras.scan) {
+    const sc = extras.scan;
+    out.push({
+      name: "keyport scan reads a ~100 MB tree in seconds (< 5 s, the process's start included), finding every planted key",
+      pass: sc.seconds < 5 && sc.found === sc.planted,
+      detail: `${sc.seconds.toFixed(2)} s (first run ${sc.firstSeconds.toFixed(2)} s) for ${sc.files} files, ${sc.mb.toFixed(1)} MB: ${sc.mbPerSecond.toFixed(0)} MB/s; ${sc.found} of ${sc.planted} keys found`,
     });
   }
   for (const m of extras.metering ?? []) {
@@ -725,19 +822,22 @@ function printTable(ts: Target[]): void {
 }
 
 async function main(): Promise<number> {
-  if (!wrkInstalled()) {
+  // The scanner's row needs neither wrk nor the baseline.
+  const scanOnly = ONLY?.size === 1 && ONLY.has("scan");
+  if (!wrkInstalled() && !scanOnly) {
     console.error("bench: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk (as root: apt-get update && apt-get install -y wrk)");
     return 1;
   }
   const started = new Date();
   say(`keyport bench: ${DURATION} s per row after ${WARMUP} s warm-up, ${CONNECTIONS} connections, wrk -t1; LOG_LEVEL=warn unless the row says otherwise`);
   try {
-    await baseline();
+    if (!scanOnly) await baseline();
     if (wanted("embedded")) await embedded();
     if (["service", "rejected", "two"].some(wanted)) await service();
     await proxy();
     await memory();
     await flush();
+    await scanTree();
   } finally {
     for (const c of cleanups.reverse()) await c().catch((err) => console.error(`bench cleanup: ${(err as Error).message}`));
   }

@@ -131,7 +131,7 @@ for (const backend of backends) {
       expect(audit.map((e) => e.action).sort()).toEqual(["key.created", "key.revoked"]);
     });
 
-    it("revokes the other sessions' sandbox keys when a password change ends those sessions", async () => {
+    it("revokes every sandbox key of the account when a password change ends its sessions; the changing browser gets a new one", async () => {
       const address = email();
       const here = new Browser(h);
       await here.signUp(address);
@@ -144,7 +144,13 @@ for (const backend of backends) {
       const mine = await wholeKey(here);
       expect((await here.post("/portal/settings", { current: "a long and unusual passphrase", next: "another long unusual passphrase" })).status).toBe(200);
       expect((await h.req("/v1/email/a@example.com", { headers: bearer(theirs) })).status).toBe(401);
-      expect((await h.req("/v1/email/a@example.com", { headers: bearer(mine) })).status).toBe(200);
+      // The changing browser's session is renewed too (a new id and secret): its old key went with it.
+      expect((await h.req("/v1/email/a@example.com", { headers: bearer(mine) })).status).toBe(401);
+      await here.page("/portal/settings");
+      await (await here.post("/docs/analyzeEmail/try", { param_address: "a@example.com", credential: "sandbox" }, { htmx: true })).arrayBuffer();
+      const renewed = await wholeKey(here);
+      expect(renewed).not.toBe(mine);
+      expect((await h.req("/v1/email/a@example.com", { headers: bearer(renewed) })).status).toBe(200);
     });
 
     it("gives a session's sandbox key to that session only, and only with its CSRF token", async () => {

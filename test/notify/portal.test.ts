@@ -44,7 +44,7 @@ for (const backend of backends) {
       expect(await bad.text()).toContain("must use https");
       const internal = await b.post("/portal/settings/webhook", { url: "https://169.254.169.254/hook" });
       expect(internal.status).toBe(422);
-      expect(await internal.text()).toContain("resolves to a private");
+      expect(await internal.text()).toContain("is not a public address");
       const ok = await b.post("/portal/settings/webhook", { url: "https://93.184.216.34/hook" });
       expect(ok.status).toBe(200);
       expect(ok.headers.get("cache-control")).toBe("no-store");
@@ -74,7 +74,7 @@ for (const backend of backends) {
         expect(page).toContain("private and loopback targets (localhost too) are refused; only an operator&#x27;s account may allow them");
         const refused = await b.post("/portal/settings/webhook", { url, allowPrivate: "true" });
         expect(refused.status).toBe(422);
-        expect(await refused.text()).toContain("resolves to a private");
+        expect(await refused.text()).toContain("is not a public address");
       } finally {
         server.stop(true);
       }

@@ -12,6 +12,8 @@ import { accounts } from "../../src/accounts/accounts.sql.ts";
 import { monthOf, previousMonth } from "../../src/billing/invoices.ts";
 import { closeMonth, listInvoices } from "../../src/billing/service.ts";
 import { registerProduct } from "../../src/products/service.ts";
+import { generateKey } from "../../src/keys/format.ts";
+import { leakPolicyFloor } from "../../src/leaks/service.ts";
 
 /** A product with an operation at its root and one under it. */
 const FIXTURE_SPEC = {
@@ -53,6 +55,9 @@ type Fixture =
   | { gateway: string; json?: unknown; method?: string }
   /** Needs no credential, and why. */
   | { public: string };
+
+/** A key of this server's shape that no account has: what a leak report pastes. */
+const NOBODYS_KEY = generateKey("kp", "live");
 
 const KEY_FORM = { name: "x", scopes: "email:read", rateLimit: "1", gracePeriodHours: "0", reason: "x", at: "2030-01-01T00:00" };
 const inAnHour = () => new Date(Date.now() + 7_200_000).toISOString();
@@ -97,6 +102,11 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "POST /docs/sandbox-key": () => ({ portal: "/docs/sandbox-key" }),
   "GET /static/:name": () => ({ public: "css, htmx and icons" }),
   "GET /pricing": () => ({ public: "the plans and the billing rules, from the plans file (signed in, the account's plan is marked)" }),
+  // Public-code scanners' reports (test/leaks/intake.test.ts covers each refusal).
+  "POST /leaks/github": () => ({ public: "signed by GitHub: the signature is the authority" }),
+  "POST /leaks/gitlab": () => ({ public: "signed by GitLab: the signature is the authority" }),
+  "GET /leaks/gitlab/v1/revocable_token_types": () => ({ public: "GitLab's Token Revocation API: a pre-shared token" }),
+  "POST /leaks/gitlab/v1/revoke_tokens": () => ({ public: "GitLab's Token Revocation API: a pre-shared token" }),
 
   "GET /api/keys": () => ({ api: "/api/keys" }),
   "POST /api/keys": () => ({ api: "/api/keys", json: { name: "x", scopes: ["email:read"] } }),
@@ -122,6 +132,10 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "POST /api/webhook/deliveries/:id/resend": (v) => ({ api: `/api/webhook/deliveries/${v.deliveryId}/resend` }),
   "POST /api/webhook/test": () => ({ api: "/api/webhook/test" }),
   "POST /api/webhook/rotate-secret": () => ({ api: "/api/webhook/rotate-secret" }),
+  "POST /api/leaks": () => ({ api: "/api/leaks", json: { key: NOBODYS_KEY, url: "https://example.com/leak" } }),
+  "GET /api/leaks": () => ({ api: "/api/leaks" }),
+  "GET /api/leak-policy": () => ({ api: "/api/leak-policy" }),
+  "PUT /api/leak-policy": () => ({ api: "/api/leak-policy", json: { policy: "notify" } }),
 
   "GET /portal": () => ({ portal: "/portal" }),
   "POST /logout": () => ({ portal: "/logout" }),
@@ -154,6 +168,8 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /portal/billing/change": () => ({ portal: "/portal/billing/change?plan=starter" }),
   "POST /portal/billing/plan": () => ({ portal: "/portal/billing/plan", form: { plan: "starter" } }),
   "GET /portal/billing/invoices/:id": (v) => ({ portal: `/portal/billing/invoices/${v.invoiceId}` }),
+  "POST /portal/leaks": () => ({ portal: "/portal/leaks", form: { key: NOBODYS_KEY, url: "https://example.com/leak" } }),
+  "POST /portal/settings/leaks": () => ({ portal: "/portal/settings/leaks", form: { policy: "notify" } }),
 
   "GET /admin/compliance": () => ({ admin: "/admin/compliance" }),
   "GET /admin/compliance.csv": () => ({ admin: "/admin/compliance.csv" }),
@@ -169,6 +185,8 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /admin/invoices.csv": () => ({ admin: "/admin/invoices.csv" }),
   "GET /admin/usage": () => ({ admin: "/admin/usage" }),
   "GET /admin/mail": () => ({ admin: "/admin/mail" }),
+  "GET /admin/leaks": () => ({ admin: "/admin/leaks" }),
+  "POST /admin/leaks/floor": () => ({ admin: "/admin/leaks/floor", form: { floor: "revoke" } }),
   // The registered product "fixture" (registered below for the /v1 routes).
   "GET /admin/products": () => ({ admin: "/admin/products" }),
   "POST /admin/products": () => ({ admin: "/admin/products", form: { id: "intruded", upstreamUrl: "http://127.0.0.1:9", specUrl: "http://127.0.0.1:9/spec.json" } }),
@@ -414,6 +432,7 @@ for (const backend of backends) {
       expect(invoice).toMatchObject({ id: victim.invoiceId, status: "open" });
       expect(h.deps.products.get("fixture")).toMatchObject({ name: "Fixture", version: 1, upstreamUrl: "http://127.0.0.1:9" });
       expect(h.deps.products.get("intruded")).toBeUndefined();
+      expect(await leakPolicyFloor(h.deps)).toBe("notify");
     });
   });
 }

@@ -126,13 +126,13 @@ async function churn() {
   } else {
     const r =
       action === "roll"
-        ? await api(k.account, `/api/keys/${k.id}/roll`, { method: "POST", body: JSON.stringify({ gracePeriodHours: 0.002 }) })
+        ? await api(k.account, `/api/keys/${k.id}/roll`, { method: "POST", body: JSON.stringify({ gracePeriodHours: 0 }) })
         : await api(k.account, `/api/keys/${k.id}/rotations/emergency`, { method: "POST", body: JSON.stringify({ reason: "soak" }) });
     if (typeof r.secret !== "string") return;
     const newId = String(action === "roll" ? r.id : r.newKeyId);
     live.splice(i, 1, { account: k.account, id: newId, secret: r.secret });
-    // The old key answers through its grace (7 s for a roll here), then counts as revoked.
-    if (action === "roll") setTimeout(() => revoked.push(k.secret), 0.002 * 3_600_000 + 2000);
+    // Grace is whole hours: a roll here has none, so the old key is revoked at once.
+    if (action === "roll") revoked.push(k.secret);
   }
 }
 

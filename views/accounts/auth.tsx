@@ -106,6 +106,33 @@ export function SignupPage(props: AuthFormState) {
   );
 }
 
+/**
+ * The answer to every sign-up that passed the form's checks where a confirmed address is
+ * required: a free address got its account and a confirmation link, a taken one a mail to
+ * its owner. It names no address, so the two cannot be told apart. Swapped for the form
+ * under htmx (same id), a page without.
+ */
+export function SignupRequested() {
+  return (
+    <section id="signup-form" class="card narrow" role="status">
+      <h1>Check your mail</h1>
+      <p>We sent a message to the address you gave. Follow its link to confirm the address, then log in with the password you chose.</p>
+      <p>Nothing came? Look in the spam folder and check the address; the link works for 24 hours.</p>
+      <p>
+        <a href={paths.login}>Go to log in</a>
+      </p>
+    </section>
+  );
+}
+
+export function SignupRequestedPage() {
+  return (
+    <Layout title="Check your mail">
+      <SignupRequested />
+    </Layout>
+  );
+}
+
 /** "Forgot password?": the address to send a reset link to. */
 export function ForgotPasswordForm(props: AuthFormState) {
   return (

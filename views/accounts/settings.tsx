@@ -6,6 +6,7 @@ import { Layout, type PageSession } from "../layout.tsx";
 import { SecretPanel } from "../keys/keys.tsx";
 import { WebhookSection, type WebhookSectionProps } from "../notify/webhook.tsx";
 import { PolicySection, type PolicySectionProps } from "../rotation/policy.tsx";
+import { LeakPolicySection, type LeakPolicySectionProps } from "../leaks/policy.tsx";
 
 /** The password form on the settings page. */
 export interface PasswordSectionProps {
@@ -134,6 +135,7 @@ export function EmailSection(props: EmailSectionProps) {
 export interface SettingsProps {
   session: PageSession;
   policy: PolicySectionProps;
+  leaks: LeakPolicySectionProps;
   webhook: WebhookSectionProps;
   mail: MailSectionProps;
   email: EmailSectionProps;
@@ -147,6 +149,7 @@ export function SettingsPage(props: SettingsProps) {
       <h1>Settings</h1>
       {props.newWebhookSecret ? <SecretPanel secret={props.newWebhookSecret} title="Webhook signing secret" /> : ""}
       <PolicySection {...props.policy} />
+      <LeakPolicySection {...props.leaks} />
       <WebhookSection {...props.webhook} />
       <MailSection {...props.mail} />
       <EmailSection {...props.email} />

@@ -1,7 +1,7 @@
 /** @jsxImportSource @kitajs/html */
 import { paths } from "../components.tsx";
 
-export type AdminSection = "accounts" | "products" | "plans" | "invoices" | "usage" | "mail" | "compliance";
+export type AdminSection = "accounts" | "products" | "plans" | "invoices" | "usage" | "mail" | "compliance" | "leaks";
 
 const SECTIONS = [
   ["accounts", paths.adminAccounts, "Accounts"],
@@ -11,6 +11,7 @@ const SECTIONS = [
   ["usage", paths.adminUsage, "Usage"],
   ["mail", paths.adminMail, "Mail"],
   ["compliance", paths.adminCompliance, "Compliance"],
+  ["leaks", paths.adminLeaks, "Leaks"],
 ] as const satisfies readonly (readonly [AdminSection, string, string])[];
 
 /** The operator's pages, linked from each of them (the header's "Operator" opens Accounts). */

@@ -7,6 +7,7 @@ import { CsrfField, escape, formatCount, paths, Time } from "../components.tsx";
 import { EditKeyForm, SecretPanel, StatusBadge, type KeyFormState } from "./keys.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 import { RotationPanel, type RotationPanelProps } from "../rotation/rotations.tsx";
+import { LeakedFacts } from "../leaks/report.tsx";
 
 export interface KeyDetailProps {
   session: PageSession;
@@ -76,6 +77,7 @@ export function KeyDetailPage(props: KeyDetailProps) {
           <dd>
             <StatusBadge k={k} now={props.now} />
           </dd>
+          <LeakedFacts k={k} />
           <dt>Environment</dt>
           <dd>{k.environment}</dd>
           <dt>Scopes</dt>

@@ -4,6 +4,7 @@ import type { FieldError } from "../../src/errors.ts";
 import { Badge, CsrfField, Field, errorFor, formatCount, paths, timeLeft, Time } from "../components.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 import { authPaths } from "../accounts/auth.tsx";
+import { LeakedBadge, ReportLeakForm } from "../leaks/report.tsx";
 
 export interface KeyFormValues {
   name?: string;
@@ -217,6 +218,14 @@ export function KeyTable(props: { keys: KeyView[]; perKeyMonth: Record<string, n
             <td safe>{k.scopes.join(", ")}</td>
             <td>
               <StatusBadge k={k} now={props.now} />
+              {k.leakedAt ? (
+                <>
+                  {" "}
+                  <LeakedBadge k={k} />
+                </>
+              ) : (
+                ""
+              )}
             </td>
             <td class="when">
               <Time iso={k.lastUsedAt} />
@@ -374,6 +383,7 @@ export function KeysPage(props: KeysSectionProps & { session: PageSession }) {
     <Layout title="Keys" session={props.session} active="keys">
       <h1>Keys</h1>
       <KeysSection {...props} />
+      <ReportLeakForm state={{}} csrf={props.csrf} />
     </Layout>
   );
 }
