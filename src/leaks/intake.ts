@@ -1,3 +1,4 @@
+import { readBounded } from "../plugins/body.ts";
 import { createHash, createPublicKey, createVerify, timingSafeEqual, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
@@ -99,24 +100,8 @@ export function verifyScannerSignature(keys: ScannerKeys, keyId: string | null, 
   return valid ? { ok: true } : { ok: false, why: "bad_signature" };
 }
 
-/** The body, at most `limit` bytes, or null past them (a body sent without Content-Length is counted as it arrives). */
-export async function readBody(request: Request, limit: number): Promise<Uint8Array | null> {
-  if (request.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let seen = 0;
-  const reader = request.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    seen += value.byteLength;
-    if (seen > limit) {
-      void reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks);
-}
+/** The raw body, up to `limit` bytes (a signature is over exactly these bytes); null past it. */
+export const readBody = (request: Request, limit: number) => readBounded(request.body, limit);
 
 /** Postgres text holds no NUL, and no scanner sends one: such a string is refused, not stored. */
 const text = (max: number) =>

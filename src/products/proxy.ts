@@ -1,4 +1,5 @@
 import { Elysia } from "elysia";
+import { readBounded } from "../plugins/body.ts";
 import type { Deps } from "../deps.ts";
 import type { FieldError } from "../errors.ts";
 import { apiErrorResponse } from "../plugins/errors.ts";
@@ -44,24 +45,6 @@ function limitedBody(body: ReadableStream<Uint8Array>, limit: number, over: () =
       },
     }),
   );
-}
-
-/** The whole body, up to `limit` bytes (for a product that checks requests against its spec). */
-async function readLimited(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | BodyTooLarge> {
-  const chunks: Uint8Array[] = [];
-  let seen = 0;
-  const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    seen += value.byteLength;
-    if (seen > limit) {
-      void reader.cancel().catch(() => {});
-      return new BodyTooLarge(`over ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks);
 }
 
 const isJsonType = (type: string | null) => type !== null && /^application\/([\w.+-]*\+)?json\s*(;|$)/i.test(type);
@@ -175,8 +158,8 @@ export function proxyHandler(env: GatewayEnv) {
     if (check !== undefined) {
       let bytes: Uint8Array | undefined;
       if (body !== null) {
-        const read = await readLimited(body, product.maxBodyBytes);
-        if (read instanceof BodyTooLarge) return answerProblem(request, headers, problemBody("payload_too_large", `The body is larger than the ${product.maxBodyBytes} bytes "${product.id}" accepts.`));
+        const read = await readBounded(body, product.maxBodyBytes);
+        if (read === null) return answerProblem(request, headers, problemBody("payload_too_large", `The body is larger than the ${product.maxBodyBytes} bytes "${product.id}" accepts.`));
         bytes = read;
       }
       const json = isJsonType(request.headers.get("content-type"));
