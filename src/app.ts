@@ -18,6 +18,7 @@ import { rotationApi } from "./rotation/api.ts";
 import { notifyApi } from "./notify/api.ts";
 import { leaksIntake } from "./leaks/api.ts";
 import { accountsPortal } from "./accounts/portal.tsx";
+import { sessionsPortal } from "./accounts/sessions-portal.tsx";
 import { dashboardPortal } from "./portal/dashboard.tsx";
 import { keysPortal } from "./keys/portal.tsx";
 import { usagePortal } from "./usage/portal.tsx";
@@ -59,6 +60,7 @@ export function createApp(deps: Deps) {
     .use(dashboardPortal(deps))
     .use(accountsPortal(deps))
     .use(emailPortal(deps))
+    .use(sessionsPortal(deps))
     .use(keysPortal(deps))
     .use(usagePortal(deps))
     .use(auditPortal(deps))

@@ -151,9 +151,11 @@ export class LoginThrottled extends DomainError {
 /**
  * Checks an email and password. Both kinds of failure give the same error and the same
  * cost; failures count per email and per client address in the shared state, reserved
- * before the password is verified (reservePasswordAttempt).
+ * before the password is verified (reservePasswordAttempt). A wrong password is audited
+ * (`account.login_failed`); a right one is not yet a sign-in (a second step may follow:
+ * signIn in twofactor.ts).
  */
-export async function logIn(
+export async function checkPassword(
   deps: Pick<Deps, "db" | "state" | "clock" | "passwords">,
   input: { email: string; password: string },
   who: Omit<Actor, "actor">,
@@ -170,6 +172,16 @@ export async function logIn(
     throw new DomainError("invalid_credentials", "Email or password is incorrect.", [{ field: "password", message: "Email or password is incorrect." }]);
   }
   await attempt.succeeded();
+  return account;
+}
+
+/** An email and password sign-in with no second step (checkPassword, then `account.login` audited); the portal signs in through signIn (twofactor.ts). */
+export async function logIn(
+  deps: Pick<Deps, "db" | "state" | "clock" | "passwords">,
+  input: { email: string; password: string },
+  who: Omit<Actor, "actor">,
+): Promise<Account> {
+  const account = await checkPassword(deps, input, who);
   await recordAudit(deps.db, { actor: `account:${account.id}`, ...who }, { accountId: account.id, action: "account.login" }, new Date(deps.clock.now()));
   return account;
 }

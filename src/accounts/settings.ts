@@ -8,7 +8,9 @@ import type { EmailSectionProps, MailSectionProps, PasswordSectionProps, Setting
 import type { WebhookSectionProps } from "../../views/notify/webhook.tsx";
 import type { PolicySectionProps } from "../../views/rotation/policy.tsx";
 import type { LeakPolicySectionProps } from "../../views/leaks/policy.tsx";
-import type { Session } from "./sessions.ts";
+import { listSessions, type Session } from "./sessions.ts";
+import { twoFactorStatus } from "./twofactor.ts";
+import type { SessionsSectionProps } from "../../views/accounts/sessions.tsx";
 
 /** What a form's POST changes on the settings page: its own section's state, the rest as saved. */
 export interface SettingsState {
@@ -19,13 +21,14 @@ export interface SettingsState {
   mail?: Omit<MailSectionProps, "optOut" | "csrf">;
   email?: Omit<EmailSectionProps, "current" | "verified" | "pending" | "csrf">;
   newWebhookSecret?: string;
+  sessions?: Pick<SessionsSectionProps, "notice" | "message">;
 }
 
 /**
  * The settings page's model: the rotation policy, the leak policy, the webhook, the mail
- * preferences, the address and the password form, each section owned by its capability
- * (rotation, leaks, notify, email, accounts), whose routes render the page again with their
- * section's outcome.
+ * preferences, the address, the password form and the sessions list, each section owned by
+ * its capability (rotation, leaks, notify, email, accounts), whose routes render the page again
+ * with their section's outcome.
  */
 export async function settingsModel(deps: Deps, s: Session, state: SettingsState = {}): Promise<SettingsProps> {
   const [session, policy, leaks, webhook, deliveries, mail] = await Promise.all([
@@ -36,6 +39,8 @@ export async function settingsModel(deps: Deps, s: Session, state: SettingsState
     listDeliveries(deps, s.accountId),
     mailSettings(deps, s.accountId),
   ]);
+  const signedIn = await listSessions(deps, s.accountId, s.id);
+  const twoFactor = await twoFactorStatus(deps, s.accountId);
   const csrf = s.csrfToken;
   return {
     session,
@@ -45,6 +50,8 @@ export async function settingsModel(deps: Deps, s: Session, state: SettingsState
     mail: { optOut: mail.optOut, csrf, ...state.mail },
     email: { current: mail.email, verified: mail.verified, pending: mail.pending, csrf, ...state.email },
     password: { csrf, ...state.password },
+    twoFactor,
+    sessions: { ...signedIn, csrf, ...state.sessions },
     newWebhookSecret: state.newWebhookSecret,
   };
 }

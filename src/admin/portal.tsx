@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { Deps } from "../deps.ts";
 import type { Session } from "../accounts/sessions.ts";
 import { suspendAccount, unsuspendAccount } from "../accounts/service.ts";
+import { resetTwoFactor, setTwoFactorRequired, twoFactorRequired, twoFactorStatus } from "../accounts/twofactor.ts";
 import { auditRows } from "../audit/pages.ts";
 import { listAuditEvents } from "../audit/service.ts";
 import { invoicesCsv } from "../billing/csv.ts";
@@ -24,6 +25,8 @@ import { AccountsPage } from "../../views/admin/accounts.tsx";
 import { AdminInvoicesPage } from "../../views/admin/invoices.tsx";
 import { AdminPlansPage } from "../../views/admin/plans.tsx";
 import { AdminUsagePage } from "../../views/admin/usage.tsx";
+import { AdminSecurityPage, type AdminSecurityPageProps } from "../../views/admin/security.tsx";
+import { twoFactorPaths } from "../../views/accounts/twofactor.tsx";
 import { paths } from "../../views/components.tsx";
 import { dailyUsageByEnvironment, operatorAccount, planNames, plansWithAccounts, searchAccounts } from "./queries.ts";
 
@@ -36,7 +39,9 @@ const accountsQuery = z.object({
   q: formText.transform((s) => s.trim().slice(0, 254)),
   page: z.coerce.number().int().min(1).catch(1),
 });
-const accountQuery = z.object({ done: z.enum(["suspended", "unsuspended", "upgrade", "downgrade", "cancel", "same"]).optional().catch(undefined) });
+const accountQuery = z.object({ done: z.enum(["suspended", "unsuspended", "two_factor_reset", "upgrade", "downgrade", "cancel", "same"]).optional().catch(undefined) });
+const securityQuery = z.object({ required: z.enum(["true", "false"]).optional().catch(undefined), ended: z.coerce.number().int().min(0).catch(0) });
+const requireForm = z.object({ required: formText.pipe(z.enum(["true", "false"], { error: "must be true or false" })) });
 
 /** The first message of a refusal, for people: the fields' messages, or the detail. */
 const refusal = (err: DomainError) => err.errors?.map((e) => e.message).join("; ") || err.detail;
@@ -45,16 +50,17 @@ const refusal = (err: DomainError) => err.errors?.map((e) => e.message).join("; 
 async function accountPageModel(deps: Deps, session: Session, accountId: string, extra: Partial<AccountPageProps> = {}): Promise<AccountPageProps> {
   const now = deps.clock.now();
   const account = await operatorAccount(deps.db, accountId, now);
-  const [plan, keys, usage, invoices, audit, layout] = await Promise.all([
+  const [plan, keys, usage, invoices, audit, layout, twoFactor] = await Promise.all([
     currentPlan(deps, accountId),
     listKeys(deps, accountId),
     dailyUsageByEnvironment(deps.db, now, USAGE_DAYS, accountId),
     listInvoices(deps, accountId),
     listAuditEvents(deps.db, accountId, {}),
     pageSession(deps, session),
+    twoFactorStatus(deps, accountId),
   ]);
   const events = await auditRows(deps, audit.data.slice(0, RECENT_EVENTS), keys);
-  return { session: layout, account, plan, plans: deps.catalog.plans, rule: PLAN_CHANGE_RULE, keys, usage, invoices, events, now, ...extra };
+  return { session: layout, account, plan, plans: deps.catalog.plans, rule: PLAN_CHANGE_RULE, keys, usage, invoices, events, now, twoFactor, ...extra };
 }
 
 /** The account's page again after a refused form (422), its address the account's page. */
@@ -83,6 +89,10 @@ export const adminPortal = (deps: Deps) => {
     const { q, page } = accountsQuery.parse(query);
     const [found, names, layout] = await Promise.all([searchAccounts(deps.db, { q, page }, deps.clock.now()), planNames(deps.db), pageSession(deps, session)]);
     return htmlResponse(AccountsPage({ session: layout, accounts: found.accounts, planNames: names, q, total: found.total, page: found.page, pages: found.pages }));
+  };
+  const securityPage = async (session: Session, extra: Pick<AdminSecurityPageProps, "done" | "errors"> = {}, status = 200) => {
+    const [required, self, layout] = await Promise.all([twoFactorRequired(deps), twoFactorStatus(deps, session.accountId), pageSession(deps, session)]);
+    return htmlResponse(AdminSecurityPage({ session: layout, required, selfEnrolled: self.enabled, ...extra }), status, status === 200 ? {} : { "hx-push-url": twoFactorPaths.adminSecurity });
   };
   return (
   new Elysia({ name: "admin-portal" })
@@ -120,6 +130,28 @@ export const adminPortal = (deps: Deps) => {
         return refusedAccountPage(deps, session, params.id, err.code === "not_found" ? {} : { planError: refusal(err) });
       }
       return redirectAfterPost(request, `${paths.adminAccount(params.id)}?done=${kind}`);
+    }, { operator: true })
+    .post("/admin/accounts/:id/two-factor/reset", async ({ session, actor, params, request }) => {
+      const done = await ownedOr404(session, () => resetTwoFactor(deps, params.id, actor));
+      if (done instanceof Response) return done;
+      // The operator's own account: its sessions, this one too, just ended.
+      return redirectAfterPost(request, params.id === session.accountId ? paths.login : `${paths.adminAccount(params.id)}?done=${"two_factor_reset" satisfies AccountDone}`);
+    }, { operator: true })
+    .get(twoFactorPaths.adminSecurity, ({ session, query }) => {
+      const q = securityQuery.parse(query);
+      return securityPage(session, q.required ? { done: { required: q.required === "true", sessionsEnded: q.ended } } : {});
+    }, { operator: true })
+    .post(twoFactorPaths.adminRequire, async ({ session, actor, body, request }) => {
+      let ended: number;
+      let required: boolean;
+      try {
+        required = parseInput(requireForm, formFields(body), "setting").required === "true";
+        ended = (await setTwoFactorRequired(deps, required, session.accountId, actor)).sessionsEnded;
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        return securityPage(session, { errors: err.errors }, 422);
+      }
+      return redirectAfterPost(request, `${twoFactorPaths.adminSecurity}?required=${required}&ended=${ended}`);
     }, { operator: true })
     .get("/admin/plans", async ({ session }) => {
       const [plans, layout] = await Promise.all([plansWithAccounts(deps.db, deps.clock.now()), pageSession(deps, session)]);

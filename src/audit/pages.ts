@@ -84,11 +84,35 @@ export function describeEvent(e: Pick<AuditEventView, "action" | "changes">, key
     case "account.created":
       return c.operator ? "Account created, as an operator" : "Account created";
     case "account.login":
+      if (c.secondFactor === "recovery_code") return "Signed in with a recovery code";
+      if (c.secondFactor === "totp") return c.enrolled ? "Signed in, after setting up two-factor sign-in" : "Signed in with a password and an authenticator code";
       return "Signed in";
+    case "account.login_2fa_failed":
+      return "Failed sign-in: a wrong authenticator or recovery code after the right password";
+    case "account.2fa_enabled":
+      return "Two-factor sign-in turned on; ten recovery codes made";
+    case "account.2fa_disabled":
+      return "Two-factor sign-in turned off; its recovery codes deleted";
+    case "account.2fa_reset":
+      return c.wasEnabled ? "Two-factor sign-in reset by an operator; every session signed out" : "Two-factor sign-in reset by an operator (it was not on); every session signed out";
+    case "account.recovery_codes_regenerated":
+      return "New recovery codes made; the old ones no longer work";
+    case "account.recovery_code_used":
+      return `A recovery code used to sign in; ${String(c.left ?? "?")} left`;
+    case "instance.2fa_required_set":
+      return c.required
+        ? `Two-factor sign-in required for every account${typeof c.sessionsEnded === "number" ? `; ${c.sessionsEnded} session${c.sessionsEnded === 1 ? "" : "s"} of accounts without it ended` : ""}`
+        : "Two-factor sign-in no longer required for every account";
+    case "account.logout":
+      return "Signed out";
     case "account.login_failed":
       return "Failed sign-in";
     case "account.password_changed":
       return "Password changed; other sessions signed out";
+    case "account.session_revoked":
+      return `Signed out a session: ${String(c.device ?? "a device")}${c.ip ? ` from ${String(c.ip)}` : ""}`;
+    case "account.other_sessions_revoked":
+      return `Signed out everywhere else: ${String(c.count ?? "every")} other session${c.count === 1 ? "" : "s"} ended`;
     case "account.password_reset_requested":
       return "Password reset asked for: a single-use link was mailed to the account's address";
     case "account.password_reset":

@@ -17,7 +17,7 @@ import type { MailMessage } from "./transport.ts";
 export const NOTICE_EVENTS = ["key.rotation_scheduled", "key.rotation_started", "key.expiring", "key.revoked", "key.leaked", "plan.usage_80", "plan.usage_100", "invoice.finalized"] as const satisfies readonly NotificationEvent[];
 export type NoticeEvent = (typeof NOTICE_EVENTS)[number];
 
-export const ACCOUNT_MAIL = ["password_reset", "verify_email", "change_email", "email_changed", "password_changed", "signup_attempted"] as const;
+export const ACCOUNT_MAIL = ["password_reset", "verify_email", "change_email", "email_changed", "password_changed", "signup_attempted", "two_factor_enabled", "two_factor_disabled", "recovery_code_used"] as const;
 export type MailKind = (typeof ACCOUNT_MAIL)[number] | `notice:${NoticeEvent}`;
 
 /**
@@ -141,6 +141,28 @@ function accountContent(deps: RenderDeps, row: MailRow, secret: Record<string, s
         ],
         action: { label: "Log in", url: `${deps.config.publicUrl}/login` },
         notes: [`Forgot your password? Ask for a reset link at ${deps.config.publicUrl}/forgot-password.`, "If it was not you, ignore this mail: nobody gets into your account without its password."],
+      };
+    // Two-factor sign-in (src/accounts/twofactor.ts): security notices, sent whatever the preferences.
+    case "two_factor_enabled":
+      return {
+        subject: "Two-factor sign-in is on for your Keyport account",
+        paragraphs: ["Signing in to your Keyport account now takes a code from your authenticator app (or one of your recovery codes) after the password.", "If you did not turn it on, reset your password at once and contact the operators of this service."],
+        action: { label: "Open your settings", url: portal },
+      };
+    case "two_factor_disabled":
+      return {
+        subject: "Two-factor sign-in is off for your Keyport account",
+        paragraphs: [
+          row.data.byOperator ? "An operator of this service turned off two-factor sign-in for your account (a reset, as asked for when a device and its recovery codes are lost), and signed out every session." : "Two-factor sign-in was turned off for your account: signing in takes only the password now.",
+          "If you did not ask for this, reset your password at once and contact the operators of this service.",
+        ],
+        action: { label: "Open your settings", url: portal },
+      };
+    case "recovery_code_used":
+      return {
+        subject: "A recovery code was used to sign in to Keyport",
+        paragraphs: [`One of your recovery codes was just used to sign in to your Keyport account; it works no more. ${text(row.data.left, "Some")} unused codes are left.`, "If it was not you, reset your password at once, then make new recovery codes in Settings."],
+        action: { label: "Open your settings", url: portal },
       };
     default:
       throw new Error(`no template ${row.kind}`);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { eq } from "drizzle-orm";
-import { sessions } from "../../src/db/schema.ts";
+import { auditEvents, sessions } from "../../src/db/schema.ts";
 import { LOGIN_LIMITS } from "../../src/accounts/login.ts";
 import { ManualClock } from "../../src/ops/clock.ts";
 import { backends } from "../support/backends.ts";
@@ -112,6 +112,10 @@ for (const backend of backends) {
       const after = await h.req("/portal", { headers: { cookie } });
       expect(after.status).toBe(303);
       expect(after.headers.get("location")).toStartWith("/login");
+      // Audited, by the account that signed out.
+      const id = cookie.split("=")[1]!.split(".")[0]!;
+      const logouts = await h.deps.db.select().from(auditEvents).where(eq(auditEvents.action, "account.logout"));
+      expect(logouts.filter((e) => (e.changes as { session?: string } | null)?.session === id)).toHaveLength(1);
     });
 
     it("ends the other sessions when the password changes", async () => {

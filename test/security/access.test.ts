@@ -42,6 +42,8 @@ interface Victim {
   deliveryId: string;
   accountId: string;
   invoiceId: string;
+  /** One of the victim's sessions (the Sessions list in Settings signs it out). */
+  sessionId: string;
 }
 
 type Fixture =
@@ -87,6 +89,14 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "POST /portal/settings/mail": () => ({ portal: "/portal/settings/mail", form: { on: "keys" } }),
   "POST /portal/settings/email": () => ({ portal: "/portal/settings/email", form: { email: "x@example.com", password: "x" } }),
   "POST /login": () => ({ public: "signing in: there is no session yet to hold a CSRF token" }),
+  // Two-factor sign-in's second step and the enrolment operators require: a sealed pending
+  // sign-in token, no session yet (test/accounts/twofactor.test.ts covers each refusal).
+  "GET /login/two-factor": () => ({ public: "the code after the password: only with a pending sign-in token" }),
+  "POST /login/two-factor": () => ({ public: "the code after the password: a pending sign-in token, same-origin, throttled like passwords" }),
+  "GET /login/two-factor/setup": () => ({ public: "the enrolment operators require, after the password: only with a pending sign-in token" }),
+  "POST /login/two-factor/setup/start": () => ({ public: "the enrolment operators require: a pending sign-in token, same-origin" }),
+  "POST /login/two-factor/setup/confirm": () => ({ public: "the enrolment operators require: a pending sign-in token, same-origin" }),
+  "POST /login/two-factor/cancel": () => ({ public: "drops this browser's pending sign-in (same-origin)" }),
   "GET /signup": () => ({ public: "signing up: there is no account yet" }),
   "POST /signup": () => ({ public: "signing up: there is no account yet" }),
   "GET /healthz": () => ({ public: "ops: the process is up; says nothing of any account" }),
@@ -170,6 +180,13 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /portal/billing/invoices/:id": (v) => ({ portal: `/portal/billing/invoices/${v.invoiceId}` }),
   "POST /portal/leaks": () => ({ portal: "/portal/leaks", form: { key: NOBODYS_KEY, url: "https://example.com/leak" } }),
   "POST /portal/settings/leaks": () => ({ portal: "/portal/settings/leaks", form: { policy: "notify" } }),
+  "GET /portal/settings/two-factor": () => ({ portal: "/portal/settings/two-factor" }),
+  "POST /portal/settings/two-factor/start": () => ({ portal: "/portal/settings/two-factor/start" }),
+  "POST /portal/settings/two-factor/confirm": () => ({ portal: "/portal/settings/two-factor/confirm", form: { code: "123456", password: "x" } }),
+  "POST /portal/settings/two-factor/recovery-codes": () => ({ portal: "/portal/settings/two-factor/recovery-codes", form: { password: "x" } }),
+  "POST /portal/settings/two-factor/disable": () => ({ portal: "/portal/settings/two-factor/disable", form: { code: "123456", password: "x" } }),
+  "POST /portal/settings/sessions/:id/revoke": (v) => ({ portal: `/portal/settings/sessions/${v.sessionId}/revoke` }),
+  "POST /portal/settings/sessions/revoke-others": () => ({ portal: "/portal/settings/sessions/revoke-others" }),
 
   "GET /admin/compliance": () => ({ admin: "/admin/compliance" }),
   "GET /admin/compliance.csv": () => ({ admin: "/admin/compliance.csv" }),
@@ -187,6 +204,9 @@ const ROUTES: Record<string, (v: Victim) => Fixture> = {
   "GET /admin/mail": () => ({ admin: "/admin/mail" }),
   "GET /admin/leaks": () => ({ admin: "/admin/leaks" }),
   "POST /admin/leaks/floor": () => ({ admin: "/admin/leaks/floor", form: { floor: "revoke" } }),
+  "GET /admin/security": () => ({ admin: "/admin/security" }),
+  "POST /admin/security/two-factor": () => ({ admin: "/admin/security/two-factor", form: { required: "true" } }),
+  "POST /admin/accounts/:id/two-factor/reset": (v) => ({ admin: `/admin/accounts/${v.accountId}/two-factor/reset` }),
   // The registered product "fixture" (registered below for the /v1 routes).
   "GET /admin/products": () => ({ admin: "/admin/products" }),
   "POST /admin/products": () => ({ admin: "/admin/products", form: { id: "intruded", upstreamUrl: "http://127.0.0.1:9", specUrl: "http://127.0.0.1:9/spec.json" } }),
@@ -244,7 +264,7 @@ for (const backend of backends) {
       await closeMonth(h.deps, previousMonth(monthOf(h.deps.clock.now())));
       const [invoice] = await listInvoices(h.deps, acct.id);
       const deliveries = await listDeliveries(h.deps, acct.id);
-      victim = { keyId: key.id, rotationId: rotation.id, deliveryId: deliveries[0]!.id, accountId: acct.id, invoiceId: invoice!.id };
+      victim = { keyId: key.id, rotationId: rotation.id, deliveryId: deliveries[0]!.id, accountId: acct.id, invoiceId: invoice!.id, sessionId: vb.cookie!.slice(vb.cookie!.indexOf("=") + 1).split(".")[0]! };
       victimDeliveries = deliveries.length;
       const ib = new Browser(h);
       await ib.signUp(`intruder-${randomBytes(3).toString("hex")}@example.com`);
@@ -270,7 +290,7 @@ for (const backend of backends) {
       const keys = h.app.routes.map(routeKey);
       expect(keys.length).toBeGreaterThan(50);
       const wrongKind = Object.entries(ROUTES).flatMap(([key, fixture]) => {
-        const kind = Object.keys(fixture({ keyId: "key_x", rotationId: "rot_x", deliveryId: "dlv_x", accountId: "acct_x", invoiceId: "inv_x" }))[0];
+        const kind = Object.keys(fixture({ keyId: "key_x", rotationId: "rot_x", deliveryId: "dlv_x", accountId: "acct_x", invoiceId: "inv_x", sessionId: "sess_x" }))[0];
         return kind === kindOf(key) ? [] : [`${key}: ${kind}, not ${kindOf(key)}`];
       });
       expect({ missing: keys.filter((k) => !(k in ROUTES)), stale: Object.keys(ROUTES).filter((k) => !keys.includes(k)), wrongKind }).toEqual({ missing: [], stale: [], wrongKind: [] });

@@ -7,6 +7,9 @@ import { SecretPanel } from "../keys/keys.tsx";
 import { WebhookSection, type WebhookSectionProps } from "../notify/webhook.tsx";
 import { PolicySection, type PolicySectionProps } from "../rotation/policy.tsx";
 import { LeakPolicySection, type LeakPolicySectionProps } from "../leaks/policy.tsx";
+import { TwoFactorSection } from "./twofactor.tsx";
+import type { TwoFactorStatus } from "../../src/accounts/twofactor.ts";
+import { SessionsSection, type SessionsSectionProps } from "./sessions.tsx";
 
 /** The password form on the settings page. */
 export interface PasswordSectionProps {
@@ -140,6 +143,8 @@ export interface SettingsProps {
   mail: MailSectionProps;
   email: EmailSectionProps;
   password: PasswordSectionProps;
+  twoFactor: TwoFactorStatus;
+  sessions: SessionsSectionProps;
   newWebhookSecret?: string;
 }
 
@@ -154,6 +159,8 @@ export function SettingsPage(props: SettingsProps) {
       <MailSection {...props.mail} />
       <EmailSection {...props.email} />
       <PasswordSection {...props.password} />
+      <TwoFactorSection status={props.twoFactor} />
+      <SessionsSection {...props.sessions} />
     </Layout>
   );
 }

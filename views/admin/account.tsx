@@ -10,10 +10,11 @@ import { StatusBadge } from "../keys/keys.tsx";
 import { Layout, type PageSession } from "../layout.tsx";
 import { AccountStatusBadge, OperatorBadge } from "./accounts.tsx";
 import { AdminNav } from "./nav.tsx";
+import { twoFactorPaths } from "../accounts/twofactor.tsx";
 import { LiveTestCharts } from "./usage.tsx";
 
 /** What an operator's action did, said at the top of the page after the redirect. */
-export type AccountDone = "suspended" | "unsuspended" | PlanChangeKind;
+export type AccountDone = "suspended" | "unsuspended" | "two_factor_reset" | PlanChangeKind;
 
 export interface AccountPageProps {
   session: PageSession;
@@ -31,6 +32,8 @@ export interface AccountPageProps {
   suspendForm?: { reason: string; error: string };
   /** A refused plan change. */
   planError?: string;
+  /** Whether the account has two-factor sign-in on (src/accounts/twofactor.ts). */
+  twoFactor: { enabled: boolean; enabledAt: string | null };
 }
 
 function doneMessage(done: AccountDone, p: AccountPageProps): string {
@@ -39,6 +42,8 @@ function doneMessage(done: AccountDone, p: AccountPageProps): string {
       return "Suspended: the account's keys answer 403 account_suspended from their next request, on every instance.";
     case "unsuspended":
       return "Suspension lifted: the account's keys work again.";
+    case "two_factor_reset":
+      return "Two-factor sign-in reset: it is off for the account, and every session of it was signed out. Its user signs in with the password (and enrols again where it is required).";
     case "upgrade":
       return `Plan changed: the account is on ${p.plan.plan.name} from now on.`;
     case "downgrade":
@@ -105,6 +110,16 @@ export function AccountPage(props: AccountPageProps) {
               </>
             ) : (
               ""
+            )}
+          </dd>
+          <dt>Two-factor sign-in</dt>
+          <dd>
+            {props.twoFactor.enabled ? (
+              <>
+                On since <Time iso={props.twoFactor.enabledAt} />
+              </>
+            ) : (
+              "Off"
             )}
           </dd>
           <dt>Calls this month</dt>
@@ -205,6 +220,17 @@ export function AccountPage(props: AccountPageProps) {
       <section class="card">
         <h2>Recent audit events</h2>
         <EventsTable events={props.events} />
+      </section>
+
+      <section class="card danger-zone" id="two-factor-reset">
+        <h2>Reset two-factor sign-in</h2>
+        <p>For a user who lost both the device and the recovery codes: turns two-factor sign-in off for the account and signs out every session of it. Make sure who asks is the account's owner.</p>
+        <form method="post" action={twoFactorPaths.adminReset(a.id)} hx-confirm="Reset two-factor sign-in of this account and sign out its sessions?">
+          <CsrfField token={props.session.csrfToken} />
+          <button type="submit" class="danger">
+            Reset two-factor sign-in
+          </button>
+        </form>
       </section>
 
       <section class="card danger-zone">

@@ -1,7 +1,8 @@
 /** @jsxImportSource @kitajs/html */
 import { paths } from "../components.tsx";
+import { twoFactorPaths } from "../accounts/twofactor.tsx";
 
-export type AdminSection = "accounts" | "products" | "plans" | "invoices" | "usage" | "mail" | "compliance" | "leaks";
+export type AdminSection = "accounts" | "products" | "plans" | "invoices" | "usage" | "mail" | "compliance" | "leaks" | "security";
 
 const SECTIONS = [
   ["accounts", paths.adminAccounts, "Accounts"],
@@ -12,6 +13,7 @@ const SECTIONS = [
   ["mail", paths.adminMail, "Mail"],
   ["compliance", paths.adminCompliance, "Compliance"],
   ["leaks", paths.adminLeaks, "Leaks"],
+  ["security", twoFactorPaths.adminSecurity, "Sign-in"],
 ] as const satisfies readonly (readonly [AdminSection, string, string])[];
 
 /** The operator's pages, linked from each of them (the header's "Operator" opens Accounts). */
