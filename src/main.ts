@@ -10,7 +10,7 @@ import { monthSchema } from "./billing/model.ts";
 import { DomainError, notFound, parseInput, type FieldError } from "./errors.ts";
 import { cliActor } from "./audit/service.ts";
 import { DataDirLocked, DatabaseUnavailable, openDatabase } from "./db/client.ts";
-import { createLogger } from "./ops/log.ts";
+import { createLogger, flushLogs } from "./ops/log.ts";
 import { STATUS } from "./plugins/problem.ts";
 import { buildDeps, type OwnedDeps } from "./runtime.ts";
 import { RedisUnavailable } from "./state/redis.ts";
@@ -266,6 +266,7 @@ async function serve(config: Config): Promise<void> {
     await deps.close();
     log.info("shutdown step done", { step: "database and shared state closed" });
     log.info("shutdown complete");
+    await flushLogs();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
@@ -983,25 +984,30 @@ async function infrastructureLine(err: Error, ctx: RunContext): Promise<string> 
 /** Exit codes: 0 done, 1 configuration or infrastructure, 2 how the command was called. */
 async function main() {
   const ctx: RunContext = {};
+  // The log lines still buffered are written before the process ends.
+  const exit = async (code: number): Promise<never> => {
+    await flushLogs();
+    process.exit(code);
+  };
   try {
     const code = await run(process.argv.slice(2), ctx);
-    if (code >= 0) process.exit(code);
+    if (code >= 0) await exit(code);
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(err.lines.map((l) => `keyport: ${l}`).join("\n") + (err.showUsage ? `\n\n${USAGE}` : ""));
-      process.exit(2);
+      await exit(2);
     }
     if (err instanceof DomainError) {
       const lines = err.errors?.length ? err.errors.map(flagLine) : [err.detail];
       console.error(lines.map((l) => `keyport: ${l}`).join("\n"));
-      process.exit(STATUS[err.code] >= 500 ? 1 : 2);
+      await exit(STATUS[err.code] >= 500 ? 1 : 2);
     }
     if (err instanceof ConfigError || err instanceof DatabaseUnavailable || err instanceof RedisUnavailable || err instanceof DataDirLocked) {
       console.error(`keyport: ${await infrastructureLine(err, ctx)}`);
-      process.exit(1);
+      await exit(1);
     }
     console.error(`keyport: unexpected error: ${(err as Error).message}`);
-    process.exit(1);
+    await exit(1);
   }
 }
 

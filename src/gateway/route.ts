@@ -119,7 +119,7 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
   const { deps, record, inflight } = env;
   const endpoint = `${method} ${route}`;
   const chain = { quota: true, product: opts.product };
-  const socketIp = (request: Request) => () => socketAddress(env.server(), request);
+  const socketIp = (request: Request) => socketAddress(env.server(), request);
 
   const finish = (request: Request, set: GatewaySet, input: I, cost: number, startedAt: number, requestId: string, result: GatewayPass | Rejection): unknown => {
     let answer: unknown;
@@ -176,7 +176,7 @@ export function gatewayHandler<I>(env: GatewayEnv, method: string, route: string
     inflight.n++;
     let result: ReturnType<typeof runChain>;
     try {
-      result = runChain(deps, request, headers, socketIp(request), opts.scope, cost, chain);
+      result = runChain(deps, request, headers, socketIp, opts.scope, cost, chain);
     } catch (err) {
       return failed(request, headers, startedAt, requestId, err);
     }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type MetricValueWithName } from "prom-client";
+import { logLinesDropped } from "./log.ts";
 
 /** One (method, route template) series: counts by status, latency histogram buckets (not cumulative), sum. */
 interface Series {
@@ -133,6 +134,7 @@ export function createMetrics(sources: MetricSources = {}): Metrics {
     });
   }
   if (sources.redisCommands) readCounter(registry, "keyport_redis_commands_total", "Commands sent to Redis (a script call counts once)", sources.redisCommands);
+  readCounter(registry, "keyport_log_lines_dropped_total", "Log lines dropped because stdout was slower than them and the log buffer was full", logLinesDropped);
   const stats = new RequestStats();
   new Counter({
     name: "keyport_http_requests_total",

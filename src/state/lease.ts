@@ -11,7 +11,7 @@ import type { CappedIncrement, MaybePromise, RateDecision } from "./types.ts";
 
 /** Redis' answer to a rate lease request; times in whole microseconds, like gcra.ts. */
 export interface RateGrant {
-  /** Cells granted: at least the cost asked for, or 0 (refused). */
+  /** Cells granted: at least the cost asked for (less the held cells they continue), or 0 (refused). */
   granted: number;
   /** The TAT the grant starts from, max(stored TAT, now): cell k's slot is base + k × interval. */
   base: number;
@@ -22,9 +22,11 @@ export interface RateGrant {
 export interface RateLeaseStore {
   /**
    * Atomically takes up to `want` of the key's free cells — no more than a share that shrinks
-   * with the free budget, down to `cost` — or none.
+   * with the free budget, down to `cost` — or none. `held` cells this instance still holds
+   * up to its lease's last slot `end` count toward the cost when the key's TAT is still `end`
+   * (nobody leased since: the new cells continue them); the grant's `base` is then `end`.
    */
-  take(key: string, limit: number, windowMs: number, nowUs: number, cost: number, want: number): Promise<RateGrant>;
+  take(key: string, limit: number, windowMs: number, nowUs: number, cost: number, want: number, end?: number, held?: number): Promise<RateGrant>;
   /** Gives back the cells after `last` if the key's TAT is still `end` (nobody leased since). */
   giveBack(key: string, end: number, last: number, nowUs: number): Promise<void>;
 }
@@ -37,9 +39,13 @@ interface RateLease {
   next: number;
   /** Slot of the last leased cell: the TAT this lease left in Redis. */
   end: number;
-  /** Refused by Redis: answered locally until then (µs). */
+  /** Refused by Redis: until then (µs, when the cost refused fits) a cost that does not fit on `blockedTat` is answered locally. */
   blockedUntil: number;
-  /** The stored TAT at that refusal (µs), for the reset time of local refusals. */
+  /**
+   * The stored TAT at that refusal (µs). Other instances' leases only move it later, so a
+   * cost c cannot fit before blockedTat + c × interval − τ: a smaller cost than the one
+   * refused may fit sooner (it is asked of Redis then), a larger one no sooner.
+   */
   blockedTat: number;
   /** The lease left less than half the limit free: worth giving back when idle. */
   scarce: boolean;
@@ -106,9 +112,17 @@ export class RateLeases {
     return lease;
   }
 
+  /**
+   * The cells this lease holds first (a refusal of a larger cost leaves them usable), then a
+   * refusal without Redis when the cost cannot fit on the TAT Redis last refused from.
+   */
   private local(lease: RateLease, now: number, cost: number): RateDecision | undefined {
-    if (now < lease.blockedUntil) return refused(lease, now);
-    return spend(lease, now, cost);
+    const spent = spend(lease, now, cost);
+    if (spent !== undefined || now >= lease.blockedUntil) return spent;
+    // Cells held up to the TAT Redis refused from would continue into the next lease.
+    const held = lease.end === lease.blockedTat ? heldCells(lease, now) : 0;
+    const fitsAt = lease.blockedTat + (cost - held - lease.limit) * lease.interval;
+    return now < fitsAt ? refused(lease, now, fitsAt) : undefined;
   }
 
   private async decideAfterRefill(key: string, limit: number, windowMs: number, now: number, cost: number, lease: RateLease): Promise<RateDecision> {
@@ -132,10 +146,12 @@ export class RateLeases {
         if (lasted < 1_000_000) lease.size = Math.min(MAX_RATE_LEASE, lease.size * 2);
         else if (lasted > 4_000_000) lease.size = Math.max(1, Math.floor(lease.size / 2));
       }
-      const grant = await this.store.take(key, lease.limit, lease.windowMs, now, cost, Math.max(cost, lease.size));
+      const held = heldCells(lease, now);
+      const grant = await this.store.take(key, lease.limit, lease.windowMs, now, cost, Math.max(cost, lease.size), held > 0 ? lease.end : 0, held);
       if (grant.granted > 0) {
-        // Cells left from the previous lease (fewer than `cost`) are abandoned: they expire.
-        lease.next = grant.base + lease.interval;
+        // The new cells continue the held ones when nobody leased since (base = end); otherwise
+        // the cells left (fewer than `cost`) are abandoned: they expire.
+        if (held === 0 || grant.base !== lease.end) lease.next = grant.base + lease.interval;
         lease.end = grant.base + grant.granted * lease.interval;
         lease.blockedUntil = 0;
         lease.leasedAt = now;
@@ -214,6 +230,12 @@ function emptyLease(limit: number, windowMs: number): RateLease {
   };
 }
 
+/** Leased cells still usable at `now`. */
+function heldCells(lease: RateLease, now: number): number {
+  const next = firstUnused(lease, now);
+  return next > lease.end ? 0 : Math.floor((lease.end - next) / lease.interval) + 1;
+}
+
 /** The slot of the first cell still usable at `now`: cells whose slot has passed are gone. */
 function firstUnused(lease: RateLease, now: number): number {
   if (lease.next > now) return lease.next;
@@ -235,13 +257,15 @@ function spend(lease: RateLease, now: number, cost: number): RateDecision | unde
   };
 }
 
-function refused(lease: RateLease, now: number): RateDecision {
+/** A local refusal: what one instance's GCRA would answer on the TAT Redis refused from (free cells, the lease's own included). */
+function refused(lease: RateLease, now: number, fitsAt: number): RateDecision {
+  const free = Math.max(0, Math.floor((lease.interval * lease.limit - (lease.blockedTat - now)) / lease.interval));
   return {
     allowed: false,
     limit: lease.limit,
-    remaining: 0,
+    remaining: free + heldCells(lease, now),
     resetMs: Math.max(0, lease.blockedTat - now) / 1000,
-    retryAfterMs: (lease.blockedUntil - now) / 1000,
+    retryAfterMs: (fitsAt - now) / 1000,
   };
 }
 
@@ -338,13 +362,16 @@ export class CountLeases {
 
   private async refill(key: string, lease: CountLease, cost: number): Promise<void> {
     try {
+      // Units this instance holds count toward the cost: Redis is asked for the rest only, so
+      // a cost that fits with them near the cap is not refused for want of the whole of it.
+      const need = cost - lease.left;
       const real = performance.now();
       if (lease.leasedAt > 0) {
         const lasted = real - lease.leasedAt;
         if (lasted < 1000) lease.size = Math.min(MAX_COUNT_LEASE, lease.size * 2);
         else if (lasted > 5000) lease.size = Math.max(1, Math.floor(lease.size / 2));
       }
-      const grant = await this.store.reserve(key, Math.max(cost, lease.size), cost, lease.cap, lease.ttlMs);
+      const grant = await this.store.reserve(key, Math.max(need, lease.size), need, lease.cap, lease.ttlMs);
       lease.value = grant.value;
       if (grant.granted > 0) {
         lease.left += grant.granted;

@@ -7,6 +7,8 @@ import type { CappedIncrement, Lock, MaybePromise, RateDecision, SharedState, Un
 // at once. %.17g writes the integer TAT exactly (Lua's tostring keeps 14 digits, and a µs
 // timestamp has 16). A grant is what the instance wants (lease.ts sizes it to the key's
 // traffic), at most a quarter of the free cells: the share falls to one cell near the limit.
+// The ARGV[7] cells the instance holds up to its lease's end ARGV[6] count toward the cost
+// while the TAT is still that end: the new cells continue them.
 const RATE_TAKE_LUA = `
 local limit = tonumber(ARGV[1])
 local interval = math.ceil(tonumber(ARGV[2]) * 1000 / limit)
@@ -17,6 +19,7 @@ local tolerance = interval * limit
 local tat = tonumber(redis.call('GET', KEYS[1]))
 local base = now
 if tat and tat > now then base = tat end
+if tat and tat > now and tat == tonumber(ARGV[6]) then cost = cost - tonumber(ARGV[7]) end
 local free = math.floor((now + tolerance - base) / interval)
 if free < cost then
   return {0, base, base + cost * interval - tolerance - now}
@@ -89,7 +92,7 @@ return 0
 `;
 
 interface Scripts {
-  kpRateTake(key: string, limit: number, windowMs: number, nowUs: number, cost: number, want: number): Promise<[number, number, number]>;
+  kpRateTake(key: string, limit: number, windowMs: number, nowUs: number, cost: number, want: number, end: number, held: number): Promise<[number, number, number]>;
   kpRateGiveBack(key: string, end: number, last: number, nowUs: number): Promise<number>;
   kpCountReserve(key: string, want: number, cost: number, cap: number, ttlMs: number): Promise<[number, number]>;
   kpCountRelease(key: string, units: number): Promise<number>;
@@ -130,9 +133,9 @@ export class RedisState implements SharedState {
     private readonly prefix: string,
   ) {
     this.rates = new RateLeases({
-      take: async (key, limit, windowMs, nowUs, cost, want): Promise<RateGrant> => {
+      take: async (key, limit, windowMs, nowUs, cost, want, end = 0, held = 0): Promise<RateGrant> => {
         this.sent++;
-        const [granted, base, retryUs] = await this.client.kpRateTake(this.k(key), limit, windowMs, nowUs, cost, want);
+        const [granted, base, retryUs] = await this.client.kpRateTake(this.k(key), limit, windowMs, nowUs, cost, want, end, held);
         return { granted, base, retryUs };
       },
       giveBack: async (key, end, last, nowUs) => {

@@ -10,6 +10,14 @@ import { analyzeEmail } from "../../src/data-api/email.ts";
  *   in-memory PGlite and in-process state) with the same handler mounted at
  *   /frame/email/:address where the data API's routes sit, without the chain: what the app
  *   costs around a /v1 handler, so `keyport − frame` is the chain's cost alone.
+ * - `BENCH_VARIANT=limit`: the bare app's email handler plus the least the gateway contract
+ *   asks of every answer: the key read from the request's `Authorization` header (401 without
+ *   one) and the six headers `RateLimit-Policy`, `RateLimit`, `X-RateLimit-Limit`,
+ *   `X-RateLimit-Remaining`, `X-RateLimit-Reset` and `X-Request-Id`, their values as cheap as
+ *   they can be (prebuilt strings, a plain counter for the remaining count, the reset time
+ *   rebuilt once a second, a counter for the request id), written into the answer's headers as
+ *   an Elysia handler writes them. No key is verified and nothing is limited: the fastest any
+ *   implementation of the contract can be on this Bun and this Elysia.
  */
 const port = Number(process.env.PORT ?? 3100);
 const variant = process.env.BENCH_VARIANT ?? "bare";
@@ -34,6 +42,38 @@ if (variant === "frame") {
     .use(errorsPlugin(deps, errorPage))
     .get("/frame/email/:address", ({ params }) => analyzeEmail(params.address))
     .use(createApp(deps))
+    .listen({ port, hostname: "127.0.0.1" });
+} else if (variant === "limit") {
+  const LIMIT = 100_000;
+  const policy = `"default";q=${LIMIT};w=60`;
+  const limit = String(LIMIT);
+  const idPrefix = `req_${crypto.randomUUID().slice(0, 8)}`;
+  let sequence = 0;
+  let remaining = LIMIT;
+  let second = 0;
+  let reset = "";
+  new Elysia()
+    .get("/v1/email/:address", ({ params, request, set }) => {
+      if (request.headers.get("authorization") === null) {
+        set.status = 401;
+        return { status: 401, code: "missing_api_key" };
+      }
+      if (--remaining < 0) remaining = LIMIT - 1;
+      const now = Date.now();
+      if (now >= second) {
+        second = now - (now % 1000) + 1000;
+        reset = String(second / 1000 + 60);
+      }
+      const h = set.headers;
+      h["x-request-id"] = idPrefix + (++sequence).toString(36);
+      h["ratelimit-policy"] = policy;
+      h.ratelimit = `"default";r=${remaining};t=60`;
+      h["x-ratelimit-limit"] = limit;
+      h["x-ratelimit-remaining"] = String(remaining);
+      h["x-ratelimit-reset"] = reset;
+      return analyzeEmail(params.address);
+    })
+    .get("/json", () => ({ hello: "world" }))
     .listen({ port, hostname: "127.0.0.1" });
 } else {
   new Elysia()

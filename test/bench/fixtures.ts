@@ -10,6 +10,10 @@ import { createKey } from "../../src/keys/service.ts";
 import { buildDeps } from "../../src/runtime.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { MAX_ACTIVE_KEYS } from "../../src/keys/model.ts";
+import { generateKey, hashKey, keyParts } from "../../src/keys/format.ts";
+import { accounts } from "../../src/accounts/accounts.sql.ts";
+import { apiKeys } from "../../src/keys/keys.sql.ts";
+import { newId } from "../../src/ids.ts";
 import { registerProduct } from "../../src/products/service.ts";
 import { UPSTREAM_SPEC } from "./upstream.ts";
 
@@ -57,6 +61,57 @@ export async function createBenchKeys(env: Record<string, string>, specs: KeySpe
         out[spec.name]!.push({ id: key.id, secret });
       }
     }
+  } finally {
+    await deps.close();
+  }
+  return out;
+}
+
+/**
+ * Many keys at once, for the gap rows (10,000 keys × 3 endpoints = 30,000 usage rows): through
+ * the services a key costs ~0.2 s on PGlite (an account per MAX_ACTIVE_KEYS keys, its
+ * password hashed; a transaction, an audit row and an event per key), so here the rows are
+ * written as createKey writes them (the same id, secret, hash and display parts) in batches of
+ * 1,000, MAX_ACTIVE_KEYS to an account (no password: nobody signs in), without the audit
+ * trail. The last `agedDays.count` keys were made `agedDays.days` ago (the rotation sweep
+ * gives keys over their account's maximum age, 90 days by default, a rotation). The server
+ * must not be running (PGlite is single-process).
+ */
+export async function insertBenchKeys(env: Record<string, string>, spec: Omit<KeySpec, "name">, aged?: { count: number; days: number }): Promise<BenchKey[]> {
+  const config = parseConfig({ SECRET_KEY, LOG_LEVEL: "silent", ...env });
+  const deps = await buildDeps(config, { log: createLogger("silent") });
+  const out: BenchKey[] = [];
+  try {
+    const now = new Date();
+    const old = new Date(now.getTime() - (aged?.days ?? 0) * 86_400_000);
+    const accountIds = Array.from({ length: Math.ceil(spec.count / MAX_ACTIVE_KEYS) }, () => newId("acct"));
+    for (let i = 0; i < accountIds.length; i += 1000) {
+      await deps.db.insert(accounts).values(
+        accountIds.slice(i, i + 1000).map((id) => ({ id, email: `bench-${id}@example.com`, passwordHash: "-", emailVerifiedAt: now })),
+      );
+    }
+    const rows: (typeof apiKeys.$inferInsert)[] = [];
+    for (let i = 0; i < spec.count; i++) {
+      const secret = generateKey(config.keyPrefix, "live");
+      const { start, end } = keyParts(secret, config.keyPrefix);
+      const id = newId("key");
+      rows.push({
+        id,
+        accountId: accountIds[Math.floor(i / MAX_ACTIVE_KEYS)]!,
+        name: `bulk ${i}`,
+        environment: "live",
+        hash: hashKey(secret),
+        start,
+        end,
+        scopes: spec.scopes ?? ["email:read", "ip:read"],
+        rateLimit: spec.rateLimit,
+        monthlyQuota: spec.monthlyQuota ?? null,
+        createdAt: i >= spec.count - (aged?.count ?? 0) ? old : now,
+        updatedAt: now,
+      });
+      out.push({ id, secret });
+    }
+    for (let i = 0; i < rows.length; i += 1000) await deps.db.insert(apiKeys).values(rows.slice(i, i + 1000));
   } finally {
     await deps.close();
   }

@@ -23,12 +23,16 @@ export interface Server {
 /** USER_HZ: /proc reports CPU times in these ticks (100 on every Linux Bun supports). */
 const CLOCK_TICKS = 100;
 
-let nextPort = 41000 + Math.floor(Math.random() * 2000) * 5;
-
-/** A free-looking loopback port: the bench's own range, moving on for every server. */
+/**
+ * A loopback port free right now, chosen by the kernel (a fixed range collided with the
+ * ephemeral ports of other clients: wrk's, the database's). It is released before the
+ * server binds it, so startServer retries with another when the server finds it taken.
+ */
 export function takePort(): number {
-  nextPort += 1;
-  return nextPort;
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
 }
 
 /**
@@ -36,15 +40,28 @@ export function takePort(): number {
  * stdout discarded (a production log pipe costs at least that), and waits until /healthz
  * (or `readyPath`) answers 200.
  */
-export async function startServer(opts: {
+export async function startServer(opts: StartOptions): Promise<Server> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOn(takePort(), opts);
+    } catch (err) {
+      // Another process took the port between the probe and the bind: once more, elsewhere.
+      if (attempt < 3 && /in use/i.test((err as Error).message)) continue;
+      throw err;
+    }
+  }
+}
+
+interface StartOptions {
   name: string;
   script: string;
   args?: string[];
   env: Record<string, string>;
   readyPath?: string;
   bunFlags?: string[];
-}): Promise<Server> {
-  const port = takePort();
+}
+
+async function startOn(port: number, opts: StartOptions): Promise<Server> {
   const proc = Bun.spawn(["bun", ...(opts.bunFlags ?? []), opts.script, ...(opts.args ?? [])], {
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", HOST: "127.0.0.1", PORT: String(port), ...opts.env },
     stdout: "ignore",

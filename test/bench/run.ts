@@ -12,6 +12,8 @@
  * bun run bench -- --duration 5 --only baseline,embedded --json
  * bun run bench -- --cpu-prof /tmp/prof           # keyport servers write CPU profiles there
  * bun run bench -- --only proxy --proxy-rate 2000 # Keyport in front of a bare upstream vs the upstream alone
+ * bun run bench -- --only limit,rate,gap,sweep    # the contract's limit row, the fixed-rate tail, the gaps during a flush and a rotation sweep
+ * bun run bench -- --only cofree                  # checks that wrk/cofree.lua sees a stall that wrk's own clock hides
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
@@ -21,7 +23,8 @@ import { generateKey } from "../../src/keys/format.ts";
 import { openPglite } from "../../src/db/client.ts";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
-import { createBenchKeys, openServiceResources, registerBenchProduct, SECRET_KEY, type BenchKey, type ServiceResources } from "./fixtures.ts";
+import { checkCoFree } from "./cofree-check.ts";
+import { createBenchKeys, insertBenchKeys, openServiceResources, registerBenchProduct, SECRET_KEY, type BenchKey, type ServiceResources } from "./fixtures.ts";
 import { benchFlush, rowsOf, type FlushResult } from "./flush.ts";
 import { leaseBytesPerKey, memoryStateBytesPerKey } from "./memory.ts";
 import { BASELINE, MAIN, UPSTREAM, metricValue, startServer, statusCounts, type Server } from "./procs.ts";
@@ -41,6 +44,7 @@ const { values: opts } = parseArgs({
     "redis-url": { type: "string" },
     "proxy-rate": { type: "string", default: "2000" },
     "proxy-connections": { type: "string", default: "50" },
+    rate: { type: "string" },
   },
   strict: true,
 });
@@ -54,6 +58,25 @@ const REDIS_URL = opts["redis-url"] ?? process.env.TEST_REDIS_URL;
 /** The proxy rows' fixed rate (requests/s) and connections: far below what either side can serve, so p99 is the request's own latency, not a queue. */
 const PROXY_RATE = Number(opts["proxy-rate"]);
 const PROXY_CONNECTIONS = Number(opts["proxy-connections"]);
+/** The tail and gap rows' fixed rate: half the baseline's measured requests/s unless given. */
+const TAIL_RATE = opts.rate === undefined ? undefined : Number(opts.rate);
+/** The gap rows: 10,000 keys × 3 endpoints = 30,000 usage rows in every flush. */
+const GAP_KEYS = 10_000;
+const GAP_ENDPOINTS = ["email", "ip", "batch"];
+const GAP_ROWS = GAP_KEYS * GAP_ENDPOINTS.length;
+/** A flush's window: from a little before its ledger time (the rows are sorted first) to well after (the upserts). */
+const GAP_WINDOW_BEFORE_MS = 500;
+const GAP_WINDOW_AFTER_MS = 2000;
+/** Gaps listed by cofree.lua: from this length. */
+const GAP_LIST_MIN_US = 2000;
+const GAP_TARGET_MS = 20;
+/** The sweep rows: keys made 100 days ago (over the default maximum age of 90), all given a rotation, started, by one sweep (it starts at most 500 a pass). */
+const SWEEP_KEYS = 500;
+const SWEEP_MS = 5000;
+/** No rotation or billing sweep in the tail and gap rows' servers: the aged keys would be rotated there. */
+const NO_SWEEP = { ROTATION_SWEEP_MS: "86400000" };
+/** The key cache's fill before a gap run: at most this long (its entries live 60 s). */
+const WARM_LIMIT_MS = 40_000;
 /** test/bench/upstream.ts registered under this id: `GET /v1/bench/things/{id}`, scope `bench:read`. */
 const PROXY_PRODUCT = "bench";
 const PROXY_PATH = `/v1/${PROXY_PRODUCT}${UPSTREAM_PATH}`;
@@ -107,6 +130,12 @@ interface Row {
   pairedBaselineCpuUs?: number;
   /** Baseline CPU per request ÷ this row's: the ratio an uncontended core would show. */
   cpuRatio?: number;
+  /** The limit row (bare Elysia + the contract's key read and six headers) measured just before this row (paired rows). */
+  pairedLimitRps?: number;
+  pairedLimitCpuUs?: number;
+  /** Requests/s ÷ the limit row's, and the limit's CPU per request ÷ this row's. */
+  limitRatio?: number;
+  limitCpuRatio?: number;
   statuses?: Record<string, number>;
 }
 
@@ -120,6 +149,10 @@ const extras: {
   metering?: { scenario: string; answered: number; metered: number }[];
   proxy?: ProxyResult[];
   scan?: ScanBench;
+  tail?: TailResult[];
+  gaps?: GapResult[];
+  sweep?: SweepResult[];
+  cofreeCheck?: { pass: boolean; detail: string };
 } = {};
 
 /** One fixed-rate run as wrk saw it. */
@@ -156,7 +189,12 @@ interface ProxyResult {
   forwardCpuSecPer1000: number;
 }
 
-/** `--only` names groups: frame, embedded, service, rejected, two, proxy, memory, flush, scan (the baseline always runs, except for scan alone). */
+/**
+ * `--only` names groups: frame, embedded, service, rejected, two, limit, rate, gap, sweep,
+ * proxy, memory, flush, scan, cofree (the baseline and the limit always run, except for scan and
+ * cofree alone; the limit's row is measured whenever the baseline's is, since every Keyport
+ * row is reported against it).
+ */
 function wanted(group: string): boolean {
   return !ONLY || ONLY.has(group);
 }
@@ -197,6 +235,7 @@ async function measure(
   // The baseline right before the row: the machine's state drifts (and it is shared), so the
   // ratio compares runs a few seconds apart rather than minutes apart.
   const paired = opts.paired && reference ? await baselineNow() : undefined;
+  const pairedLimit = opts.paired && limitServer ? await limitNow() : undefined;
   await drive(servers, env, WARMUP);
   const before = await Promise.all(servers.map((s) => s.metrics()));
   const redisBefore = await service?.redisCalls();
@@ -235,6 +274,8 @@ async function measure(
     pairedBaselineRps: paired?.rps,
     pairedBaselineP99Ms: paired?.p99Ms,
     pairedBaselineCpuUs: paired?.cpuUsPerRequest,
+    pairedLimitRps: pairedLimit?.rps,
+    pairedLimitCpuUs: pairedLimit?.cpuUsPerRequest,
     statuses,
   };
   const base = rows.find((r) => r.id === "baseline-email");
@@ -242,6 +283,11 @@ async function measure(
   else if (base) row.ratio = row.rps / base.rps;
   const baseCpu = paired?.cpuUsPerRequest ?? base?.cpuUsPerRequest;
   if (baseCpu !== undefined && row.cpuUsPerRequest) row.cpuRatio = baseCpu / row.cpuUsPerRequest;
+  const limit = rows.find((r) => r.id === "limit");
+  const limitRps = pairedLimit?.rps ?? limit?.rps;
+  const limitCpu = pairedLimit?.cpuUsPerRequest ?? limit?.cpuUsPerRequest;
+  if (limitRps !== undefined && id !== "limit" && !id.startsWith("baseline")) row.limitRatio = row.rps / limitRps;
+  if (limitCpu !== undefined && row.cpuUsPerRequest && id !== "limit" && !id.startsWith("baseline")) row.limitCpuRatio = limitCpu / row.cpuUsPerRequest;
   rows.push(row);
   return row;
 }
@@ -275,13 +321,19 @@ async function stopChecked(server: Server): Promise<void> {
 /** The bare-Elysia baseline server, kept running for the paired measurements. */
 let reference: { server: Server; env: Record<string, string> } | undefined;
 
-/** One baseline run (no warm-up: the server is warm) for the row measured next. */
-async function baselineNow(): Promise<{ rps: number; cpuUsPerRequest: number; p99Ms: number }> {
-  const { server, env } = reference!;
+/** The limit row's server (baseline.ts, BENCH_VARIANT=limit), kept running like the baseline for the paired measurements. */
+let limitServer: Server | undefined;
+
+/** One run (no warm-up: the server is warm) for the row measured next. */
+async function runNow(server: Server, env: Record<string, string>): Promise<{ rps: number; cpuUsPerRequest: number; p99Ms: number }> {
   const cpu = server.cpuUs();
   const [r] = await drive([server], env, DURATION);
   return { rps: rps(r!), cpuUsPerRequest: (server.cpuUs() - cpu) / r!.requests, p99Ms: r!.p99Us / 1000 };
 }
+
+const baselineNow = () => runNow(reference!.server, reference!.env);
+/** The limit row's server with the same keys, path and headers as the baseline. */
+const limitNow = () => runNow(limitServer!, reference!.env);
 
 async function baseline(): Promise<void> {
   const server = await startServer({ name: "baseline", script: BASELINE, env: {}, readyPath: "/json" });
@@ -290,6 +342,11 @@ async function baseline(): Promise<void> {
   reference = { server, env: { BENCH_PATH: EMAIL_PATH, KEYS_FILE: file } };
   await measure("baseline-json", "bare Elysia, JSON route", [server], { BENCH_PATH: "/json", KEYS_FILE: file });
   await measure("baseline-email", "bare Elysia, the data-API email handler (the baseline)", [server], reference.env);
+  // The contract's limit: always started (the Keyport rows are reported against it), its row measured next to the baseline's.
+  const limit = await startServer({ name: "limit", script: BASELINE, env: { BENCH_VARIANT: "limit" }, readyPath: "/json" });
+  cleanups.push(async () => void (await limit.stop()));
+  limitServer = limit;
+  await measure("limit", "the contract's limit: the same + the key read and the six headers, as cheap as they can be", [limit], reference.env);
   if (wanted("frame")) {
     const frame = await startServer({ name: "frame", script: BASELINE, env: { BENCH_VARIANT: "frame", SECRET_KEY }, readyPath: "/healthz" });
     try {
@@ -312,7 +369,8 @@ async function embedded(): Promise<void> {
     ["embedded", "warn", "Keyport embedded (PGlite, in-process state), live key, cache hit"],
     ["embedded-log", "info", "  … the same with the access log on (LOG_LEVEL=info)"],
   ] as const) {
-    if (!wanted(id)) continue;
+    // The access log's row runs with its mode's (its target compares the two).
+    if (!wanted(id) && !(id === "embedded-log" && wanted("embedded"))) continue;
     const server = await startKeyport(id, keyportEnv({ DATA_DIR: dataDir, LOG_LEVEL: level }));
     try {
       await measure(id, title, [server], env, { paired: id === "embedded" });
@@ -369,6 +427,15 @@ async function service(): Promise<void> {
     if (wanted("service")) {
       await measure("service", "Keyport service (Postgres + Redis), live key, cache hit", [one], happyEnv, { service: res, paired: true });
       await memoryOf(`limit ${HAPPY_RATE}/min, far from it`, happy[0]!);
+      // The access log's row right after the row without it (its target compares the two), on
+      // a second instance while the first stays up (idle) for the rows after.
+      const logged = await startKeyport("service-log", keyportEnv({ ...base, LOG_LEVEL: "info" }));
+      try {
+        await measure("service-log", "  … the same with the access log on (LOG_LEVEL=info)", [logged], happyEnv, { service: res });
+      } finally {
+        answeredBy.set(logged, Object.values(statusCounts(await logged.metrics(), EMAIL_ROUTE)).reduce((a, b) => a + b, 0));
+        await stopChecked(logged);
+      }
     }
     if (wanted("rejected")) {
       // On /v1/ip: answers without a key are not metered, so /v1/email's answers stay the
@@ -385,12 +452,6 @@ async function service(): Promise<void> {
       await measure("two-instances", "two service instances sharing Redis, load split", [one, two], happyEnv, { service: res, paired: true });
       await admittedAcrossTwo(one, two, admit);
       await memoryOf(`limit ${ADMIT_RATE}/min, two instances at it`, admit);
-    }
-    await stopAll();
-    if (wanted("service")) {
-      const logged = await startKeyport("service-log", keyportEnv({ ...base, LOG_LEVEL: "info" }));
-      servers.push(logged);
-      await measure("service-log", "  … the same with the access log on (LOG_LEVEL=info)", [logged], happyEnv, { service: res });
     }
   } finally {
     await stopAll();
@@ -579,6 +640,419 @@ async function meteredOf(env: Record<string, string>, keys: BenchKey[]): Promise
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// The fixed-rate tail and the gaps between answers during a flush (issue 22)
+
+interface Percentiles {
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+
+/** One fixed-rate run through wrk/cofree.lua. */
+interface TailRun {
+  target: string;
+  rate: number;
+  connections: number;
+  seconds: number;
+  rps: number;
+  requests: number;
+  /** Requests sent a millisecond or more after their slot: the schedule slipped (the latency from the slot still counts them whole). */
+  late: number;
+  statuses: Record<string, number>;
+  /** Connect, read and write errors and timeouts. */
+  socketErrors: number;
+  /** From each request's slot on the schedule: free of coordinated omission. */
+  cofree: Percentiles;
+  /** The same answers from their actual send (wrk's own measure, before its correction). */
+  fromSend: Percentiles;
+  /** wrk's own figures: from the send, then "corrected" by its guess from the run's mean rate. */
+  wrk: { p99Ms: number; p999Ms: number; maxMs: number };
+  /** The server's CPU (all its processes) per request in the measured run. */
+  cpuUsPerRequest: number;
+  longestGapMs: number;
+}
+
+/** The tail rows of one mode: the baseline, the limit and Keyport at the same rate, one after the other. */
+interface TailResult {
+  mode: "embedded" | "service";
+  rate: number;
+  connections: number;
+  baseline: TailRun;
+  limit: TailRun;
+  keyport: TailRun;
+  addedP99Ms: number;
+  addedP999Ms: number;
+  /** Over the limit row's at the same rate. */
+  addedP99VsLimitMs: number;
+  addedP999VsLimitMs: number;
+}
+
+/** One usage flush seen in the server's ledger (usage_flushes) during a gap run. */
+interface GapFlush {
+  /** The ledger's time (the flush's first transaction began), ISO and ms since the epoch. */
+  at: string;
+  atMs: number;
+  rows: number;
+  parts: number;
+  /** The longest gap between answers overlapping the flush's window, and where it ended (ms after the ledger time). */
+  longestGapMs: number;
+  longestGapEndMs: number | undefined;
+}
+
+/** A Keyport server holding 30,000 unflushed usage rows at every flush, driven at the fixed rate across its flushes. */
+interface GapResult {
+  mode: "embedded" | "service";
+  rate: number;
+  connections: number;
+  seconds: number;
+  keys: number;
+  endpoints: string[];
+  flushMs: number;
+  window: { beforeMs: number; afterMs: number };
+  /** Gaps of this length or more are listed (and so placed in or out of a window). */
+  listedFromMs: number;
+  run: TailRun;
+  flushes: GapFlush[];
+  /** The flushes of GAP_ROWS rows, and the longest gap in their windows. */
+  fullFlushes: number;
+  longestInFlushMs: number;
+  /** Outside every flush's window (the cache fill of the first seconds included): the machine's and the client's own pauses. */
+  longestOutsideMs: number;
+  longestOverallMs: number;
+  /** The key cache filled before the run (warmKeyCache), and the lookups during the run (0 unless entries went stale). */
+  cacheWarmSeconds: number;
+  lookupsBefore: number;
+  lookupsDuring: number;
+}
+
+/** The fixed rate of the tail and gap rows: half the baseline's capacity measured in this run (or --rate). */
+function tailRate(): number {
+  if (TAIL_RATE !== undefined) return TAIL_RATE;
+  const base = rows.find((r) => r.id === "baseline-email");
+  if (!base) throw new Error("the tail rows need the baseline row (it always runs)");
+  return Math.max(100, Math.round(base.rps / 2 / 100) * 100);
+}
+
+const msOf = (us: number) => us / 1000;
+
+function toTailRun(target: string, r: WrkResult, rate: number, seconds: number, cpuUs: number): TailRun {
+  const c = r.cofree!;
+  const f = r.fromSend!;
+  return {
+    target,
+    rate,
+    connections: CONNECTIONS,
+    seconds,
+    rps: rps(r),
+    requests: r.requests,
+    late: r.late ?? 0,
+    statuses: r.statuses ?? {},
+    socketErrors: r.connectErrors + r.readErrors + r.writeErrors + r.timeouts,
+    cofree: { p50Ms: msOf(c.p50Us), p90Ms: msOf(c.p90Us), p99Ms: msOf(c.p99Us), p999Ms: msOf(c.p999Us), maxMs: msOf(c.maxUs) },
+    fromSend: { p50Ms: msOf(f.p50Us), p90Ms: msOf(f.p90Us), p99Ms: msOf(f.p99Us), p999Ms: msOf(f.p999Us), maxMs: msOf(f.maxUs) },
+    wrk: { p99Ms: msOf(r.p99Us), p999Ms: msOf(r.p999Us ?? 0), maxMs: msOf(r.maxUs) },
+    cpuUsPerRequest: cpuUs / Math.max(1, r.requests),
+    longestGapMs: msOf(r.gaps?.maxUs ?? 0),
+  };
+}
+
+/** A warm-up at `rate` (unless `warm` is false), then the measured run, through cofree.lua. */
+async function atTailRate(server: Server, target: string, env: Record<string, string>, rate: number, seconds: number, warm = true): Promise<{ run: TailRun; raw: WrkResult }> {
+  const go = (s: number) => runWrk({ url: server.url, script: "cofree.lua", seconds: s, connections: CONNECTIONS, env: { ...env, BENCH_RATE: String(rate) } });
+  if (warm) await go(WARMUP);
+  const cpu = server.cpuUs();
+  const raw = await go(seconds);
+  return { run: toTailRun(target, raw, rate, seconds, server.cpuUs() - cpu), raw };
+}
+
+/** Where a mode's Keyport servers keep their data: a fresh PGlite directory, or a fresh Postgres database and Redis logical database. */
+function modesForTail(): { mode: "embedded" | "service"; open: () => Promise<Record<string, string>> }[] {
+  const modes: { mode: "embedded" | "service"; open: () => Promise<Record<string, string>> }[] = [
+    {
+      mode: "embedded",
+      open: async () => {
+        const dataDir = mkdtempSync(join(tmpdir(), "kp-bench-tail-"));
+        cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+        return { DATA_DIR: dataDir };
+      },
+    },
+  ];
+  if (DATABASE_URL && REDIS_URL) {
+    modes.push({
+      mode: "service",
+      open: async () => {
+        const res = await openServiceResources(DATABASE_URL, REDIS_URL);
+        cleanups.push(() => res.close());
+        return { DATABASE_URL: res.databaseUrl, REDIS_URL: res.redisUrl };
+      },
+    });
+  } else say("· tail and gap rows, service mode skipped: set TEST_DATABASE_URL and TEST_REDIS_URL (or --database-url, --redis-url)");
+  return modes;
+}
+
+/**
+ * The tail at a fixed rate (group `rate`) and the gaps during a flush (group `gap`), per mode
+ * on one set of keys: GAP_KEYS keys with the three endpoints' scopes, of which the first
+ * HAPPY_KEYS drive the tail rows.
+ */
+async function tailAndGaps(): Promise<void> {
+  if (!wanted("rate") && !wanted("gap") && !wanted("sweep")) return;
+  const rate = tailRate();
+  for (const { mode, open } of modesForTail()) {
+    const env = await open();
+    const fresh = wanted("gap") ? GAP_KEYS : HAPPY_KEYS;
+    const aged = wanted("sweep") ? SWEEP_KEYS : 0;
+    say(`· tail/gap/sweep (${mode}): writing ${(fresh + aged).toLocaleString("en")} keys`);
+    const keys = await insertBenchKeys(env, { count: fresh + aged, rateLimit: HAPPY_RATE, monthlyQuota: QUOTA, scopes: ["email:read", "ip:read", "batch:write"] }, { count: aged, days: 100 });
+    if (wanted("rate")) await tail(mode, env, keys.slice(0, HAPPY_KEYS), rate);
+    if (wanted("gap")) await gaps(mode, env, keys.slice(0, fresh), rate);
+    if (wanted("sweep")) await sweepGaps(mode, env, keys.slice(0, HAPPY_KEYS), aged, rate);
+  }
+}
+
+/** A rotation sweep with work (SWEEP_KEYS rotations scheduled and started) during a run at the fixed rate. */
+interface SweepResult {
+  mode: "embedded" | "service";
+  rate: number;
+  seconds: number;
+  sweepMs: number;
+  /** Rotations the sweep made and started, and the span from the first made to the last started (ms). */
+  rotations: number;
+  started: number;
+  spanMs: number;
+  /** The window: [first made − 100 ms, last started + 500 ms], ms since the epoch. */
+  windowFromMs: number;
+  windowToMs: number;
+  longestInSweepMs: number;
+  longestOutsideMs: number;
+  longestOverallMs: number;
+  run: TailRun;
+}
+
+/**
+ * The rotation sweep's pause: a Keyport server whose database holds SWEEP_KEYS keys made 100
+ * days ago, its sweep every SWEEP_MS, driven at the fixed rate on the 64 tail keys from its
+ * start for at least 2.5 sweep intervals. The first sweep schedules a rotation for each old key
+ * (one transaction: the insert, an audit row and an event each), then starts them (a new key,
+ * its sealed secret, a transaction each) and announces the old keys to the cache. When, comes
+ * from the rotations' own rows (created_at, started_at), read after SIGTERM.
+ */
+async function sweepGaps(mode: "embedded" | "service", env: Record<string, string>, keys: BenchKey[], aged: number, rate: number): Promise<void> {
+  const seconds = Math.max(DURATION, Math.ceil((2.5 * SWEEP_MS) / 1000));
+  say(`· sweep (${mode}): ${aged} keys due for rotation, ROTATION_SWEEP_MS=${SWEEP_MS}, ${rate.toLocaleString("en")} req/s for ${seconds} s`);
+  const file = keysFile(keys.map((k) => k.secret));
+  const server = await startKeyport(`sweep-${mode}`, keyportEnv({ ...env, ROTATION_SWEEP_MS: String(SWEEP_MS) }));
+  let measured: { run: TailRun; raw: WrkResult };
+  try {
+    measured = await atTailRate(server, `keyport-${mode}, a sweep of ${aged} rotations`, { KEYS_FILE: file, BENCH_GAP_MIN_US: String(GAP_LIST_MIN_US) }, rate, seconds, false);
+  } finally {
+    await stopChecked(server);
+  }
+  const query = "select (extract(epoch from created_at) * 1000)::float8 as made, (extract(epoch from started_at) * 1000)::float8 as started from key_rotations";
+  let raw: { made: number; started: number | null }[];
+  if (env.DATA_DIR) {
+    const database = await openPglite(env.DATA_DIR);
+    try {
+      raw = rowsOf<{ made: number; started: number | null }>(await database.db.execute(sql.raw(query)));
+    } finally {
+      await database.close();
+    }
+  } else {
+    const sqlc = postgres(env.DATABASE_URL!, { max: 1, onnotice: () => {} });
+    try {
+      raw = (await sqlc.unsafe(query)) as unknown as { made: number; started: number | null }[];
+    } finally {
+      await sqlc.end();
+    }
+  }
+  const made = raw.map((r) => Number(r.made));
+  const started = raw.filter((r) => r.started !== null).map((r) => Number(r.started));
+  const g = measured.raw.gaps!;
+  const from = made.length ? Math.min(...made) - 100 : Infinity;
+  const to = started.length ? Math.max(...started) + 500 : made.length ? Math.max(...made) + 500 : -Infinity;
+  let inside = 0;
+  let outside = 0;
+  for (const [end, us] of g.list) {
+    if (end >= from && end - us / 1000 <= to) inside = Math.max(inside, us / 1000);
+    else outside = Math.max(outside, us / 1000);
+  }
+  (extras.sweep ??= []).push({
+    mode,
+    rate,
+    seconds,
+    sweepMs: SWEEP_MS,
+    rotations: made.length,
+    started: started.length,
+    spanMs: made.length ? Math.max(...(started.length ? started : made)) - Math.min(...made) : 0,
+    windowFromMs: from,
+    windowToMs: to,
+    longestInSweepMs: inside,
+    longestOutsideMs: outside,
+    longestOverallMs: g.maxUs / 1000,
+    run: measured.run,
+  });
+}
+
+/** The baseline, the limit and Keyport driven one after the other at `rate` with the same keys and paths (/v1/email/s<slot>@example.com). */
+async function tail(mode: "embedded" | "service", env: Record<string, string>, keys: BenchKey[], rate: number): Promise<void> {
+  const file = keysFile(keys.map((k) => k.secret));
+  const keyport = await startKeyport(`tail-${mode}`, keyportEnv({ ...env, ...NO_SWEEP }));
+  try {
+    const at = `${rate.toLocaleString("en")} req/s`;
+    say(`· tail (${mode}) at ${at}: the baseline`);
+    const baseline = await atTailRate(reference!.server, "baseline", { KEYS_FILE: file }, rate, DURATION);
+    say(`· tail (${mode}) at ${at}: the limit`);
+    const limit = await atTailRate(limitServer!, "limit", { KEYS_FILE: file }, rate, DURATION);
+    say(`· tail (${mode}) at ${at}: Keyport ${mode}`);
+    const own = await atTailRate(keyport, `keyport-${mode}`, { KEYS_FILE: file }, rate, DURATION);
+    (extras.tail ??= []).push({
+      mode,
+      rate,
+      connections: CONNECTIONS,
+      baseline: baseline.run,
+      limit: limit.run,
+      keyport: own.run,
+      addedP99Ms: own.run.cofree.p99Ms - baseline.run.cofree.p99Ms,
+      addedP999Ms: own.run.cofree.p999Ms - baseline.run.cofree.p999Ms,
+      addedP99VsLimitMs: own.run.cofree.p99Ms - limit.run.cofree.p99Ms,
+      addedP999VsLimitMs: own.run.cofree.p999Ms - limit.run.cofree.p999Ms,
+    });
+  } finally {
+    await stopChecked(keyport);
+  }
+}
+
+/** The ledger of applied flushes (one row per part: `<flush id>.<part>`), on the database `env` selects (its server stopped). */
+async function flushLedger(env: Record<string, string>): Promise<{ id: string; rows: number; atMs: number }[]> {
+  const query = "select flush_id as id, rows, (extract(epoch from applied_at) * 1000)::float8 as at from usage_flushes";
+  let raw: { id: string; rows: number; at: number }[];
+  if (env.DATA_DIR) {
+    const database = await openPglite(env.DATA_DIR);
+    try {
+      raw = rowsOf<{ id: string; rows: number; at: number }>(await database.db.execute(sql.raw(query)));
+    } finally {
+      await database.close();
+    }
+  } else {
+    const sqlc = postgres(env.DATABASE_URL!, { max: 1, onnotice: () => {} });
+    try {
+      raw = (await sqlc.unsafe(query)) as unknown as { id: string; rows: number; at: number }[];
+    } finally {
+      await sqlc.end();
+    }
+  }
+  return raw.map((r) => ({ id: String(r.id), rows: Number(r.rows), atMs: Number(r.at) }));
+}
+
+/**
+ * GAP_KEYS keys × the three endpoints at the fixed rate, with USAGE_FLUSH_MS such that every
+ * interval sends each of the 30,000 (key, endpoint) pairs at least twice: every timer flush
+ * writes GAP_ROWS rows (the first inserts them, the next add to them). cofree.lua stamps every
+ * answer; the flushes' times come from the server's ledger, read after it stops; a gap
+ * counts for a flush when it overlaps [ledger time − GAP_WINDOW_BEFORE_MS, + GAP_WINDOW_AFTER_MS].
+ */
+async function gaps(mode: "embedded" | "service", env: Record<string, string>, keys: BenchKey[], rate: number): Promise<void> {
+  const flushMs = Math.max(5000, Math.ceil((2 * GAP_ROWS) / rate) * 1000);
+  const seconds = Math.max(DURATION, Math.ceil((2.2 * flushMs) / 1000) + 1);
+  const file = keysFile(keys.map((k) => k.secret));
+  say(`· gaps (${mode}): ${keys.length.toLocaleString("en")} keys × ${GAP_ENDPOINTS.length} endpoints at ${rate.toLocaleString("en")} req/s for ${seconds} s, USAGE_FLUSH_MS=${flushMs}`);
+  const server = await startKeyport(`gap-${mode}`, keyportEnv({ ...env, ...NO_SWEEP, USAGE_FLUSH_MS: String(flushMs) }));
+  let measured: { run: TailRun; raw: WrkResult };
+  let warm: { seconds: number; lookups: number };
+  let lookupsDuring: number;
+  try {
+    warm = await warmKeyCache(server, file, keys.length);
+    const before = metricValue(await server.metrics(), "keyport_key_lookups_total");
+    measured = await atTailRate(server, `keyport-${mode}, ${GAP_ROWS.toLocaleString("en")} usage rows a flush`, { KEYS_FILE: file, BENCH_ENDPOINTS: GAP_ENDPOINTS.join(","), BENCH_GAP_MIN_US: String(GAP_LIST_MIN_US) }, rate, seconds, false);
+    lookupsDuring = metricValue(await server.metrics(), "keyport_key_lookups_total") - before;
+  } finally {
+    await stopChecked(server);
+  }
+  const g = measured.raw.gaps!;
+  const byFlush = new Map<string, { rows: number; parts: number; atMs: number }>();
+  for (const part of await flushLedger(env)) {
+    const id = part.id.replace(/\.\d+$/, "");
+    const f = byFlush.get(id) ?? { rows: 0, parts: 0, atMs: Infinity };
+    f.rows += part.rows;
+    f.parts++;
+    f.atMs = Math.min(f.atMs, part.atMs);
+    byFlush.set(id, f);
+  }
+  // The flushes during the run (not the one at SIGTERM, after the last answer).
+  const during = [...byFlush.values()].filter((f) => f.atMs >= g.firstAnswerMs - GAP_WINDOW_BEFORE_MS && f.atMs <= g.lastAnswerMs).sort((a, b) => a.atMs - b.atMs);
+  const overlaps = (end: number, us: number, f: { atMs: number }) => end >= f.atMs - GAP_WINDOW_BEFORE_MS && end - us / 1000 <= f.atMs + GAP_WINDOW_AFTER_MS;
+  const flushes: GapFlush[] = during.map((f) => {
+    let longest = 0;
+    let endMs: number | undefined;
+    for (const [end, us] of g.list) {
+      if (overlaps(end, us, f) && us / 1000 > longest) {
+        longest = us / 1000;
+        endMs = end - f.atMs;
+      }
+    }
+    return { at: new Date(f.atMs).toISOString(), atMs: f.atMs, rows: f.rows, parts: f.parts, longestGapMs: longest, longestGapEndMs: endMs };
+  });
+  const full = flushes.filter((f) => f.rows >= GAP_ROWS);
+  let outside = 0;
+  for (const [end, us] of g.list) if (!during.some((f) => overlaps(end, us, f))) outside = Math.max(outside, us / 1000);
+  (extras.gaps ??= []).push({
+    mode,
+    rate,
+    connections: CONNECTIONS,
+    seconds,
+    keys: keys.length,
+    endpoints: GAP_ENDPOINTS,
+    flushMs,
+    window: { beforeMs: GAP_WINDOW_BEFORE_MS, afterMs: GAP_WINDOW_AFTER_MS },
+    listedFromMs: GAP_LIST_MIN_US / 1000,
+    run: measured.run,
+    flushes,
+    fullFlushes: full.length,
+    longestInFlushMs: Math.max(0, ...full.map((f) => f.longestGapMs)),
+    longestOutsideMs: outside,
+    longestOverallMs: g.maxUs / 1000,
+    cacheWarmSeconds: warm.seconds,
+    lookupsBefore: warm.lookups,
+    lookupsDuring,
+  });
+}
+
+/**
+ * Every key of `file` looked up once before the gap run, so that its gaps are the flush's and
+ * not 10,000 cache misses': GET /v1/email flat out (load.lua cycles through the keys) in
+ * 2-second runs until the server's key lookups reach `count` (at most WARM_LIMIT_MS: the cache
+ * keeps an entry 60 s, so a slower fill would expire its first keys during the run). Its email rows
+ * are flushed by the timer meanwhile or merged into the run's first flush, which writes the
+ * same 30,000 rows either way.
+ */
+async function warmKeyCache(server: Server, file: string, count: number): Promise<{ seconds: number; lookups: number }> {
+  const started = performance.now();
+  const secrets = (await Bun.file(file).text()).split("\n").filter(Boolean);
+  let lookups = 0;
+  let offset = 0;
+  while (performance.now() - started < WARM_LIMIT_MS) {
+    // load.lua starts from its file's first key: each run starts where the last one stopped.
+    const rotated = keysFile([...secrets.slice(offset), ...secrets.slice(0, offset)]);
+    const r = await runWrk({ url: server.url, script: "load.lua", seconds: 2, connections: CONNECTIONS, env: { BENCH_PATH: EMAIL_PATH, KEYS_FILE: rotated } });
+    offset = (offset + r.requests) % secrets.length;
+    lookups = metricValue(await server.metrics(), "keyport_key_lookups_total");
+    if (lookups >= count) break;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  say(`  key cache: ${lookups.toLocaleString("en")} lookups in ${seconds.toFixed(1)} s`);
+  return { seconds, lookups };
+}
+
+async function cofreeSelfTest(): Promise<void> {
+  if (!wanted("cofree")) return;
+  say("· cofree.lua against a server that stalls 50 ms every 2 s, and without the stall");
+  const r = await checkCoFree();
+  extras.cofreeCheck = { pass: r.pass, detail: r.detail };
+}
+
 async function memory(): Promise<void> {
   if (!wanted("memory")) return;
   say("· in-process bytes per rate-limited key (100,000 keys)");
@@ -702,10 +1176,22 @@ function targets(): Target[] {
     const r = row(id);
     if (r) out.push({ name: `0 database queries per request on the hot path (${id})`, pass: r.hotDbPerRequest === 0, detail: `${r.hotDbPerRequest?.toFixed(5)} key lookups; all statements incl. background timers ${r.dbPerRequest?.toFixed(5)}, of which the usage flush ${r.flushDbPerRequest?.toFixed(5)}` });
   }
+  // Issue 22: against the contract's limit (the baseline's ratios stay in the table for information).
+  const vsLimit = (r: Row) =>
+    `${pct(r.limitRatio!)} of the limit's requests/s (${Math.round(r.rps).toLocaleString("en")} vs ${Math.round(r.pairedLimitRps ?? row("limit")!.rps).toLocaleString("en")}${r.pairedLimitRps ? ", measured just before" : ""}); CPU ratio ${r.limitCpuRatio === undefined ? "-" : pct(r.limitCpuRatio)}; of the baseline ${r.ratio === undefined ? "-" : pct(r.ratio)}`;
   const emb = row("embedded");
-  if (emb?.ratio !== undefined) out.push({ name: "embedded ≥ 80% of the baseline's requests/s", pass: emb.ratio >= 0.8, detail: pct(emb.ratio) });
+  if (emb?.limitRatio !== undefined) out.push({ name: "embedded ≥ 90% of the limit row's requests/s", pass: emb.limitRatio >= 0.9, detail: vsLimit(emb) });
   const svc = row("service");
-  if (svc?.ratio !== undefined) out.push({ name: "service ≥ 70% of the baseline's requests/s", pass: svc.ratio >= 0.7, detail: pct(svc.ratio) });
+  if (svc?.limitRatio !== undefined) out.push({ name: "service ≥ 85% of the limit row's requests/s", pass: svc.limitRatio >= 0.85, detail: vsLimit(svc) });
+  for (const id of ["embedded", "service"]) {
+    const plain = row(id);
+    const logged = row(`${id}-log`);
+    if (plain && logged) {
+      const ratio = logged.rps / plain.rps;
+      const cpu = plain.cpuUsPerRequest && logged.cpuUsPerRequest ? pct(plain.cpuUsPerRequest / logged.cpuUsPerRequest) : "-";
+      out.push({ name: `${id} with the access log on (LOG_LEVEL=info) ≥ 92% of the same without it`, pass: ratio >= 0.92, detail: `${pct(ratio)} (${Math.round(logged.rps).toLocaleString("en")} vs ${Math.round(plain.rps).toLocaleString("en")} req/s); CPU ratio ${cpu}` });
+    }
+  }
   if (svc?.redisPerRequest !== undefined) out.push({ name: "service: ≤ 0.1 Redis round trips per request, keys far from their limit", pass: svc.redisPerRequest <= 0.1, detail: `${svc.redisPerRequest.toFixed(4)} (Redis-side commands incl. script internals: ${svc.redisServerPerRequest?.toFixed(4)})` });
   const two = extras.twoInstanceLimit;
   if (two) {
@@ -719,7 +1205,8 @@ function targets(): Target[] {
     const r = row(id);
     // Against the baseline measured just before the row, like the ratio.
     const baseP99 = r?.pairedBaselineP99Ms ?? base?.p99Ms;
-    if (r && baseP99 !== undefined) out.push({ name: `p99 added latency of the chain < 1 ms at ${CONNECTIONS} connections (${id})`, pass: r.p99Ms - baseP99 < 1, detail: `${(r.p99Ms - baseP99).toFixed(2)} ms (p99 ${r.p99Ms.toFixed(2)} vs ${baseP99.toFixed(2)} ms)` });
+    // Superseded by the fixed-rate tail (issue 22): at full load p99 is mostly queueing. Reported, not judged.
+    if (r && baseP99 !== undefined) out.push({ name: `p99 added at full load, ${CONNECTIONS} connections (${id}; the fixed-rate tail below is the target)`, pass: undefined, detail: `${(r.p99Ms - baseP99).toFixed(2)} ms (p99 ${r.p99Ms.toFixed(2)} vs ${baseP99.toFixed(2)} ms)` });
   }
   if (extras.redisBytesPerKey) {
     const sizes = Object.values(extras.redisBytesPerKey).filter((v): v is number => v !== null);
@@ -748,6 +1235,48 @@ function targets(): Target[] {
       detail: `direct ${Math.round(p.direct.rps)} req/s ${JSON.stringify(p.direct.statuses)}, ${p.direct.late} late; Keyport's own route ${Math.round(p.own.rps)} req/s ${JSON.stringify(p.own.statuses)}, ${p.own.late} late; through Keyport ${Math.round(p.proxied.rps)} req/s ${JSON.stringify(p.proxied.statuses)}, ${p.proxied.late} late; p99 added ${p.addedP99Ms.toFixed(2)} ms, Keyport's CPU ${p.keyportCpuSecPer1000.toFixed(3)} s per 1,000 requests`,
     });
   }
+  const ms2 = (x: number) => x.toFixed(2);
+  const heldTail = (r: TailRun) => r.rps >= 0.97 * r.rate && r.rps <= 1.03 * r.rate;
+  const cleanTail = (r: TailRun) => r.socketErrors === 0 && Object.keys(r.statuses).every((s) => s === "200");
+  const tailLine = (r: TailRun) => `${Math.round(r.rps).toLocaleString("en")} req/s ${JSON.stringify(r.statuses)}, ${r.late} late`;
+  for (const t of extras.tail ?? []) {
+    const at = `${t.rate.toLocaleString("en")} req/s, ${t.connections} connections`;
+    out.push({
+      name: `fixed rate (${t.mode}): p99 added ≤ 1 ms over the baseline at ${at}, free of coordinated omission`,
+      pass: t.addedP99Ms <= 1,
+      detail: `${ms2(t.addedP99Ms)} ms (p99 ${ms2(t.keyport.cofree.p99Ms)} vs ${ms2(t.baseline.cofree.p99Ms)} ms; the limit ${ms2(t.limit.cofree.p99Ms)} ms)`,
+    });
+    out.push({
+      name: `fixed rate (${t.mode}): p99.9 added ≤ 3 ms over the baseline`,
+      pass: t.addedP999Ms <= 3,
+      detail: `${ms2(t.addedP999Ms)} ms (p99.9 ${ms2(t.keyport.cofree.p999Ms)} vs ${ms2(t.baseline.cofree.p999Ms)} ms; the limit ${ms2(t.limit.cofree.p999Ms)} ms; max ${ms2(t.keyport.cofree.maxMs)} vs ${ms2(t.baseline.cofree.maxMs)} ms)`,
+    });
+    const runs = [t.baseline, t.limit, t.keyport];
+    out.push({
+      name: `fixed rate (${t.mode}): every run held ${t.rate.toLocaleString("en")} req/s, every answer 200`,
+      pass: runs.every(heldTail) && runs.every(cleanTail),
+      detail: `baseline ${tailLine(t.baseline)}; limit ${tailLine(t.limit)}; Keyport ${tailLine(t.keyport)}`,
+    });
+  }
+  for (const g of extras.gaps ?? []) {
+    out.push({
+      name: `no gap over ${GAP_TARGET_MS} ms between answers during a flush of ${GAP_ROWS.toLocaleString("en")} rows (${g.mode}, ${g.rate.toLocaleString("en")} req/s)`,
+      pass: g.fullFlushes > 0 && g.longestInFlushMs <= GAP_TARGET_MS && cleanTail(g.run) && g.lookupsBefore >= g.keys,
+      detail:
+        `${g.fullFlushes} such flush(es) in ${g.seconds} s: longest gap in their windows ${ms2(g.longestInFlushMs)} ms${g.longestInFlushMs === 0 ? ` (none over ${g.listedFromMs} ms)` : ""}; ` +
+        `outside every flush ${ms2(g.longestOutsideMs)} ms, overall ${ms2(g.longestOverallMs)} ms; ${tailLine(g.run)}; key cache filled in ${g.cacheWarmSeconds.toFixed(1)} s (${g.lookupsBefore.toLocaleString("en")} lookups${g.lookupsBefore < g.keys ? `, short of ${g.keys.toLocaleString("en")}: not warm` : ""}), ${g.lookupsDuring} during the run`,
+    });
+  }
+  for (const w of extras.sweep ?? []) {
+    out.push({
+      name: `no gap over ${GAP_TARGET_MS} ms between answers during a rotation sweep of ${SWEEP_KEYS} rotations (${w.mode}, ${w.rate.toLocaleString("en")} req/s)`,
+      pass: w.rotations >= SWEEP_KEYS && w.started >= SWEEP_KEYS && w.longestInSweepMs <= GAP_TARGET_MS && cleanTail(w.run),
+      detail:
+        `${w.rotations} rotations made, ${w.started} started, over ${w.spanMs.toFixed(0)} ms: longest gap in the sweep's window ${ms2(w.longestInSweepMs)} ms${w.longestInSweepMs === 0 ? " (none over 2 ms)" : ""}; ` +
+        `outside it ${ms2(w.longestOutsideMs)} ms, overall ${ms2(w.longestOverallMs)} ms; ${tailLine(w.run)}`,
+    });
+  }
+  if (extras.cofreeCheck) out.push({ name: "wrk/cofree.lua shows a server's stall that wrk's clock from the send hides", pass: extras.cofreeCheck.pass, detail: extras.cofreeCheck.detail });
   if (extras.scan) {
     const sc = extras.scan;
     out.push({
@@ -763,7 +1292,7 @@ function targets(): Target[] {
 }
 
 function printTable(ts: Target[]): void {
-  const head = ["scenario", "req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "CPU ratio", "db q/req", "redis/req", "redis srv/req", "RSS MB", "statuses"];
+  const head = ["scenario", "req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "CPU ratio", "vs limit", "CPU vs limit", "db q/req", "redis/req", "redis srv/req", "RSS MB", "statuses"];
   const body = rows.map((r) => [
     r.title,
     Math.round(r.rps).toLocaleString("en"),
@@ -772,6 +1301,8 @@ function printTable(ts: Target[]): void {
     r.ratio === undefined ? "" : `${(r.ratio * 100).toFixed(1)}%${r.pairedBaselineRps ? "*" : ""}`,
     r.cpuUsPerRequest === undefined ? "" : r.cpuUsPerRequest.toFixed(1),
     r.cpuRatio === undefined ? "" : `${(r.cpuRatio * 100).toFixed(1)}%`,
+    r.limitRatio === undefined ? "" : `${(r.limitRatio * 100).toFixed(1)}%${r.pairedLimitRps ? "*" : ""}`,
+    r.limitCpuRatio === undefined ? "" : `${(r.limitCpuRatio * 100).toFixed(1)}%`,
     r.hotDbPerRequest === undefined ? "" : r.hotDbPerRequest.toFixed(4),
     r.redisPerRequest === undefined ? "" : r.redisPerRequest.toFixed(4),
     r.redisServerPerRequest === undefined ? "" : r.redisServerPerRequest.toFixed(4),
@@ -788,6 +1319,7 @@ function printTable(ts: Target[]): void {
   for (const b of body) console.log(line(b));
   console.log("");
   console.log("ratio: requests/s ÷ the baseline's (* = the baseline measured just before the row); CPU ratio: the baseline's server CPU per request ÷ the row's.");
+  console.log("vs limit, CPU vs limit: the same against the limit row (bare Elysia + the key read and the contract's six headers; * = measured just before the row, after the baseline).");
   console.log("db q/req: the request path's statements (key lookups missing the cache) per request; redis/req: commands the Keyport processes sent; redis srv/req: commands Redis ran (INFO commandstats, script-internal ones included).");
   console.log("");
   const frame = rows.find((r) => r.id === "frame");
@@ -810,6 +1342,26 @@ function printTable(ts: Target[]): void {
         `the upstream ${p.direct.upstreamCpuSecPer1000.toFixed(3)} alone / ${p.proxied.upstreamCpuSecPer1000.toFixed(3)} behind Keyport; added in all ${p.addedCpuSecPer1000.toFixed(3)}.`,
     );
   }
+  const pcts = (p: Percentiles) => `${p.p50Ms.toFixed(2)} / ${p.p99Ms.toFixed(2)} / ${p.p999Ms.toFixed(2)} / ${p.maxMs.toFixed(2)}`;
+  for (const t of extras.tail ?? []) {
+    console.log(`Fixed rate (${t.mode}), ${t.rate.toLocaleString("en")} req/s over ${t.connections} connections, latency from each request's slot (p50 / p99 / p99.9 / max ms; from the send; wrk's own p99 / p99.9):`);
+    for (const r of [t.baseline, t.limit, t.keyport]) {
+      console.log(`  ${r.target.padEnd(18)} ${pcts(r.cofree)}  (from the send ${pcts(r.fromSend)}; wrk ${r.wrk.p99Ms.toFixed(2)} / ${r.wrk.p999Ms.toFixed(2)}); ${Math.round(r.rps).toLocaleString("en")} req/s, ${r.late} late, CPU ${r.cpuUsPerRequest.toFixed(1)} µs/req, longest gap ${r.longestGapMs.toFixed(2)} ms`);
+    }
+    console.log(`  added by Keyport: p99 ${signed(t.addedP99Ms)} ms, p99.9 ${signed(t.addedP999Ms)} ms over the baseline; ${signed(t.addedP99VsLimitMs)} / ${signed(t.addedP999VsLimitMs)} ms over the limit`);
+  }
+  for (const g of extras.gaps ?? []) {
+    console.log(
+      `Gaps between answers (${g.mode}): ${g.keys.toLocaleString("en")} keys × ${g.endpoints.length} endpoints at ${g.rate.toLocaleString("en")} req/s for ${g.seconds} s, USAGE_FLUSH_MS=${g.flushMs}; window [−${g.window.beforeMs}, +${g.window.afterMs}] ms around each flush's ledger time: ` +
+        `longest in a ${GAP_ROWS.toLocaleString("en")}-row flush ${g.longestInFlushMs.toFixed(2)} ms, outside the flushes ${g.longestOutsideMs.toFixed(2)} ms, overall ${g.longestOverallMs.toFixed(2)} ms; email latency from the slot ${pcts(g.run.cofree)} ms`,
+    );
+    for (const f of g.flushes) console.log(`  flush at ${f.at}: ${f.rows.toLocaleString("en")} rows in ${f.parts} part(s), longest gap ${f.longestGapMs.toFixed(2)} ms${f.longestGapEndMs === undefined ? "" : ` (ending ${f.longestGapEndMs.toFixed(0)} ms after the ledger time)`}`);
+  }
+  for (const w of extras.sweep ?? []) {
+    console.log(
+      `Rotation sweep (${w.mode}): ${w.rotations} rotations made and ${w.started} started in ${w.spanMs.toFixed(0)} ms at ${w.rate.toLocaleString("en")} req/s: longest gap between answers in the sweep's window ${w.longestInSweepMs.toFixed(2)} ms, outside it ${w.longestOutsideMs.toFixed(2)} ms; email latency from the slot ${pcts(w.run.cofree)} ms`,
+    );
+  }
   if (extras.redisBytesPerKey) console.log(`Redis MEMORY USAGE per limiter key: ${Object.entries(extras.redisBytesPerKey).map(([k, v]) => `${k} → ${v ?? "-"} B`).join("; ")}`);
   if (extras.inProcessBytesPerKey) console.log(`In-process bytes per rate-limited key (100,000 keys): ${Object.entries(extras.inProcessBytesPerKey).map(([k, v]) => `${k} → ${v.toFixed(0)} B`).join("; ")}`);
   for (const f of extras.flush ?? []) {
@@ -818,12 +1370,13 @@ function printTable(ts: Target[]): void {
     );
   }
   console.log("");
-  for (const t of ts) console.log(`${t.pass === undefined ? "  ?  " : t.pass ? "PASS " : "FAIL "} ${t.name}: ${t.detail}`);
+  for (const t of ts) console.log(`${t.pass === undefined ? "info " : t.pass ? "PASS " : "FAIL "} ${t.name}: ${t.detail}`);
 }
 
 async function main(): Promise<number> {
-  // The scanner's row needs neither wrk nor the baseline.
+  // The scanner's row needs neither wrk nor the baseline; cofree.lua's check needs no baseline.
   const scanOnly = ONLY?.size === 1 && ONLY.has("scan");
+  const noBaseline = ONLY !== undefined && [...ONLY].every((g) => g === "scan" || g === "cofree");
   if (!wrkInstalled() && !scanOnly) {
     console.error("bench: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk (as root: apt-get update && apt-get install -y wrk)");
     return 1;
@@ -831,9 +1384,11 @@ async function main(): Promise<number> {
   const started = new Date();
   say(`keyport bench: ${DURATION} s per row after ${WARMUP} s warm-up, ${CONNECTIONS} connections, wrk -t1; LOG_LEVEL=warn unless the row says otherwise`);
   try {
-    if (!scanOnly) await baseline();
+    await cofreeSelfTest();
+    if (!noBaseline) await baseline();
     if (wanted("embedded")) await embedded();
     if (["service", "rejected", "two"].some(wanted)) await service();
+    if (!noBaseline) await tailAndGaps();
     await proxy();
     await memory();
     await flush();
@@ -842,11 +1397,11 @@ async function main(): Promise<number> {
     for (const c of cleanups.reverse()) await c().catch((err) => console.error(`bench cleanup: ${(err as Error).message}`));
   }
   const ts = targets();
-  const order = ["baseline-json", "baseline-email", "frame", "embedded", "embedded-log", "service", "service-log", "rejected-checksum", "rejected-unknown", "rejected-limited", "two-instances", "proxy-direct-embedded", "proxy-own-embedded", "proxy-embedded", "proxy-direct-service", "proxy-own-service", "proxy-service"];
+  const order = ["baseline-json", "baseline-email", "limit", "frame", "embedded", "embedded-log", "service", "service-log", "rejected-checksum", "rejected-unknown", "rejected-limited", "two-instances", "proxy-direct-embedded", "proxy-own-embedded", "proxy-embedded", "proxy-direct-service", "proxy-own-service", "proxy-service"];
   rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version, platform: `${process.platform} ${process.arch}` };
   if (opts.json) {
-    console.log(JSON.stringify({ date: started.toISOString(), machine, options: { duration: DURATION, warmup: WARMUP, connections: CONNECTIONS, proxyRate: PROXY_RATE, proxyConnections: PROXY_CONNECTIONS }, rows, ...extras, targets: ts }, null, 2));
+    console.log(JSON.stringify({ date: started.toISOString(), machine, options: { duration: DURATION, warmup: WARMUP, connections: CONNECTIONS, proxyRate: PROXY_RATE, proxyConnections: PROXY_CONNECTIONS, rate: TAIL_RATE ?? null }, rows, ...extras, targets: ts.map((t) => ({ ...t, pass: t.pass ?? null })) }, null, 2));
   } else {
     console.log(`\nkeyport bench ${started.toISOString()} — ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Bun ${machine.bun}\n`);
     printTable(ts);

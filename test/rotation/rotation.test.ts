@@ -256,5 +256,6 @@ describe.skipIf(!service)("two sweepers on one Postgres [service]", () => {
       await b.close();
       await a.close();
     }
-  });
+    // Two harnesses on a fresh database (every migration): ~5 s on a loaded 2-core machine.
+  }, 30_000);
 });

@@ -49,6 +49,21 @@ for (const backend of backends) {
       expect(allowed).toBe(10);
     });
 
+    it("refuses a cost that does not fit without blocking a smaller one that does", async () => {
+      const k = key();
+      const now = clock.now();
+      for (let i = 0; i < 7; i++) expect((await state.rateLimit(k, 10, MINUTE, now)).allowed).toBe(true);
+      // Three cells are free: a batch of five waits two emission intervals, and says three are left.
+      const five = await state.rateLimit(k, 10, MINUTE, now, 5);
+      expect(five).toMatchObject({ allowed: false, remaining: 3 });
+      expect(five.retryAfterMs).toBeCloseTo((2 * MINUTE) / 10, 0);
+      const three = await state.rateLimit(k, 10, MINUTE, now + 1, 3);
+      expect(three).toMatchObject({ allowed: true, remaining: 0 });
+      const one = await state.rateLimit(k, 10, MINUTE, now + 2);
+      expect(one).toMatchObject({ allowed: false, remaining: 0 });
+      expect(one.retryAfterMs).toBeCloseTo(MINUTE / 10 - 2, 0);
+    });
+
     it("holds at the largest limit without drift (100,000 per minute)", async () => {
       const k = key();
       const now = clock.now();
@@ -110,6 +125,19 @@ for (const backend of backends) {
       expect((await state.consume(k, 1, 10, MINUTE)).ok).toBe(false);
       await settle(state);
       expect(await state.get(k)).toBe(10);
+    });
+
+    it("spends a cost that fits with the units this instance already holds, exactly to the cap", async () => {
+      const k = key();
+      // Eight single requests: in Redis the lease grows (1, 2, 4, then 8 units), so this
+      // instance holds seven unspent units when the batch comes.
+      for (let i = 0; i < 8; i++) expect((await state.consume(k, 1, 100, MINUTE)).ok).toBe(true);
+      expect(await state.consume(k, 90, 100, MINUTE)).toEqual({ ok: true, value: 98 });
+      expect((await state.consume(k, 3, 100, MINUTE)).ok).toBe(false);
+      expect(await state.consume(k, 2, 100, MINUTE)).toEqual({ ok: true, value: 100 });
+      expect((await state.consume(k, 1, 100, MINUTE)).ok).toBe(false);
+      await settle(state);
+      expect(await state.get(k)).toBe(100);
     });
 
     it("lets another instance spend a unit one instance gave back at the cap", async () => {

@@ -87,6 +87,25 @@ describe.skipIf(!TEST_REDIS_URL)("leased limits in Redis [service]", () => {
     expect((await a.rateLimit(k, 10, MINUTE, t0 + MINUTE / 10)).allowed).toBe(false);
   });
 
+  it("spends the cells it holds while a larger cost is refused, and counts them toward a cost that continues them", async () => {
+    const k = key();
+    const now = Date.now();
+    const limit = 1000;
+    // Leases of 1, 2, 4 and 8 cells: after eight requests this instance holds seven.
+    for (let i = 0; i < 8; i++) expect((await a.rateLimit(k, limit, MINUTE, now)).allowed).toBe(true);
+    const before = a.commandCount();
+    // 992 are free to one instance's GCRA (985 in Redis, 7 held): 995 is refused...
+    expect(await a.rateLimit(k, limit, MINUTE, now, 995)).toMatchObject({ allowed: false, remaining: 992 });
+    expect(a.commandCount() - before).toBe(1);
+    // ...and a single request is answered from the held cells, without Redis.
+    expect(await a.rateLimit(k, limit, MINUTE, now)).toMatchObject({ allowed: true, remaining: 991 });
+    expect(a.commandCount() - before).toBe(1);
+    // 991 fit: the six held cells and 985 from Redis, continuing them.
+    expect(await a.rateLimit(k, limit, MINUTE, now, 991)).toMatchObject({ allowed: true, remaining: 0 });
+    expect((await b.rateLimit(k, limit, MINUTE, now)).allowed).toBe(false);
+    expect((await a.rateLimit(k, limit, MINUTE, now)).allowed).toBe(false);
+  });
+
   it("reports what one instance's GCRA would: remaining and reset count only the cells spent", async () => {
     const k = key();
     const now = Date.now();
