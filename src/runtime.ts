@@ -46,7 +46,7 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
   // Registered first so it runs first: the last flush needs the database still open.
   shutdown.register("usage flushed", async () => {
     meter.stop();
-    await meter.flush();
+    await meter.drain();
   });
   shutdown.register("key cache stopped", () => keyCache.stop());
   const products = new ProductRegistry(database.db, state, config.secretKey, log, opts.productsPollMs);

@@ -152,6 +152,16 @@ export class UsageMeter {
     return this.flushing;
   }
 
+  /**
+   * Everything recorded so far into the database (the last flush, at shutdown): a flush
+   * already under way took only the rows recorded before it began, so it is awaited and then
+   * the rest flushed. flush() alone would share that run and leave the later rows behind.
+   */
+  async drain(): Promise<void> {
+    if (this.flushing) await this.flushing.catch(() => {});
+    await this.flush();
+  }
+
   private async runFlush(): Promise<void> {
     if (this.pending) {
       await this.write(this.pending);

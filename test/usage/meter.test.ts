@@ -44,6 +44,22 @@ for (const backend of backends) {
       expect(rows.reduce((n, r) => n + r.latencyBuckets.reduce((a, b) => a + b, 0), 0)).toBe(1000);
     });
 
+    it("drains at shutdown: a flush under way is awaited, then what was recorded after it began is flushed too", async () => {
+      const account = await newAccount(h);
+      const { key, secret } = await newKey(h, account.id, { rateLimit: 100_000 });
+      await Promise.all(Array.from({ length: 50 }, () => h.req("/v1/email/a@example.com", { headers: bearer(secret) })));
+      await afterResponse();
+      // A flush starts (it takes the 50), then 30 more are answered before the shutdown's drain.
+      const under = h.deps.meter.flush();
+      await Promise.all(Array.from({ length: 30 }, () => h.req("/v1/ip/1.2.3.4", { headers: bearer(secret) })));
+      await afterResponse();
+      // flush() here would share the run under way and leave the 30 behind.
+      await h.deps.meter.drain();
+      await under;
+      expect(await counted(key.id)).toEqual({ successes: 80, errors: 0 });
+      expect(h.deps.meter.unflushed()).toBe(0);
+    });
+
     it("counts errors apart, a batch as one request per item, and test keys as test usage", async () => {
       const account = await newAccount(h);
       const { key, secret } = await newKey(h, account.id, { environment: "test" });
