@@ -123,6 +123,7 @@ const envSchema = z.object({
   USAGE_FLUSH_MS: intIn("USAGE_FLUSH_MS", 100, 3_600_000, 5000),
   SECRET_KEY: secretOf("SECRET_KEY", 32),
   LOG_LEVEL: oneOf("LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
+  LOG_BUFFER_BYTES: intIn("LOG_BUFFER_BYTES", 65_536, 1_073_741_824, 4 * 1024 * 1024),
   TRUST_PROXY: bool("TRUST_PROXY"),
   INSTANCE_COUNT: intIn("INSTANCE_COUNT", 1, 1000, 1),
   RATE_LIMIT_ON_REDIS_ERROR: oneOf("RATE_LIMIT_ON_REDIS_ERROR", ["local", "allow", "deny"] as const, "local"),
@@ -170,6 +171,8 @@ export interface Config {
   /** Where the secret key came from: the environment, or DATA_DIR/secret.key. */
   secretKeySource: "env" | "file" | "unset";
   logLevel: LogLevel;
+  /** At most this many bytes of log lines wait for a slow stdout; further lines are dropped and counted. */
+  logBufferBytes: number;
   trustProxy: boolean;
   instanceCount: number;
   rateLimitOnRedisError: "local" | "allow" | "deny";
@@ -225,6 +228,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     secretKey: e.SECRET_KEY,
     secretKeySource: e.SECRET_KEY ? "env" : "unset",
     logLevel: e.LOG_LEVEL,
+    logBufferBytes: e.LOG_BUFFER_BYTES,
     trustProxy: e.TRUST_PROXY,
     instanceCount: e.INSTANCE_COUNT,
     rateLimitOnRedisError: e.RATE_LIMIT_ON_REDIS_ERROR,

@@ -232,7 +232,7 @@ function listFlag(value: string | undefined): string[] | undefined {
 }
 
 async function serve(config: Config): Promise<void> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logBufferBytes);
   if (config.databaseUrl && config.secretKeySource === "file") {
     log.warn("SECRET_KEY is not set: using one generated in DATA_DIR; instances that share a database must share SECRET_KEY");
   }

@@ -35,7 +35,7 @@ export interface AssembleOptions {
 
 /** Deps over an open database and state; `close` runs the shutdown hooks, then closes both. */
 export async function assembleDeps(config: Config, database: Database, state: SharedState, opts: AssembleOptions = {}): Promise<OwnedDeps> {
-  const log = opts.log ?? createLogger(config.logLevel);
+  const log = opts.log ?? createLogger(config.logLevel, undefined, config.logBufferBytes);
   const clock = opts.clock ?? systemClock;
   const catalog = loadCatalog(config.plansFile);
   await seedPlans(database.db, catalog, new Date(clock.now()));

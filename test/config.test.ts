@@ -7,7 +7,7 @@ import { ConfigError, ensureSecretKey, parseConfig } from "../src/config.ts";
 describe("config", () => {
   it("applies the documented defaults to an empty environment", () => {
     const c = parseConfig({});
-    expect(c).toMatchObject({ port: 3000, keyPrefix: "kp", usageFlushMs: 5000, logLevel: "info", databaseUrl: undefined, redisUrl: undefined });
+    expect(c).toMatchObject({ port: 3000, keyPrefix: "kp", usageFlushMs: 5000, logLevel: "info", logBufferBytes: 4 * 1024 * 1024, databaseUrl: undefined, redisUrl: undefined });
     expect(c.dataDir.endsWith("/data")).toBe(true);
   });
 
@@ -22,6 +22,7 @@ describe("config", () => {
     [{ PORT: "70000" }, 'PORT must be an integer 1-65535, got "70000"'],
     [{ USAGE_FLUSH_MS: "-5" }, 'USAGE_FLUSH_MS must be an integer 100-3600000, got "-5"'],
     [{ LOG_LEVEL: "loud" }, 'LOG_LEVEL must be one of debug, info, warn, error, silent, got "loud"'],
+    [{ LOG_BUFFER_BYTES: "1000" }, 'LOG_BUFFER_BYTES must be an integer 65536-1073741824, got "1000"'],
     [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL must start with postgres:// or postgresql://"],
     [{ REDIS_URL: "not a url" }, "REDIS_URL must be a URL"],
     [{ KEY_PREFIX: "sk" }, "KEY_PREFIX must be 2-8 lowercase letters"],

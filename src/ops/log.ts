@@ -32,9 +32,9 @@ type SonicBoom = DestinationStream & {
  */
 const BATCH_CHARS = 12 * 1024;
 /**
- * At most this much waits in the destination for a stdout slower than the lines (about
- * 28,000 access lines, one second or more at full load); further lines are dropped and
- * counted (keyport_log_lines_dropped_total), never held.
+ * By default at most this much waits in the destination for a stdout slower than the lines
+ * (about 28,000 access lines, one second or more at full load); further lines are dropped and
+ * counted (keyport_log_lines_dropped_total), never held. LOG_BUFFER_BYTES sets it.
  */
 const MAX_BYTES = 4 * 1024 * 1024;
 /** A batch that has not filled is written at most this late: a quiet server's lines. */
@@ -57,7 +57,7 @@ class StdoutSink {
   dropped = 0;
   private readonly dest: SonicBoom;
 
-  constructor() {
+  constructor(maxBytes: number) {
     // Before pino's own exit hook (registered with the destination), so this one runs first.
     process.on("exit", () => this.exitFlush());
     this.dest = pino.destination({
@@ -65,7 +65,7 @@ class StdoutSink {
       sync: false,
       // Batches are written as they come; while one is being written, the next wait (bounded).
       minLength: 0,
-      maxLength: MAX_BYTES,
+      maxLength: maxBytes,
       // A full non-blocking stdout answers EAGAIN: sonic-boom tries again 100 ms later.
       retryEAGAIN: () => Date.now() < this.giveUpAt,
     }) as unknown as SonicBoom;
@@ -188,9 +188,12 @@ function writeAllSync(fd: number, text: string, giveUpAt: number): void {
 
 let sink: StdoutSink | undefined;
 
-/** The process's one stdout sink, shared by every logger so that their lines stay in order. */
-function stdoutSink(): StdoutSink {
-  return (sink ??= new StdoutSink());
+/**
+ * The process's one stdout sink, shared by every logger so that their lines stay in order; its
+ * bound is the first caller's.
+ */
+function stdoutSink(maxBytes: number): StdoutSink {
+  return (sink ??= new StdoutSink(maxBytes));
 }
 
 /** Lines not written because stdout was slower than them and the buffer was full (keyport_log_lines_dropped_total). */
@@ -214,11 +217,12 @@ export async function flushLogs(maxWaitMs = FINAL_FLUSH_MS): Promise<void> {
  * One JSON object per line (`{"level":"info","time":"<ISO 8601>",…fields,"msg":"…"}`), never a
  * secret: callers log ids, not keys. On stdout, lines are batched and written asynchronously
  * (pino's destination), bounded, and flushed on exit (flushLogs); with `write`, each line is
- * handed to it at once, without its newline (tests).
+ * handed to it at once, without its newline (tests). `bufferBytes` bounds what waits for a slow
+ * stdout (LOG_BUFFER_BYTES; the first logger's bound is the process's).
  */
-export function createLogger(level: LogLevel, write?: (line: string) => void): Logger {
+export function createLogger(level: LogLevel, write?: (line: string) => void, bufferBytes = MAX_BYTES): Logger {
   const min = rank[level];
-  const out = write || level === "silent" ? undefined : stdoutSink();
+  const out = write || level === "silent" ? undefined : stdoutSink(bufferBytes);
   const dest: DestinationStream = out ?? { write: (s: string) => void write?.(s.endsWith("\n") ? s.slice(0, -1) : s) };
   const p: PinoLogger = pino(
     {
