@@ -66,6 +66,7 @@ export async function assembleDeps(config: Config, database: Database, state: Sh
     metrics: createMetrics({
       dbQueries: () => database.queryCount(),
       usageFlushQueries: () => meter.queries,
+      usageFlushes: () => ({ flushes: meter.flushes, rows: meter.flushedRows, last: meter.lastFlush }),
       keyLookups: () => keyCache.misses,
       redisCommands: state.kind === "redis" ? () => state.commandCount() : undefined,
       mailSent: () => mailer.sent,

@@ -91,6 +91,8 @@ export interface MetricSources {
   redisCommands?: () => number;
   /** Statements sent by usage flushes, a background part of dbQueries (UsageMeter.queries). */
   usageFlushQueries?: () => number;
+  /** The usage meter's batches written, their rows, and the last one's span (UsageMeter.flushes, flushedRows, lastFlush). */
+  usageFlushes?: () => { flushes: number; rows: number; last: { startedAt: number; endedAt: number; rows: number } | undefined };
   /** Key verifications that went to the database: the request path's only statements (KeyCache.misses). */
   keyLookups?: () => number;
   /** Mail accepted by the SMTP server (or written to a file), and failed attempts (src/email/outbox.ts). */
@@ -113,12 +115,38 @@ function readCounter(registry: Registry, name: string, help: string, read: () =>
   });
 }
 
+/** A gauge whose value is read from `read` at each scrape. */
+function readGauge(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
 /** A registry per app, so tests that build several apps do not share counters. */
 export function createMetrics(sources: MetricSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "keyport_" });
   if (sources.dbQueries) readCounter(registry, "keyport_db_queries_total", "Statements sent to the database", sources.dbQueries);
   if (sources.usageFlushQueries) readCounter(registry, "keyport_usage_flush_queries_total", "Statements sent by usage flushes (part of keyport_db_queries_total)", sources.usageFlushQueries);
+  const flushes = sources.usageFlushes;
+  if (flushes) {
+    readCounter(registry, "keyport_usage_flushes_total", "Usage batches written to the database", () => flushes().flushes);
+    readCounter(registry, "keyport_usage_flushed_rows_total", "Usage rows (key, day, endpoint) written by those batches", () => flushes().rows);
+    readGauge(registry, "keyport_usage_last_flush_duration_seconds", "How long the last usage batch took to write, from its first row built to its last part committed", () => {
+      const last = flushes().last;
+      return last ? (last.endedAt - last.startedAt) / 1000 : Number.NaN;
+    });
+    readGauge(registry, "keyport_usage_last_flush_end_timestamp_seconds", "When the last usage batch was written (Unix time)", () => {
+      const last = flushes().last;
+      return last ? last.endedAt / 1000 : Number.NaN;
+    });
+    readGauge(registry, "keyport_usage_last_flush_rows", "Rows in the last usage batch written", () => flushes().last?.rows ?? Number.NaN);
+  }
   if (sources.keyLookups) readCounter(registry, "keyport_key_lookups_total", "Key verifications that missed the cache and queried the database", sources.keyLookups);
   if (sources.mailSent) readCounter(registry, "keyport_mail_sent_total", "Mail accepted by the SMTP server or written to DATA_DIR/mail", sources.mailSent);
   if (sources.mailFailed) readCounter(registry, "keyport_mail_failed_total", "Mail send attempts that failed (each retried until 24 h have passed)", sources.mailFailed);

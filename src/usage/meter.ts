@@ -92,6 +92,11 @@ export class UsageMeter {
   recorded = 0;
   /** Statements its flushes sent: the background share of Database.queryCount (the benchmark subtracts it). */
   queries = 0;
+  /** Batches written and their rows (keyport_usage_flushes_total, keyport_usage_flushed_rows_total). */
+  flushes = 0;
+  flushedRows = 0;
+  /** The last batch written: when it began and ended (epoch ms) and its rows (the keyport_usage_last_flush_* gauges). */
+  lastFlush: { startedAt: number; endedAt: number; rows: number } | undefined;
 
   constructor(
     private readonly db: Db,
@@ -188,6 +193,7 @@ export class UsageMeter {
    */
   private async write(batch: PendingFlush): Promise<void> {
     const started = performance.now();
+    const startedAt = Date.now();
     const writes: Promise<void>[] = [];
     // At most `parallel` parts in flight: the pool's other connections stay free for key lookups.
     const send = (part: FlushPart) => {
@@ -230,6 +236,9 @@ export class UsageMeter {
       throw err;
     }
     if (batch.rowCount) {
+      this.flushes++;
+      this.flushedRows += batch.rowCount;
+      this.lastFlush = { startedAt, endedAt: Date.now(), rows: batch.rowCount };
       this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rowCount, parts: parts.length, ms: Math.round(performance.now() - started) });
     }
   }

@@ -4,6 +4,7 @@ import { startHarness, type Harness } from "../support/harness.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
 import { requestRecorder } from "../../src/plugins/observe.ts";
+import { newAccount, newKey } from "../support/fixtures.ts";
 
 describe("access log", () => {
   it("writes request lines at info and none at warn, and says which levels it writes", () => {
@@ -50,6 +51,35 @@ for (const backend of backends) {
       expect(text).toMatch(/keyport_http_requests_total\{method="GET",route="unmatched",status="404"\} 1/);
       expect(text).toContain("keyport_http_request_duration_seconds_bucket");
       expect(text).toContain("keyport_process_resident_memory_bytes");
+    });
+
+    it("says in /metrics how many usage batches were written, their rows, and when the last one began and ended", async () => {
+      const value = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+      const before = await (await h.req("/metrics")).text();
+      expect(value(before, "keyport_usage_flushes_total")).toBe(0);
+      expect(value(before, "keyport_usage_last_flush_rows")).toBeNaN();
+      const account = await newAccount(h);
+      const { secret } = await newKey(h, account.id);
+      const auth = { headers: { authorization: `Bearer ${secret}` } };
+      expect((await h.req("/v1/email/a@example.com", auth)).status).toBe(200);
+      expect((await h.req("/v1/ip/8.8.8.8", auth)).status).toBe(200);
+      const started = Date.now();
+      await h.deps.meter.flush();
+      const ended = Date.now();
+      const after = await (await h.req("/metrics")).text();
+      expect(value(after, "keyport_usage_flushes_total")).toBe(1);
+      // One key, one day, two endpoints: two rows.
+      expect(value(after, "keyport_usage_flushed_rows_total")).toBe(2);
+      expect(value(after, "keyport_usage_last_flush_rows")).toBe(2);
+      const end = value(after, "keyport_usage_last_flush_end_timestamp_seconds") * 1000;
+      expect(end).toBeGreaterThanOrEqual(started);
+      expect(end).toBeLessThanOrEqual(ended);
+      const duration = value(after, "keyport_usage_last_flush_duration_seconds") * 1000;
+      expect(duration).toBeGreaterThanOrEqual(0);
+      expect(duration).toBeLessThanOrEqual(ended - started);
+      // A flush with nothing to write is no batch.
+      await h.deps.meter.flush();
+      expect(value(await (await h.req("/metrics")).text(), "keyport_usage_flushes_total")).toBe(1);
     });
 
     it("answers an unknown route with problem+json 404", async () => {
