@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "bun:test";
+import diagnostics from "node:diagnostics_channel";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +25,26 @@ describe("log lines", () => {
     expect(c).toEqual({ time: c.time, level: "error", msg: "no fields" });
     // No pid or hostname: the lines carry what the callers give and nothing else.
     expect(Object.keys(c).sort()).toEqual(["level", "msg", "time"]);
+  });
+
+  it("are formatted outside pino's tracing channel while nobody listens, and inside it once someone does", () => {
+    const lines: string[] = [];
+    const log = createLogger("info", (l) => void lines.push(l));
+    const channel = diagnostics.tracingChannel("pino_asJson");
+    expect(channel.hasSubscribers).toBe(false);
+    const seen: string[] = [];
+    const handlers = { start: () => void seen.push("start"), end: () => void seen.push("end"), asyncStart() {}, asyncEnd() {}, error() {} };
+    channel.subscribe(handlers);
+    try {
+      expect(channel.hasSubscribers).toBe(true);
+      log.info("traced");
+    } finally {
+      channel.unsubscribe(handlers);
+    }
+    expect(channel.hasSubscribers).toBe(false);
+    log.info("not traced");
+    expect(seen).toEqual(["start", "end"]);
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual(["traced", "not traced"]);
   });
 
   it("are written from their level up, and enabled() says which", () => {
