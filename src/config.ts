@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { DEFAULT_LOG_BUFFER_BYTES } from "./ops/log.ts";
 
 /** The one place that reads the environment. Every variable, its default and its check. */
 const intIn = (name: string, min: number, max: number, fallback: number) =>
@@ -123,7 +124,7 @@ const envSchema = z.object({
   USAGE_FLUSH_MS: intIn("USAGE_FLUSH_MS", 100, 3_600_000, 5000),
   SECRET_KEY: secretOf("SECRET_KEY", 32),
   LOG_LEVEL: oneOf("LOG_LEVEL", ["debug", "info", "warn", "error", "silent"] as const, "info"),
-  LOG_BUFFER_BYTES: intIn("LOG_BUFFER_BYTES", 65_536, 1_073_741_824, 4 * 1024 * 1024),
+  LOG_BUFFER_BYTES: intIn("LOG_BUFFER_BYTES", 65_536, 1_073_741_824, DEFAULT_LOG_BUFFER_BYTES),
   TRUST_PROXY: bool("TRUST_PROXY"),
   INSTANCE_COUNT: intIn("INSTANCE_COUNT", 1, 1000, 1),
   RATE_LIMIT_ON_REDIS_ERROR: oneOf("RATE_LIMIT_ON_REDIS_ERROR", ["local", "allow", "deny"] as const, "local"),

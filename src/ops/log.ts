@@ -55,7 +55,7 @@ const BATCH_CHARS = 12 * 1024;
  * (about 28,000 access lines, one second or more at full load); further lines are dropped and
  * counted (keyport_log_lines_dropped_total), never held. LOG_BUFFER_BYTES sets it.
  */
-const MAX_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_LOG_BUFFER_BYTES = 4 * 1024 * 1024;
 /** A batch that has not filled is written at most this late: a quiet server's lines. */
 const FLUSH_MS = 100;
 /** How long the last flush waits for stdout to take what is left before giving it up. */
@@ -256,7 +256,7 @@ function isoTimeOncePerMs(): string {
  * handed to it at once, without its newline (tests). `bufferBytes` bounds what waits for a slow
  * stdout (LOG_BUFFER_BYTES; the first logger's bound is the process's).
  */
-export function createLogger(level: LogLevel, write?: (line: string) => void, bufferBytes = MAX_BYTES): Logger {
+export function createLogger(level: LogLevel, write?: (line: string) => void, bufferBytes = DEFAULT_LOG_BUFFER_BYTES): Logger {
   const min = rank[level];
   const out = write || level === "silent" ? undefined : stdoutSink(bufferBytes);
   const dest: DestinationStream = out ?? { write: (s: string) => void write?.(s.endsWith("\n") ? s.slice(0, -1) : s) };

@@ -192,7 +192,6 @@ export class UsageMeter {
    * more for 10,000 keys (their updates competing with the parts for the cores).
    */
   private async write(batch: PendingFlush): Promise<void> {
-    const started = performance.now();
     const startedAt = Date.now();
     const writes: Promise<void>[] = [];
     // At most `parallel` parts in flight: the pool's other connections stay free for key lookups.
@@ -239,7 +238,7 @@ export class UsageMeter {
       this.flushes++;
       this.flushedRows += batch.rowCount;
       this.lastFlush = { startedAt, endedAt: Date.now(), rows: batch.rowCount };
-      this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rowCount, parts: parts.length, ms: Math.round(performance.now() - started) });
+      this.log.debug("usage flushed", { flushId: batch.flushId, rows: batch.rowCount, parts: parts.length, ms: this.lastFlush.endedAt - startedAt });
     }
   }
 

@@ -438,11 +438,11 @@ async function service(): Promise<void> {
       }
     }
     if (wanted("rejected")) {
-      // On /v1/ip: answers without a key are not metered, so /v1/email's answers stay the
+      // The key over its limit first: after the rows of bad keys the client address is over
+      // its failure budget, and a key not yet in the cache is then refused (429) before it is
+      // looked up, so those answers name no key and cannot be metered to one. The bad keys go
+      // to /v1/ip: answers without a key are not metered, so /v1/email's answers stay the
       // metering check's reference.
-      // The key over its limit first: after the two rows of bad keys the client address is
-      // over its failure budget, and a key not yet in the cache is then refused (429) before
-      // it is looked up, so those answers name no key and cannot be metered to one.
       const badChecksum = `kp_live_${"A".repeat(40)}${"zzzzzz"}`;
       await measure("rejected-limited", `rejected: over its limit (${LIMITED_RATE.toLocaleString("en")}/min, 429)`, [one], { BENCH_PATH: EMAIL_PATH, KEYS_FILE: keysFile([limited.secret]) }, { service: res });
       await memoryOf(`limit ${LIMITED_RATE}/min, under full load`, limited);
