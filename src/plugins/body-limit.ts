@@ -31,5 +31,8 @@ export const bodyLimitPlugin = (config: Pick<Config, "trustProxy">) =>
     if (PROXIED.test(path) && !OWN_DATA_API.test(path)) return;
     const limit = SPEC_UPLOAD.test(path) ? SPEC_UPLOAD_BYTES : MAX_BODY_BYTES;
     if (Number(declared) <= limit) return;
-    return problemResponse(requestOrigin(request, config), "payload_too_large", `The request body is larger than ${limit} bytes.`);
+    // Assigned, not returned directly: see the onRequest hook in src/plugins/errors.ts.
+    let refused: Response;
+    refused = problemResponse(requestOrigin(request, config), "payload_too_large", `The request body is larger than ${limit} bytes.`);
+    return refused;
   });

@@ -60,8 +60,14 @@ export const errorsPlugin = (deps: ErrorsDeps, page: ErrorPage) =>
   // and a hook taking the whole context makes it parse cookies, query and headers on every
   // request of every route (measured: -10% requests/s for the whole app).
   new Elysia({ name: "errors" })
+    // No `return f(` in an onRequest hook: Elysia would count it async and await it, which
+    // makes every request of the app, the data API's too, answer through a promise
+    // (src/gateway/route.ts, the handler's comment).
     .onRequest(({ request }) => {
-      if (!namesHost(request.url)) return refuseHost(request, deps, page);
+      if (!namesHost(request.url)) {
+        const refused = refuseHost(request, deps, page);
+        if (refused !== undefined) return refused;
+      }
     })
     .onError({ as: "global" }, ({ code, error, request, set }) => {
       let response: Response;
