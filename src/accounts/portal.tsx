@@ -41,7 +41,7 @@ import { settingsModel } from "./settings.ts";
 import {
   completeEnrolmentSignIn,
   completeSignIn,
-  confirmEnrolment,
+  turnOnTwoFactor,
   disableTwoFactor,
   openPendingSignIn,
   pendingEnrolment,
@@ -347,11 +347,19 @@ export const accountsPortal = (deps: Deps) => {
         return refusedTwoFactor(session, err, "start");
       }
     }, { page: true })
-    .post(twoFactorPaths.confirm, async ({ session, actor, body }) => {
+    .post(twoFactorPaths.confirm, async ({ session, actor, body, request }) => {
       const form = codePasswordForm.parse(formFields(body));
       try {
-        const codes = await confirmEnrolment(deps, session.accountId, { code: form.code, password: form.password }, actor);
-        return await twoFactorPage(session, { codes, notice: "Two-factor sign-in is on: the next sign-in will ask for a code from your app." });
+        const { codes, renewed } = await turnOnTwoFactor(deps, session.accountId, { code: form.code, password: form.password }, actor);
+        // Every session ended, this one too (as after a password change): their sandbox keys
+        // go with them, and this browser carries on in the new session, whose CSRF token the page has.
+        await revokeSandboxKeys(deps, { accountId: session.accountId, exceptSessionId: "" }, actor);
+        const page = await twoFactorPage(renewed.session, {
+          codes,
+          notice: "Two-factor sign-in is on: the next sign-in will ask for a code from your app. Every other browser signed in to this account was signed out.",
+        });
+        page.headers.append("set-cookie", sessionCookie(renewed.token, request, deps.config));
+        return page;
       } catch (err) {
         // The same enrolment again beside the messages: the secret is not in use yet.
         const enrolment = (await pendingEnrolment(deps, session.accountId)) ?? undefined;

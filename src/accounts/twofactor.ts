@@ -14,6 +14,7 @@ import { instanceSettings } from "../leaks/leaks.sql.ts";
 import { accounts, recoveryCodes, sessions } from "./accounts.sql.ts";
 import { checkPassword, reservePasswordAttempt } from "./login.ts";
 import type { Account } from "./service.ts";
+import { renewSessions, type Session } from "./sessions.ts";
 
 /**
  * Two-factor sign-in: TOTP (RFC 6238, by `otpauth`) with ten single-use recovery codes.
@@ -189,6 +190,34 @@ async function passwordProblem(deps: Pick<Deps, "state" | "passwords">, row: { e
  * codes, the audit event and the security mail. Returns the codes, to be shown once.
  */
 export async function confirmEnrolment(deps: TwoFactorDeps, accountId: string, input: { code: string; password?: string }, who: Actor): Promise<string[]> {
+  return (await enableTwoFactor(deps, accountId, input, who, async () => undefined)).codes;
+}
+
+/**
+ * Turning two-factor sign-in on from Settings: confirmEnrolment, and in the same transaction
+ * every session of the account ends, this one too, and the caller's browser gets a new one (a
+ * new id, secret and CSRF token: renewSessions), as after a password change — a session
+ * opened or fixed before the second factor guarded the account does not outlive it (OWASP
+ * Session Management: renew the session ID after a privilege change). Returns the codes, to
+ * be shown once, and the new session.
+ */
+export async function turnOnTwoFactor(
+  deps: TwoFactorDeps,
+  accountId: string,
+  input: { code: string; password: string },
+  who: Actor,
+): Promise<{ codes: string[]; renewed: { token: string; session: Session } }> {
+  const { codes, also } = await enableTwoFactor(deps, accountId, input, who, (tx, row) => renewSessions(tx, deps, row, { ip: who.ip, userAgent: who.userAgent }));
+  return { codes, renewed: also };
+}
+
+async function enableTwoFactor<T>(
+  deps: TwoFactorDeps,
+  accountId: string,
+  input: { code: string; password?: string },
+  who: Actor,
+  also: (tx: Tx, row: typeof accounts.$inferSelect) => Promise<T>,
+): Promise<{ codes: string[]; also: T }> {
   const row = await accountRow(deps.db, accountId);
   if (row.totpEnabledAt) throw alreadyOn();
   if (!row.totpPendingSealed) throw new DomainError("invalid_request", "No enrolment is under way.", [{ field: "code", message: "start again: no enrolment is under way" }]);
@@ -213,7 +242,7 @@ export async function confirmEnrolment(deps: TwoFactorDeps, accountId: string, i
     const codes = await replaceRecoveryCodes(tx, accountId, now);
     await recordAudit(tx, who, { accountId, action: "account.2fa_enabled" }, now);
     await enqueueMail(tx, deps, { accountId, to: row.email, kind: "two_factor_enabled" });
-    return codes;
+    return { codes, also: await also(tx, row) };
   });
 }
 

@@ -59,7 +59,9 @@ export const billingPortal = (deps: Deps) =>
       // Public; signed in, it keeps the signed-in navigation and marks the account's plan.
       const session = await validateSession(deps, sessionToken(request));
       const [layout, current] = session ? await Promise.all([pageSession(deps, session), currentPlan(deps, session.accountId)]) : [undefined, undefined];
-      return htmlResponse(PricingPage({ session: layout, products: pricingProducts(deps), plans: deps.catalog.plans, includes: deps.catalog.includes, current: current?.plan.id }));
+      // Signed in, the page is the account's (kept by no cache, like every signed-in page).
+      const headers: Record<string, string> = session ? { "cache-control": "no-store" } : {};
+      return htmlResponse(PricingPage({ session: layout, products: pricingProducts(deps), plans: deps.catalog.plans, includes: deps.catalog.includes, current: current?.plan.id }), 200, headers);
     })
     .get("/portal/billing", async ({ session, query }) => {
       const [meter, invoices, layout] = await Promise.all([monthMeter(deps, session.accountId), listInvoices(deps, session.accountId), pageSession(deps, session)]);

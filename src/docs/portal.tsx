@@ -29,6 +29,13 @@ async function visitor(deps: Deps, request: Request): Promise<Visitor> {
   return { session: await validateSession(deps, token), token };
 }
 
+/**
+ * A page rendered for a signed-in visitor (the account's navigation, its sandbox key) is kept
+ * by no cache, like every signed-in page (src/portal/plugin.ts); the public one may be.
+ */
+const NO_STORE = { "cache-control": "no-store" };
+const cacheFor = (v: Visitor): Record<string, string> => (v.session ? NO_STORE : {});
+
 function sandboxSession(v: Visitor): SandboxSession | undefined {
   const secret = cookieSecret(v.token);
   return v.session && secret ? { id: v.session.id, accountId: v.session.accountId, expiresAt: v.session.expiresAt, cookieSecret: secret } : undefined;
@@ -107,15 +114,15 @@ export const docsPortal = (deps: Deps, app: AnyElysia, catalog: DocsCatalog) => 
       // The address follows the search, so a reload or a shared link shows the same list.
       if (wantsFragment(request)) return htmlResponse(OperationList({ tags, q }), 200, { "hx-replace-url": q ? `/docs?q=${encodeURIComponent(q)}` : "/docs" });
       const v = await visitor(deps, request);
-      return htmlResponse(DocsIndexPage({ session: await layout(v), title: ref.title, description: ref.description, version: ref.version, tags, q }));
+      return htmlResponse(DocsIndexPage({ session: await layout(v), title: ref.title, description: ref.description, version: ref.version, tags, q }), 200, cacheFor(v));
     })
     .get("/docs/getting-started", async ({ request }) => {
       const v = await visitor(deps, request);
-      return htmlResponse(GettingStartedPage({ session: await layout(v), origin: requestOrigin(request, deps.config), prefix: deps.config.keyPrefix, firstOperation: "analyzeEmail" }));
+      return htmlResponse(GettingStartedPage({ session: await layout(v), origin: requestOrigin(request, deps.config), prefix: deps.config.keyPrefix, firstOperation: "analyzeEmail" }), 200, cacheFor(v));
     })
     .get("/docs/errors", async ({ request }) => {
       const v = await visitor(deps, request);
-      return htmlResponse(ErrorsPage({ session: await layout(v), errors: ERROR_DOCS, origin: requestOrigin(request, deps.config) }));
+      return htmlResponse(ErrorsPage({ session: await layout(v), errors: ERROR_DOCS, origin: requestOrigin(request, deps.config) }), 200, cacheFor(v));
     })
     .get("/docs/:operationId", async ({ request, params }) => {
       const v = await visitor(deps, request);
@@ -123,7 +130,7 @@ export const docsPortal = (deps: Deps, app: AnyElysia, catalog: DocsCatalog) => 
       if (!op) return notFoundPage(v.session ?? undefined);
       const origin = requestOrigin(request, deps.config);
       const tryIt = await tryState(v, op, origin, initialForm(op, v.session !== null));
-      return htmlResponse(OperationPage({ session: await layout(v), op, tryIt }));
+      return htmlResponse(OperationPage({ session: await layout(v), op, tryIt }), 200, cacheFor(v));
     })
     // The address a plain try-it form's answer leaves in the bar: a reload goes back to the page.
     .get("/docs/:operationId/try", ({ params }) => new Response(null, { status: 303, headers: { location: `/docs/${encodeURIComponent(params.operationId)}#try-it` } }))
@@ -152,8 +159,9 @@ export const docsPortal = (deps: Deps, app: AnyElysia, catalog: DocsCatalog) => 
       }
       // The pasted key is never sent back into the page.
       state.form = { ...state.form, key: "" };
-      if (wantsFragment(request)) return htmlResponse(TrySection(state), status);
-      return htmlResponse(OperationPage({ session: await layout(v), op, tryIt: state }), status, { "hx-push-url": `/docs/${encodeURIComponent(op.id)}` });
+      // A try-it answer is this request's alone (an API answer, a key's masked form): never cached.
+      if (wantsFragment(request)) return htmlResponse(TrySection(state), status, NO_STORE);
+      return htmlResponse(OperationPage({ session: await layout(v), op, tryIt: state }), status, { ...NO_STORE, "hx-push-url": `/docs/${encodeURIComponent(op.id)}` });
     })
     .post(
       "/docs/sandbox-key",

@@ -141,6 +141,8 @@ for (const backend of backends) {
       expect(done.status).toBe(200);
       const codes = codesIn(await done.text());
       expect(codes).toHaveLength(RECOVERY_CODE_COUNT);
+      // The session was renewed: the next forms carry the new session's CSRF token.
+      await c.page("/portal/settings/two-factor");
       // The confirming code's step is used: the next sign-in needs the next step's code.
       nextStep();
       return { address, id, secret, codes, c };
@@ -218,6 +220,43 @@ for (const backend of backends) {
       const logs = h.logs.join("\n");
       expect(logs).not.toContain(secret);
       for (const code of codes) expect(logs).not.toContain(code);
+    });
+
+    it("renews the session when it is turned on: every other browser signed out, this one carries on with a new cookie and CSRF token", async () => {
+      const { address, id } = await newAccount();
+      const { c } = await logIn(address);
+      const { c: other } = await logIn(address);
+      await other.page("/portal/settings");
+      expect((await other.get("/portal/settings")).status).toBe(200);
+      await c.page("/portal/settings/two-factor");
+      const secret = secretIn(await (await c.post("/portal/settings/two-factor/start", {})).text())!;
+      const oldCookie = c.cookies.get("kp_session")!;
+      const oldCsrf = c.csrf!;
+      const done = await c.post("/portal/settings/two-factor/confirm", { code: codeOf(secret), password: PASSWORD });
+      expect(done.status).toBe(200);
+      const html = await done.text();
+      expect(codesIn(html)).toHaveLength(RECOVERY_CODE_COUNT);
+      expect(html).toContain("Every other browser signed in to this account was signed out.");
+      // A new cookie, and the page's forms carry the new session's token.
+      const newCookie = c.cookies.get("kp_session")!;
+      expect(newCookie).toBeDefined();
+      expect(newCookie).not.toBe(oldCookie);
+      const newCsrf = /name="_csrf" value="([^"]+)"/.exec(html)?.[1];
+      expect(newCsrf).toBeDefined();
+      expect(newCsrf).not.toBe(oldCsrf);
+      // One session left, this browser's; the old cookie and the other browser are signed out.
+      const rows = await h.deps.db.select().from(sessions).where(eq(sessions.accountId, id));
+      expect(rows).toHaveLength(1);
+      expect(newCookie.startsWith(rows[0]!.id + ".")).toBe(true);
+      expect((await c.get("/portal/settings")).status).toBe(200);
+      const stale = new Client(h);
+      stale.cookies.set("kp_session", oldCookie);
+      expect((await stale.get("/portal/settings")).status).toBe(303);
+      expect((await other.get("/portal/settings")).status).toBe(303);
+      // The old page's token no longer passes; the new one does.
+      expect((await c.post("/portal/settings/two-factor/recovery-codes", { password: PASSWORD }, { csrf: oldCsrf })).status).toBe(403);
+      c.csrf = newCsrf;
+      expect((await c.post("/portal/settings/two-factor/recovery-codes", { password: PASSWORD })).status).toBe(200);
     });
 
     it("opens no session on the password alone: the pending sign-in reaches neither the portal nor the API until the code", async () => {

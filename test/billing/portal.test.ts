@@ -55,6 +55,8 @@ for (const backend of backends) {
     it("shows every plan with its figures and the billing rules on the public pricing page, signed out and signed in", async () => {
       const res = await h.req("/pricing", { headers: { accept: "text/html" } });
       expect(res.status).toBe(200);
+      // Public: a cache may keep the signed-out page, never the account's (below).
+      expect(res.headers.get("cache-control")).toBeNull();
       const page = await res.text();
       const words = text(page);
       for (const figure of ["Free", "Starter", "Enterprise", "$0.00", "$49.00", "$299.00", "500", "10,000", "100,000", "hard cap", "$3.00 per started 1,000", "$1.50 per started 1,000"]) {
@@ -82,6 +84,7 @@ for (const backend of backends) {
       expect(await (await h.req("/")).text()).toContain('href="/pricing"');
 
       const { b } = await signedUp(h);
+      expect((await b.get("/pricing")).headers.get("cache-control")).toBe("no-store");
       const signedIn = await b.page("/pricing");
       expect(signedIn).toContain("Log out");
       expect(signedIn).toContain('href="/portal/billing"');

@@ -256,6 +256,11 @@ for (const backend of backends.slice(0, 1)) {
       const signedIn = await b.page("/docs/getting-started");
       expect(signedIn).toContain(`You are signed in as ${address}.`);
       expect(signedIn).toContain('aria-current="page">API reference</a>');
+      // Signed in, every reference page is the account's: kept by no cache (the public ones may be).
+      for (const path of ["/docs", "/docs/getting-started", "/docs/errors", "/docs/analyzeEmail"]) {
+        expect({ path, signedIn: (await b.get(path)).headers.get("cache-control") }).toEqual({ path, signedIn: "no-store" });
+        expect({ path, public: (await h.req(path)).headers.get("cache-control") }).toEqual({ path, public: null });
+      }
     });
   });
 }
