@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { Server } from "bun";
 import type { Deps } from "../deps.ts";
 import { KeyStoreUnavailable, type CachedKey, type PolicyHeaders } from "../keys/cache.ts";
@@ -149,14 +150,19 @@ export function socketAddress(server: Pick<Server<unknown>, "requestIP"> | null,
   return server?.requestIP(request)?.address ?? innerRequestIp.get(request);
 }
 
-/** The client address: the socket's, or the last X-Forwarded-For hop (added by our proxy) when TRUST_PROXY is set. */
+/**
+ * The client address: the socket's, or the last X-Forwarded-For hop (added by our proxy) when
+ * TRUST_PROXY is set. A last hop that is no IP address (a proxy that adds none, a client
+ * reaching the server past it) is not taken: the socket's address is, so budgets, allowlists,
+ * the audit log and Settings → Sessions only ever see an address.
+ */
 export function clientIp(headers: Headers, socketIp: string | undefined, trustProxy: boolean): string | undefined {
   if (trustProxy) {
     const xff = headers.get("x-forwarded-for");
     if (xff) {
       const hops = xff.split(",");
       const last = hops[hops.length - 1]!.trim();
-      if (last) return last;
+      if (last && isIP(last) !== 0) return last;
     }
   }
   return socketIp;

@@ -139,7 +139,10 @@ for (const backend of backends) {
     });
 
     it("escapes a hostile user agent and address in the list", async () => {
-      const { browsers } = await signedIn(LAPTOP, { ua: HOSTILE_UA, ip: `<b onmouseover="x">` });
+      const { browsers } = await signedIn(LAPTOP, { ua: HOSTILE_UA, ip: "192.0.2.200" });
+      // A forwarded hop that is no address is never taken for one (src/gateway/chain.ts
+      // clientIp), so the hostile address is written as a row of an older version could hold it.
+      await h.deps.db.update(sessions).set({ ip: `<b onmouseover="x">` }).where(eq(sessions.id, browsers[1]!.sessionId));
       const section = sessionsSection(await browsers[0]!.page("/portal/settings"));
       expect(section).not.toContain("<script>");
       expect(section).not.toContain("<img");
