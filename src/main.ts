@@ -231,6 +231,9 @@ function listFlag(value: string | undefined): string[] | undefined {
     .filter(Boolean);
 }
 
+/** How long a SIGTERM waits for open connections to finish before closing them. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel, undefined, config.logBufferBytes);
   if (config.databaseUrl && config.secretKeySource === "file") {
@@ -258,8 +261,15 @@ async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info("shutdown started", { signal });
-    // Stop accepting; requests already in flight are answered before the hooks run.
-    await app.stop(false);
+    // Stop accepting; requests already in flight are answered before the hooks run. A
+    // connection that never settles (a client still sending a body nobody reads, a stalled
+    // upload) does not hold the shutdown and its usage flush: after the grace the rest close.
+    const server = app.server;
+    const settled = await Promise.race([app.stop(false).then(() => true), Bun.sleep(SHUTDOWN_GRACE_MS).then(() => false)]);
+    if (!settled) {
+      log.warn("shutdown: connections still open after the grace period, closing them", { graceMs: SHUTDOWN_GRACE_MS, pending: server?.pendingRequests ?? 0 });
+      await server?.stop(true);
+    }
     // Answers already sent still run their after-response hooks (the meter): wait for them.
     for (let waited = 0; app.inflight.n > 0 && waited < 5000; waited += 5) await Bun.sleep(5);
     log.info("shutdown step done", { step: "http server stopped", unfinished: app.inflight.n });

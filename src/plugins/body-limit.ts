@@ -33,6 +33,9 @@ export const bodyLimitPlugin = (config: Pick<Config, "trustProxy">) =>
     if (Number(declared) <= limit) return;
     // Assigned, not returned directly: see the onRequest hook in src/plugins/errors.ts.
     let refused: Response;
-    refused = problemResponse(requestOrigin(request, config), "payload_too_large", `The request body is larger than ${limit} bytes.`);
+    // The body is left unread, so the connection cannot carry another request: it is closed
+    // once the answer is sent (RFC 9112 §9.6). Kept open, a client still sending the refused
+    // body held it, and a graceful shutdown waited on it for ever.
+    refused = problemResponse(requestOrigin(request, config), "payload_too_large", `The request body is larger than ${limit} bytes.`, {}, { connection: "close" });
     return refused;
   });

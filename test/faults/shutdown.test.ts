@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openPglite } from "../../src/db/client.ts";
@@ -119,4 +120,54 @@ describe("shutdown under load", () => {
     expect(lost).toBeGreaterThanOrEqual(0);
     expect(lost).toBeLessThanOrEqual(lastInterval);
   }, SERVER_TEST_MS);
+});
+
+const GRACE_WARNING = "connections still open after the grace period";
+
+/** A raw connection that sends a request's head and part of its body, then nothing more. */
+async function stalledUpload(port: number, secret: string): Promise<net.Socket> {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  socket.on("error", () => {});
+  socket.write(`POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"items":[`);
+  return socket;
+}
+
+describe("shutdown with connections that do not finish", () => {
+  it("a body refused with 413 closes its connection, so SIGTERM waits for nothing", async () => {
+    const s = await serverWithKey(60_000);
+    for (let i = 0; i < 20; i++) {
+      const ok = await fetch(`http://127.0.0.1:${s.port}/v1/email/a@example.com`, { headers: { authorization: `Bearer ${s.secret}` } });
+      expect(ok.status).toBe(200);
+    }
+    // Answered from the declared length while the client is still sending: the body stays unread.
+    const huge = await fetch(`http://127.0.0.1:${s.port}/v1/batch`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${s.secret}`, "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ type: "ip", value: "x".repeat(2 * 1024 * 1024) }] }),
+    });
+    expect(huge.status).toBe(413);
+    expect(huge.headers.get("connection")).toBe("close");
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+    expect(await new Response(s.proc.stdout).text()).not.toContain(GRACE_WARNING);
+    expect(await counted(s.dataDir)).toBe(20);
+  }, SERVER_TEST_MS);
+
+  it("a stalled upload holds SIGTERM only for the grace: then it is closed, the flush runs and the process exits 0", async () => {
+    const s = await serverWithKey(60_000);
+    for (let i = 0; i < 20; i++) {
+      const ok = await fetch(`http://127.0.0.1:${s.port}/v1/email/a@example.com`, { headers: { authorization: `Bearer ${s.secret}` } });
+      expect(ok.status).toBe(200);
+    }
+    const socket = await stalledUpload(s.port, s.secret);
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    // Let the server read the head before the signal.
+    await Bun.sleep(200);
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+    await closed;
+    expect(await new Response(s.proc.stdout).text()).toContain(GRACE_WARNING);
+    expect(await counted(s.dataDir)).toBe(20);
+  }, 3 * SERVER_TEST_MS);
 });

@@ -24,6 +24,8 @@ describe("request body limit", () => {
       // As a client over HTTP sends it (a Request made in process declares no length by itself).
       const res = await h.req(path, { method: "POST", headers: { "content-type": "application/json", "content-length": String(MAX_BODY_BYTES + 1) }, body: big() });
       expect(res.status).toBe(413);
+      // The body is left unread: the connection carries no further request.
+      expect(res.headers.get("connection")).toBe("close");
       expect((await problem(res)).code).toBe("payload_too_large");
     });
   }
