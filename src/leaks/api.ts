@@ -59,7 +59,8 @@ export const leaksIntake = (deps: Deps) => {
   // A report answered just before SIGTERM is still acted on before the database closes.
   deps.shutdown.register("leak reports processed", () => leakProcessingSettled(deps));
   const origin = (request: Request) => requestOrigin(request, deps.config);
-  const tooLarge = (request: Request) => problemResponse(origin(request), "payload_too_large", `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
+  // The rest of the body is never read: the connection closes after the answer (as the body limit's 413).
+  const tooLarge = (request: Request) => problemResponse(origin(request), "payload_too_large", `The request body is larger than ${MAX_BODY_BYTES} bytes.`, {}, { connection: "close" });
 
   const scannerReport = (scanner: Scanner) => {
     const about = SCANNERS[scanner];

@@ -281,6 +281,8 @@ for (const backend of backends) {
         });
         const streamed = await h.req("/leaks/github", { method: "POST", headers: { "x-forwarded-for": freshIp(), ...githubHeaders(big) }, body: stream, duplex: "half" } as RequestInit);
         expect(streamed.status).toBe(413);
+        // The rest of the stream is never read: the connection carries no further request.
+        expect(streamed.headers.get("connection")).toBe("close");
         expect((await problem(streamed)).code).toBe("payload_too_large");
         await leakProcessingSettled(h.deps);
         expect(await reportsOf(k.secret)).toHaveLength(0);
