@@ -59,6 +59,12 @@ const isJsonType = (type: string | null) => type !== null && /^application\/([\w
  * answer's latency, metered with the operation's path template as its endpoint, runs until
  * the upstream's status and headers arrive; the body then streams on its own.
  */
+/** Whether a request carries a body (a declared length above zero, or a chunked one). */
+function declaresBody(request: Request): boolean {
+  const length = request.headers.get("content-length");
+  return (length !== null && length !== "0") || request.headers.has("transfer-encoding");
+}
+
 export function proxyHandler(env: GatewayEnv) {
   const { deps, record, inflight } = env;
 
@@ -66,6 +72,10 @@ export function proxyHandler(env: GatewayEnv) {
     const out = new Headers();
     for (const [k, v] of Object.entries(headers)) out.set(k, String(v));
     out.set("content-type", PROBLEM_CONTENT_TYPE);
+    // A body refused before it was read, or cut short over the limit, leaves the connection
+    // unable to carry another request: it closes after the answer (RFC 9112 §9.6), rather
+    // than wait on a client still sending (a graceful shutdown waited on such connections).
+    if (problem.code === "payload_too_large" || (!request.bodyUsed && declaresBody(request))) out.set("connection", "close");
     return new Response(JSON.stringify(problemAt(requestOrigin(request, deps.config), problem)), { status: problem.status, headers: out });
   };
 

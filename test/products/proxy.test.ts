@@ -225,8 +225,12 @@ for (const backend of backends) {
     it("needs <id>:read for GET, <id>:write for POST and an operation's own x-keyport-scope, or answers 403 insufficient_scope with requiredScope", async () => {
       const before = live.received.length;
       expect(await problem(await h.req("/v1/tracking/shipments/s1"))).toMatchObject({ code: "missing_api_key", status: 401 });
-      const refused = await h.req("/v1/tracking/shipments", { method: "POST", headers: bearer(reader), json: { to: "Oslo" } });
+      const body = JSON.stringify({ to: "Oslo" });
+      const refused = await h.req("/v1/tracking/shipments", { method: "POST", headers: { ...bearer(reader), "content-type": "application/json", "content-length": String(body.length) }, body });
       expect(refused.status).toBe(403);
+      // Refused before its body was read: the connection carries no further request. A refusal without a body keeps it.
+      expect(refused.headers.get("connection")).toBe("close");
+      expect((await h.req("/v1/tracking/shipments/s1")).headers.get("connection")).toBeNull();
       expect(await problem(refused)).toMatchObject({ code: "insufficient_scope", requiredScope: "tracking:write" });
       expect(await problem(await h.req("/v1/tracking/shipments/latest", { headers: bearer(writer) }))).toMatchObject({ code: "insufficient_scope", requiredScope: "tracking:latest" });
       const writeOnly = (await newKey(h, accountId, { scopes: ["tracking:write"] })).secret;
