@@ -31,11 +31,11 @@ export const bodyLimitPlugin = (config: Pick<Config, "trustProxy">) =>
     if (PROXIED.test(path) && !OWN_DATA_API.test(path)) return;
     const limit = SPEC_UPLOAD.test(path) ? SPEC_UPLOAD_BYTES : MAX_BODY_BYTES;
     if (Number(declared) <= limit) return;
-    // Assigned, not returned directly: see the onRequest hook in src/plugins/errors.ts.
-    let refused: Response;
     // The body is left unread, so the connection cannot carry another request: it is closed
     // once the answer is sent (RFC 9112 §9.6). Kept open, a client still sending the refused
-    // body held it, and a graceful shutdown waited on it for ever.
+    // body held it, and a graceful shutdown waited on it for ever. (Assigned, not returned
+    // directly: see the onRequest hook in src/plugins/errors.ts.)
+    let refused: Response;
     refused = problemResponse(requestOrigin(request, config), "payload_too_large", `The request body is larger than ${limit} bytes.`, {}, { connection: "close" });
     return refused;
   });

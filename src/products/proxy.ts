@@ -49,6 +49,12 @@ function limitedBody(body: ReadableStream<Uint8Array>, limit: number, over: () =
 
 const isJsonType = (type: string | null) => type !== null && /^application\/([\w.+-]*\+)?json\s*(;|$)/i.test(type);
 
+/** Whether a request carries a body (a declared length above zero, or a chunked one). */
+function declaresBody(request: Request): boolean {
+  const length = request.headers.get("content-length");
+  return (length !== null && length !== "0") || request.headers.has("transfer-encoding");
+}
+
 /**
  * `/v1/<product>/<path>`: a registered product's operation, through the gateway chain (key,
  * status, suspension, scope, the plan includes the product, IP, the key's and the plan's
@@ -59,12 +65,6 @@ const isJsonType = (type: string | null) => type !== null && /^application\/([\w
  * answer's latency, metered with the operation's path template as its endpoint, runs until
  * the upstream's status and headers arrive; the body then streams on its own.
  */
-/** Whether a request carries a body (a declared length above zero, or a chunked one). */
-function declaresBody(request: Request): boolean {
-  const length = request.headers.get("content-length");
-  return (length !== null && length !== "0") || request.headers.has("transfer-encoding");
-}
-
 export function proxyHandler(env: GatewayEnv) {
   const { deps, record, inflight } = env;
 
