@@ -30,6 +30,11 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** Whether lines of this level are written: a caller can skip building their fields. */
   enabled(level: Exclude<LogLevel, "silent">): boolean;
+  /**
+   * A logger whose every line carries `bindings` (before the line's own fields), serialised
+   * once, by pino's `child`, instead of on every line.
+   */
+  child(bindings: LogFields): Logger;
 }
 
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
@@ -269,6 +274,10 @@ export function createLogger(level: LogLevel, write?: (line: string) => void, bu
     },
     dest,
   );
+  return wrap(p, min, out);
+}
+
+function wrap(p: PinoLogger, min: number, out: StdoutSink | undefined): Logger {
   // Warnings and errors are rare and wanted at once: each sends its batch to stdout now.
   const urgent = (lvl: "warn" | "error") => (msg: string, fields?: LogFields) => {
     p[lvl](fields ?? {}, msg);
@@ -280,5 +289,6 @@ export function createLogger(level: LogLevel, write?: (line: string) => void, bu
     warn: urgent("warn"),
     error: urgent("error"),
     enabled: (lvl) => rank[lvl] >= min,
+    child: (bindings) => wrap(p.child(bindings), min, out),
   };
 }

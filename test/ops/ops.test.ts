@@ -17,6 +17,27 @@ describe("access log", () => {
       if (written) expect(JSON.parse(lines[0]!)).toMatchObject({ level: "info", msg: "request", requestId: "req_x1", route: "/v1/email/:address", status: 200, ms: 1.23 });
     }
   });
+
+  it("writes every line with its own method and route, also past the routes whose pair it binds once", () => {
+    const lines: string[] = [];
+    const record = requestRecorder(createLogger("info", (l) => lines.push(l)), createMetrics());
+    // Unmatched requests bring methods of their own: more pairs than the recorder binds.
+    const pairs = Array.from({ length: 1100 }, (_, i) => [`M${i}`, i % 2 ? "unmatched" : `/r/${i}`] as const);
+    for (const [method, route] of pairs) record(method, route, 404, 0.5, `req_${method}`);
+    record("GET", "/v1/email/:address", 200, 2, "req_a");
+    record("POST", "/v1/email/:address", 201, 3, "req_b");
+    record("GET", "/v1/email/:address", 429, 4, "req_c");
+    const parsed = lines.map((l) => JSON.parse(l));
+    expect(parsed.length).toBe(pairs.length + 3);
+    pairs.forEach(([method, route], i) => expect(parsed[i]).toEqual({ time: parsed[i].time, level: "info", msg: "request", requestId: `req_${method}`, method, route, status: 404, ms: 0.5 }));
+    expect(parsed.slice(-3).map(({ method, route, status, requestId }) => ({ method, route, status, requestId }))).toEqual([
+      { method: "GET", route: "/v1/email/:address", status: 200, requestId: "req_a" },
+      { method: "POST", route: "/v1/email/:address", status: 201, requestId: "req_b" },
+      { method: "GET", route: "/v1/email/:address", status: 429, requestId: "req_c" },
+    ]);
+    // Each line has each field once.
+    for (const l of lines) expect(l.match(/"route":/g)?.length).toBe(1);
+  });
 });
 
 for (const backend of backends) {
