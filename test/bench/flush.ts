@@ -13,11 +13,19 @@ export interface FlushResult {
   keys: number;
   endpoints: number;
   requests: number;
-  /** The first flush inserts every row; the second adds to rows that exist (the steady state). */
+  /**
+   * The first flush after start: yesterday's rows for the same keys, on a pool that opens its
+   * connections for it (each backend also loads its catalog caches). Reported, not judged.
+   */
+  firstMs: number;
+  /**
+   * Then, on those connections, as in a running server (its flushes every few seconds keep
+   * them open): a day's new rows inserted, then the same rows added to (the steady state).
+   */
   insertMs: number;
   updateMs: number;
   rows: number;
-  /** Requests counted in key_usage after both flushes, and what was sent. */
+  /** Requests counted in key_usage after the three flushes, and what was sent. */
   counted: number;
   expected: number;
   recordNsPerRequest: number;
@@ -26,9 +34,10 @@ export interface FlushResult {
 const ENDPOINTS = ["GET /v1/email/:address", "GET /v1/ip/:address", "POST /v1/batch"];
 
 /**
- * Metering at scale, in process: `requests` meter records over `keys` keys × 3 endpoints,
- * then a timed flush (30,000 new rows), the same again (30,000 upserts onto them), and the
- * table's totals compared with what was recorded.
+ * Metering at scale, in process: `requests` meter records over `keys` keys × 3 endpoints
+ * dated yesterday and flushed (the first flush after start, on new connections), then
+ * today's: a timed flush (30,000 new rows), the same again (30,000 upserts onto them), and
+ * the table's totals compared with what was recorded.
  */
 export async function benchFlush(opts: { databaseUrl?: string; keys?: number; requests?: number }): Promise<FlushResult> {
   const keys = opts.keys ?? 10_000;
@@ -64,37 +73,42 @@ export async function benchFlush(opts: { databaseUrl?: string; keys?: number; re
       );
     }
     const meter = new UsageMeter(db, systemClock, createLogger("silent"), 3_600_000, flushConnections(database.kind));
-    const record = () => {
+    const yesterday = new UsageMeter(db, { now: () => systemClock.now() - 86_400_000 }, createLogger("silent"), 3_600_000, flushConnections(database.kind));
+    const record = (m = meter) => {
       const started = Bun.nanoseconds();
       for (let i = 0; i < requests; i++) {
         const k = i % keys;
         const e = Math.floor(i / keys) % ENDPOINTS.length;
-        meter.record(ids[k]!, accountId, "live", ENDPOINTS[e]!, i % 50 === 0 ? 429 : 200, (i % 97) / 10);
+        m.record(ids[k]!, accountId, "live", ENDPOINTS[e]!, i % 50 === 0 ? 429 : 200, (i % 97) / 10);
       }
       return (Bun.nanoseconds() - started) / requests;
     };
-    const flush = async () => {
+    const flush = async (m = meter) => {
       const started = performance.now();
-      await meter.flush();
+      await m.flush();
       return performance.now() - started;
     };
+    record(yesterday);
+    const firstMs = await flush(yesterday);
     const recordNs = record();
     const insertMs = await flush();
     record();
     const updateMs = await flush();
     const [totals] = rowsOf<{ rows: number; n: string }>(
-      await db.execute(sql`select count(*)::int as rows, coalesce(sum(successes + errors), 0)::bigint as n from key_usage`),
+      // The rows of the timed flushes' day; the requests of both days.
+      await db.execute(sql`select (count(*) filter (where day = (select max(day) from key_usage)))::int as rows, coalesce(sum(successes + errors), 0)::bigint as n from key_usage`),
     );
     return {
       backend: database.kind,
       keys,
       endpoints: ENDPOINTS.length,
       requests,
+      firstMs,
       insertMs,
       updateMs,
       rows: Number(totals?.rows ?? 0),
       counted: Number(totals?.n ?? 0),
-      expected: 2 * requests,
+      expected: 3 * requests,
       recordNsPerRequest: recordNs,
     };
   } finally {
