@@ -285,6 +285,19 @@ export async function getKeyRow(deps: KeyDeps, accountId: string, id: string): P
 function assertChangeable(row: KeyRow, now: number): void {
   const status = keyStatus(row, now);
   if (status === "revoked") throw new DomainError("key_not_active", "This key is revoked and can no longer change.");
+  refuseSandbox(row, "changed");
+}
+
+/**
+ * A sandbox key is the API reference's, for one session: its settings are the sandbox's own
+ * (ensureSandboxKey keeps them), and a roll would turn it into an ordinary test key that
+ * outlives the session. It can be revoked (the next try-it call makes a new one), not
+ * changed or rolled.
+ */
+export function refuseSandbox(row: Pick<KeyRow, "sandboxSessionId">, what: "changed" | "rolled" | "rotated"): void {
+  if (row.sandboxSessionId !== null) {
+    throw new DomainError("key_not_active", `A sandbox key belongs to the API reference's try-it and cannot be ${what}; revoke it, or create a test key of your own.`);
+  }
 }
 
 export async function updateKey(deps: KeyDeps, accountId: string, id: string, patch: KeyPatch, who: Actor): Promise<KeyView> {
@@ -434,6 +447,7 @@ export async function rollKey(
   const result = await deps.db.transaction(async (tx) => {
     await lockAccount(tx, accountId);
     const old = await findOwned(tx, accountId, id);
+    refuseSandbox(old, "rolled");
     await requireVerifiedForLive(tx, deps, accountId, old.environment);
     const replaced = await replaceKey(tx, deps, old, gracePeriodHours, now, "rolled");
     await recordAudit(

@@ -5,7 +5,7 @@ import { recordAudit, systemActor, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { newId } from "../ids.ts";
 import { apiKeys } from "../keys/keys.sql.ts";
-import { carryQuota, getKeyRow, keyStatus, replaceKey } from "../keys/service.ts";
+import { carryQuota, getKeyRow, keyStatus, refuseSandbox, replaceKey } from "../keys/service.ts";
 import { emit } from "../notify/service.ts";
 import { DomainError, notFound } from "../errors.ts";
 import { keyRotations, rotationPolicies } from "./rotation.sql.ts";
@@ -87,6 +87,7 @@ export async function scheduleRotation(deps: RotationDeps, accountId: string, ke
   }
   const key = await getKeyRow(deps, accountId, keyId);
   if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
+  refuseSandbox(key, "rotated");
   const policy = await getPolicy(deps, accountId);
   const now = new Date(nowMs);
   const row = await deps.db.transaction(async (tx) => {
@@ -156,10 +157,11 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
         .returning();
       if (!claimed) return null;
       const [old] = await tx.select().from(apiKeys).where(eq(apiKeys.id, claimed.oldKeyId)).for("update");
-      if (!old || keyStatus(old, nowMs) !== "active") {
+      // A sandbox key is never replaced (refuseSandbox): a rotation of one fails as a gone key's would.
+      if (!old || keyStatus(old, nowMs) !== "active" || old.sandboxSessionId !== null) {
         const [failed] = await tx
           .update(keyRotations)
-          .set({ state: "failed", failure: `the key is ${old ? keyStatus(old, nowMs) : "gone"}` })
+          .set({ state: "failed", failure: !old ? "the key is gone" : old.sandboxSessionId !== null ? "the key is a sandbox key" : `the key is ${keyStatus(old, nowMs)}` })
           .where(eq(keyRotations.id, rotationId))
           .returning();
         await recordAudit(tx, who, { accountId: claimed.accountId, action: "rotation.failed", keyId: claimed.oldKeyId, changes: { rotationId, failure: failed!.failure } }, now);
@@ -210,6 +212,7 @@ export async function emergencyRotation(deps: RotationDeps, accountId: string, k
   const key = await getKeyRow(deps, accountId, keyId);
   const nowMs = deps.clock.now();
   if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
+  refuseSandbox(key, "rotated");
   const policy = await getPolicy(deps, accountId);
   const now = new Date(nowMs);
   const id = newId("rot");
@@ -331,6 +334,7 @@ export async function runSweep(deps: RotationDeps): Promise<SweepResult> {
              coalesce(p.default_grace_hours, 72), ${now.toISOString()}::timestamptz, ${now.toISOString()}::timestamptz
       from api_keys k left join rotation_policies p on p.account_id = k.account_id
       where k.revoked_at is null and k.grace_ends_at is null
+        and k.sandbox_session_id is null
         and (k.expires_at is null or k.expires_at > ${now.toISOString()}::timestamptz)
         and coalesce(p.max_key_age_days, 90) > 0
         and k.created_at <= ${now.toISOString()}::timestamptz - make_interval(days => coalesce(p.max_key_age_days, 90))

@@ -89,6 +89,41 @@ for (const backend of backends) {
       expect(api.data.find((k) => k.name === "sandbox")!.sandbox).toBe(true);
     });
 
+    it("keeps a sandbox key the reference's: it cannot be changed, rolled or rotated (409, nothing changes), only revoked", async () => {
+      const b = new Browser(h);
+      await b.signUp(email());
+      const accountId = await accountOf(b);
+      expect((await b.post("/docs/analyzeEmail/try", { param_address: "a@example.com", credential: "sandbox" }, { htmx: true })).status).toBe(200);
+      const [before] = await sandboxRows(accountId);
+      const admin = await newKey(h, accountId, { name: "admin", scopes: ["keys:manage"], rateLimit: 10_000 });
+      const headers = bearer(admin.secret);
+      const refusals = [
+        await h.req(`/api/keys/${before!.id}`, { method: "PATCH", headers, json: { rateLimit: 10_000, scopes: ["email:read", "ip:read", "batch:write"] } }),
+        await h.req(`/api/keys/${before!.id}/roll`, { method: "POST", headers, json: { gracePeriodHours: 0 } }),
+        await h.req(`/api/keys/${before!.id}/rotations`, { method: "POST", headers, json: { at: new Date(clock.now() + 3_600_000).toISOString() } }),
+        await h.req(`/api/keys/${before!.id}/rotations/emergency`, { method: "POST", headers, json: { reason: "test" } }),
+      ];
+      for (const res of refusals) {
+        const problem = (await res.json()) as { code: string; detail: string };
+        expect([res.status, problem.code]).toEqual([409, "key_not_active"]);
+        expect(problem.code).toBe("key_not_active");
+        expect(problem.detail).toContain("sandbox key");
+      }
+      // Nothing changed, and no ordinary key came of it.
+      const rows = await h.deps.db.query.apiKeys.findMany({ where: (k, { eq }) => eq(k.accountId, accountId) });
+      expect(rows.map((k) => k.name).sort()).toEqual(["admin", "sandbox"]);
+      const [after] = await sandboxRows(accountId);
+      expect(after).toEqual(before!);
+      // The portal offers what the key allows: no edit or roll form, the revoke button with why.
+      const page = await b.page(`/portal/keys/${before!.id}`);
+      expect(page).not.toContain(`action="/portal/keys/${before!.id}/roll"`);
+      expect(page).not.toContain('name="rateLimit"');
+      expect(page).toContain("It cannot be changed or");
+      expect(page).toContain(`action="/portal/keys/${before!.id}/revoke"`);
+      const revoked = await h.req(`/api/keys/${before!.id}`, { method: "DELETE", headers });
+      expect(((await revoked.json()) as { status: string }).status).toBe("revoked");
+    });
+
     it("shows a 429 with its headers over the sandbox key's limit, and makes a new key after 30 minutes", async () => {
       const b = new Browser(h);
       await b.signUp(email());

@@ -59,7 +59,8 @@ function DangerZone(props: { children?: Children }) {
 
 export function KeyDetailPage(props: KeyDetailProps) {
   const k = props.k;
-  const changeable = k.status === "active";
+  // A sandbox key is the API reference's: revoked, not changed or rolled (src/keys/service.ts refuseSandbox).
+  const changeable = k.status === "active" && !k.sandbox;
   return (
     <Layout title={k.name} session={props.session} active="keys">
       <p>
@@ -150,6 +151,14 @@ export function KeyDetailPage(props: KeyDetailProps) {
             <RevokeForm k={k} csrf={props.session.csrfToken} />
           </DangerZone>
         </>
+      ) : k.status === "active" ? (
+        <DangerZone>
+          <p>
+            This is the sandbox key of one of your sessions: the API reference's try-it uses it, and it is revoked when that session signs out. It cannot be changed or
+            rolled; revoke it to stop it now (the next try-it call makes a new one), or create a test key of your own.
+          </p>
+          <RevokeForm k={k} csrf={props.session.csrfToken} />
+        </DangerZone>
       ) : k.status === "expiring" ? (
         <DangerZone>
           <p>This key was rolled and works until its grace period ends. Revoke it to stop it now, for example if it leaked. It cannot be undone.</p>
