@@ -1,5 +1,5 @@
 import { Elysia } from "elysia";
-import { analyzeEmail } from "../../src/data-api/email.ts";
+import { emailAnswer, limitAnswer } from "./handlers.ts";
 
 /**
  * The reference servers of `bun run bench`, each its own process (PORT from the environment):
@@ -21,18 +21,6 @@ import { analyzeEmail } from "../../src/data-api/email.ts";
  */
 const port = Number(process.env.PORT ?? 3100);
 
-/**
- * The email handler, written so that Elysia compiles it synchronously. Elysia decides whether
- * to `await` a handler from its source: a body with `return f(` or `=> f(` counts as async
- * (elysia's compose.mjs `isAsync`, elysiajs/elysia#2005), and an awaited handler costs its
- * request a promise and a microtask. Keyport's data-API handlers are written the same way
- * (src/gateway/route.ts), so every row compares like with like.
- */
-function emailAnswer({ params }: { params: { address: string } }) {
-  let answer;
-  answer = analyzeEmail(params.address);
-  return answer;
-}
 const variant = process.env.BENCH_VARIANT ?? "bare";
 
 if (variant === "frame") {
@@ -57,37 +45,8 @@ if (variant === "frame") {
     .use(createApp(deps))
     .listen({ port, hostname: "127.0.0.1" });
 } else if (variant === "limit") {
-  const LIMIT = 100_000;
-  const policy = `"default";q=${LIMIT};w=60`;
-  const limit = String(LIMIT);
-  const idPrefix = `req_${crypto.randomUUID().slice(0, 8)}`;
-  let sequence = 0;
-  let remaining = LIMIT;
-  let second = 0;
-  let reset = "";
   new Elysia()
-    .get("/v1/email/:address", ({ params, request, set }) => {
-      if (request.headers.get("authorization") === null) {
-        set.status = 401;
-        return { status: 401, code: "missing_api_key" };
-      }
-      if (--remaining < 0) remaining = LIMIT - 1;
-      const now = Date.now();
-      if (now >= second) {
-        second = now - (now % 1000) + 1000;
-        reset = String(second / 1000 + 60);
-      }
-      const h = set.headers;
-      h["x-request-id"] = idPrefix + (++sequence).toString(36);
-      h["ratelimit-policy"] = policy;
-      h.ratelimit = `"default";r=${remaining};t=60`;
-      h["x-ratelimit-limit"] = limit;
-      h["x-ratelimit-remaining"] = String(remaining);
-      h["x-ratelimit-reset"] = reset;
-      let answer;
-      answer = analyzeEmail(params.address);
-      return answer;
-    })
+    .get("/v1/email/:address", limitAnswer(`req_${crypto.randomUUID().slice(0, 8)}`))
     .get("/json", () => ({ hello: "world" }))
     .listen({ port, hostname: "127.0.0.1" });
 } else {

@@ -1,13 +1,13 @@
 import { Elysia } from "elysia";
 import { createApp } from "../../src/app.ts";
 import { parseConfig } from "../../src/config.ts";
-import { analyzeEmail } from "../../src/data-api/email.ts";
 import { openPglite } from "../../src/db/client.ts";
 import { createLogger, flushLogs } from "../../src/ops/log.ts";
 import { errorsPlugin } from "../../src/plugins/errors.ts";
 import { errorPage } from "../../src/portal/respond.ts";
 import { assembleDeps } from "../../src/runtime.ts";
 import { MemoryState } from "../../src/state/memory.ts";
+import { emailAnswer, limitAnswer } from "./handlers.ts";
 
 /**
  * The request path without sockets (`bun test/bench/inprocess.ts <data dir> <keys file>
@@ -45,50 +45,12 @@ const keyport = async (level: "warn" | "info") => {
 const quiet = await keyport("warn");
 const logged = await keyport("info");
 
-/** The limit row's handler (test/bench/baseline.ts, BENCH_VARIANT=limit). */
-function limitHandler() {
-  const LIMIT = 100_000;
-  const policy = `"default";q=${LIMIT};w=60`;
-  const limit = String(LIMIT);
-  let sequence = 0;
-  let remaining = LIMIT;
-  let second = 0;
-  let reset = "";
-  return ({ params, request, set }: { params: { address: string }; request: Request; set: { status?: number | string; headers: Record<string, string | number> } }) => {
-    if (request.headers.get("authorization") === null) {
-      set.status = 401;
-      return { status: 401, code: "missing_api_key" };
-    }
-    if (--remaining < 0) remaining = LIMIT - 1;
-    const now = Date.now();
-    if (now >= second) {
-      second = now - (now % 1000) + 1000;
-      reset = String(second / 1000 + 60);
-    }
-    const h = set.headers;
-    h["x-request-id"] = "req_bench" + (++sequence).toString(36);
-    h["ratelimit-policy"] = policy;
-    h.ratelimit = `"default";r=${remaining};t=60`;
-    h["x-ratelimit-limit"] = limit;
-    h["x-ratelimit-remaining"] = String(remaining);
-    h["x-ratelimit-reset"] = reset;
-    let answer;
-    answer = analyzeEmail(params.address);
-    return answer;
-  };
-}
-function emailOnly({ params }: { params: { address: string } }) {
-  let answer;
-  answer = analyzeEmail(params.address);
-  return answer;
-}
-
-const bare = new Elysia().get("/limit/email/:address", limitHandler());
+const bare = new Elysia().get("/limit/email/:address", limitAnswer("req_bare"));
 // Mounted as in test/bench/baseline.ts's frame: after the error hook, before createApp's routes.
 const inApp = new Elysia()
   .use(errorsPlugin(quiet.deps, errorPage))
-  .get("/limit/email/:address", limitHandler())
-  .get("/frame/email/:address", emailOnly)
+  .get("/limit/email/:address", limitAnswer("req_inapp"))
+  .get("/frame/email/:address", emailAnswer)
   .use(quiet.app);
 
 type Fetch = (r: Request) => Response | Promise<Response>;
