@@ -5,7 +5,7 @@ import { recordAudit, systemActor, type Actor } from "../audit/service.ts";
 import { Sealer } from "../crypto/seal.ts";
 import { newId } from "../ids.ts";
 import { apiKeys } from "../keys/keys.sql.ts";
-import { carryQuota, getKeyRow, keyStatus, refuseSandbox, replaceKey } from "../keys/service.ts";
+import { carryQuota, getKeyRow, keyStatus, refuseSandbox, replaceKey, type KeyRow } from "../keys/service.ts";
 import { emit } from "../notify/service.ts";
 import { DomainError, notFound } from "../errors.ts";
 import { keyRotations, rotationPolicies } from "./rotation.sql.ts";
@@ -79,6 +79,12 @@ async function insertRotation(tx: Tx, row: typeof keyRotations.$inferInsert): Pr
   }
 }
 
+/** Only an active key that is not a sandbox key can be rotated (409 key_not_active otherwise). */
+function assertRotatable(key: KeyRow, nowMs: number): void {
+  if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
+  refuseSandbox(key, "rotated");
+}
+
 /** Schedules a rotation of an active key for a time (now or later). */
 export async function scheduleRotation(deps: RotationDeps, accountId: string, keyId: string, data: ScheduleInput, who: Actor): Promise<RotationView> {
   const nowMs = deps.clock.now();
@@ -86,8 +92,7 @@ export async function scheduleRotation(deps: RotationDeps, accountId: string, ke
     throw new DomainError("invalid_request", "The rotation is not valid.", [{ field: "at", message: "must not be in the past" }]);
   }
   const key = await getKeyRow(deps, accountId, keyId);
-  if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
-  refuseSandbox(key, "rotated");
+  assertRotatable(key, nowMs);
   const policy = await getPolicy(deps, accountId);
   const now = new Date(nowMs);
   const row = await deps.db.transaction(async (tx) => {
@@ -211,8 +216,7 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
 export async function emergencyRotation(deps: RotationDeps, accountId: string, keyId: string, { reason }: EmergencyInput, who: Actor): Promise<{ rotation: RotationView; secret: string }> {
   const key = await getKeyRow(deps, accountId, keyId);
   const nowMs = deps.clock.now();
-  if (keyStatus(key, nowMs) !== "active") throw new DomainError("key_not_active", "Only an active key can be rotated.");
-  refuseSandbox(key, "rotated");
+  assertRotatable(key, nowMs);
   const policy = await getPolicy(deps, accountId);
   const now = new Date(nowMs);
   const id = newId("rot");
