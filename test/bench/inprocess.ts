@@ -19,7 +19,7 @@ import { emailAnswer, limitAnswer } from "./handlers.ts";
  * and the meter, and the access log.
  *
  * Variants, all answering `GET …/email/jane.doe@example.com` with the 64 keys:
- * - `limit (bare app)`: the limit row's handler in a bare Elysia app (test/bench/baseline.ts);
+ * - `limit (bare app)`: the limit row's handler in a bare Elysia app (limitAnswer, test/bench/handlers.ts);
  * - `limit in Keyport's app`: the same handler mounted where the data API sits in createApp;
  * - `no headers in Keyport's app`: the email handler alone there (the frame row);
  * - `Keyport`: /v1/email, the whole chain and meter (embedded: PGlite, in-process state);
