@@ -85,6 +85,19 @@ function assertRotatable(key: KeyRow, nowMs: number): void {
   refuseSandbox(key, "rotated");
 }
 
+/**
+ * Why a scheduled rotation cannot replace its key when it starts (the rotation fails with
+ * this), or undefined when it can: the same rule as assertRotatable, a sandbox key included
+ * (refuseSandbox).
+ */
+function whyNotRotatable(key: KeyRow | undefined, nowMs: number): string | undefined {
+  if (!key) return "the key is gone";
+  const status = keyStatus(key, nowMs);
+  if (status !== "active") return `the key is ${status}`;
+  if (key.sandboxSessionId !== null) return "the key is a sandbox key";
+  return undefined;
+}
+
 /** Schedules a rotation of an active key for a time (now or later). */
 export async function scheduleRotation(deps: RotationDeps, accountId: string, keyId: string, data: ScheduleInput, who: Actor): Promise<RotationView> {
   const nowMs = deps.clock.now();
@@ -162,11 +175,11 @@ async function startRotation(deps: RotationDeps, rotationId: string, who: Actor)
         .returning();
       if (!claimed) return null;
       const [old] = await tx.select().from(apiKeys).where(eq(apiKeys.id, claimed.oldKeyId)).for("update");
-      // A sandbox key is never replaced (refuseSandbox): a rotation of one fails as a gone key's would.
-      if (!old || keyStatus(old, nowMs) !== "active" || old.sandboxSessionId !== null) {
+      const failure = whyNotRotatable(old, nowMs);
+      if (!old || failure !== undefined) {
         const [failed] = await tx
           .update(keyRotations)
-          .set({ state: "failed", failure: !old ? "the key is gone" : old.sandboxSessionId !== null ? "the key is a sandbox key" : `the key is ${keyStatus(old, nowMs)}` })
+          .set({ state: "failed", failure: failure ?? "the key is gone" })
           .where(eq(keyRotations.id, rotationId))
           .returning();
         await recordAudit(tx, who, { accountId: claimed.accountId, action: "rotation.failed", keyId: claimed.oldKeyId, changes: { rotationId, failure: failed!.failure } }, now);
